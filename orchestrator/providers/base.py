@@ -1,0 +1,54 @@
+"""The provider seam: one method that yields a stream of deltas for one LLM call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+Message = dict[str, Any]
+ToolSpec = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call; pieces with the same index belong to the same call."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Finish:
+    reason: str | None
+
+
+Delta = TextDelta | ToolCallDelta | Usage | Finish
+
+
+class Cancelled(Exception):
+    """The run was cancelled while waiting on the provider."""
+
+
+class Provider(Protocol):
+    """One LLM endpoint. `stream` gives up promptly (raising Cancelled) once cancelled() is true."""
+
+    name: str
+    model: str
+
+    def stream(
+        self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
+    ) -> Iterator[Delta]: ...

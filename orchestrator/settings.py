@@ -1,0 +1,140 @@
+"""The one frozen Settings object, read from the environment at the edges only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator.errors import ConfigError
+
+OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
+OPENROUTER_DEFAULT_MODEL = "moonshotai/kimi-k2.5"
+CEREBRAS_BASE_URL = "https://api.cerebras.ai/v1"
+CEREBRAS_DEFAULT_MODEL = "zai-glm-4.7"
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One OpenAI-compatible endpoint of the provider chain."""
+
+    name: str
+    base_url: str
+    api_key: str
+    model: str
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{data_dir.resolve() / 'app.db'}"
+
+
+def normalize_database_url(url: str) -> str:
+    """Let operators write a plain postgresql:// URL; the app picks the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///./.data/app.db"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    auth_secret: str = "dev-insecure-secret-change-me"
+    auth_jwks_url: str | None = None
+    default_credits: int = 5
+    providers: tuple[ProviderConfig, ...] = ()
+    llm_read_timeout: float = 60.0
+    llm_connect_timeout: float = 10.0
+    # Retries per provider, and the backoff caps of DESIGN section 7.
+    llm_attempts_per_provider: int = 3
+    llm_backoff_cap: float = 8.0
+    llm_retry_after_cap: float = 30.0
+    agent_max_steps: int = 25
+    sandbox: str = "local"
+    sandbox_root: str = "./.data/sandboxes"
+    e2b_api_key: str | None = None
+    public_url: str = "http://127.0.0.1:5000"
+    port: int = 5000
+    queue_name: str = "generation"
+    # Content is flushed to the database at least this often while tokens arrive.
+    flush_interval: float = 0.25
+    # Heartbeat and the reaper's thresholds (DESIGN section 9).
+    heartbeat_interval: float = 5.0
+    stale_after: float = 30.0
+    pending_grace: float = 30.0
+    max_run_attempts: int = 3
+    # Kept well under the broker's visibility timeout so a slow run is never delivered twice.
+    run_deadline: float = 900.0
+    event_stream_ttl: int = 3600
+    event_stream_maxlen: int = 10000
+    idempotency_ttl_hours: int = 24
+    rate_limit_per_minute: int = 0
+    max_body_bytes: int = 1024 * 1024
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def demo_mode(self) -> bool:
+        return not self.providers
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, data_dir: Path | None = None) -> Settings:
+        data_dir = data_dir or Path(env.get("DATA_DIR", ".data"))
+
+        def number(name: str, default: float) -> float:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return float(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+        sandbox = env.get("SANDBOX", "local").lower()
+        if sandbox not in ("local", "e2b"):
+            raise ConfigError(f"SANDBOX must be 'local' or 'e2b', got {sandbox!r}")
+        if sandbox == "e2b" and not env.get("E2B_API_KEY"):
+            raise ConfigError("SANDBOX=e2b needs E2B_API_KEY")
+        port = int(number("PORT", 5000))
+        return cls(
+            database_url=normalize_database_url(
+                env.get("DATABASE_URL") or default_database_url(data_dir)
+            ),
+            redis_url=env.get("REDIS_URL") or cls.redis_url,
+            auth_secret=env.get("AUTH_SECRET") or cls.auth_secret,
+            auth_jwks_url=env.get("AUTH_JWKS_URL") or None,
+            default_credits=int(number("DEFAULT_CREDITS", cls.default_credits)),
+            providers=providers_from_env(env),
+            llm_read_timeout=number("LLM_READ_TIMEOUT", cls.llm_read_timeout),
+            agent_max_steps=int(number("AGENT_MAX_STEPS", cls.agent_max_steps)),
+            sandbox=sandbox,
+            sandbox_root=str(data_dir / "sandboxes"),
+            e2b_api_key=env.get("E2B_API_KEY") or None,
+            public_url=(env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
+            port=port,
+            rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0)),
+            extra={k: v for k, v in env.items() if k.startswith("E2B_")},
+        )
+
+
+def providers_from_env(env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
+    """The ordered chain: explicit LLM_* variables win over the OpenRouter/Cerebras presets."""
+    chain: list[ProviderConfig] = []
+    for slot, preset_key, preset_url, preset_model in (
+        ("PRIMARY", "OPENROUTER_API_KEY", OPENROUTER_BASE_URL, OPENROUTER_DEFAULT_MODEL),
+        ("FALLBACK", "CEREBRAS_API_KEY", CEREBRAS_BASE_URL, CEREBRAS_DEFAULT_MODEL),
+    ):
+        preset = env.get(preset_key)
+        base_url = env.get(f"LLM_{slot}_BASE_URL") or (preset_url if preset else None)
+        api_key = env.get(f"LLM_{slot}_API_KEY") or preset
+        model = env.get(f"LLM_{slot}_MODEL") or (preset_model if preset else None)
+        if not base_url and not api_key:
+            continue
+        if not base_url or not model:
+            raise ConfigError(f"LLM_{slot}_BASE_URL and LLM_{slot}_MODEL must both be set")
+        chain.append(
+            ProviderConfig(
+                name=slot.lower(), base_url=base_url, api_key=api_key or "none", model=model
+            )
+        )
+    return tuple(chain)
