@@ -1,18 +1,18 @@
 """The domain's errors: one shallow tree, mapped to HTTP only in web/errors.py.
 
-    AppError
-    ├── ConfigError          bad configuration at start-up
-    ├── InvalidRequest       the input breaks a rule of the contract
-    ├── Unauthorized         no valid identity
-    ├── Forbidden            the plan does not allow it
-    ├── NotFound             missing, or not the caller's
-    ├── OutOfCredits         no credit left for a prompt
-    ├── Conflict             state forbids it (a run in progress, a run already over)
-    ├── IdempotencyMismatch  an Idempotency-Key reused with another body
-    ├── RateLimited          too many prompts in a window
-    ├── QueueUnavailable     the broker cannot be reached
-    ├── ProviderError        every LLM provider failed
-    └── SandboxError         the sandbox failed outside a tool call
+AppError
+├── ConfigError          bad configuration at start-up
+├── InvalidRequest       the input breaks a rule of the contract
+├── Unauthorized         no valid identity
+├── Forbidden            the plan does not allow it
+├── NotFound             missing, or not the caller's
+├── OutOfCredits         no credit left for a prompt
+├── Conflict             state forbids it (a run in progress, a run already over)
+├── IdempotencyMismatch  an Idempotency-Key reused with another body
+├── RateLimited          too many prompts in a window
+├── QueueUnavailable     the broker cannot be reached
+├── ProviderError        every LLM provider failed
+└── SandboxError         the sandbox failed outside a tool call
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class Sandbox(Protocol):
     def run(self, command: str, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult: ...
 
     def preview(self) -> str | None:
-        """Start what serves the app and return its public URL, or None when the web app serves it."""
+        """Start what serves the app; its public URL, or None when the web app serves it."""
         ...
 
     def close(self, keep_alive: bool = False) -> None:

@@ -1,0 +1,163 @@
+"""The agent loop on one page: ask the model, run the tools it calls, repeat until it finishes.
+
+    for step in range(max_steps):
+        reply = provider.stream(messages, tools)      # text and tool calls, streamed
+        if no tool calls: stop
+        for call in reply.tool_calls:
+            result = workspace.call(call)             # a tool error is a result, never a crash
+        if a call was finish: stop
+
+No database, Redis or Celery here: collaborators come in as arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.events import DeltaEvent, Event, ToolCallEvent, ToolResultEvent
+from orchestrator.providers.base import (
+    Cancelled,
+    Message,
+    Provider,
+    TextDelta,
+    ToolCallDelta,
+    ToolSpec,
+)
+from orchestrator.sandboxes.base import Sandbox
+from orchestrator.tools import TOOL_NAMES, TOOL_SPECS, ToolError, Workspace, parse_arguments
+
+
+@dataclass
+class Outcome:
+    text: str
+    tool_calls: list[dict[str, Any]]
+    files: dict[str, str]
+    title: str | None
+    summary: str | None
+    steps: int
+    stop_reason: str  # "finish" | "no_tool_call" | "max_steps"
+
+
+@dataclass
+class _PendingCall:
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+def run_agent(
+    messages: list[Message],
+    provider: Provider,
+    sandbox: Sandbox,
+    emit: Callable[[Event], None],
+    cancelled: Callable[[], bool],
+    *,
+    max_steps: int = 25,
+    tools: list[ToolSpec] = TOOL_SPECS,
+) -> Outcome:
+    conversation = list(messages)
+    workspace = Workspace(sandbox)
+    text: list[str] = []
+    records: list[dict[str, Any]] = []
+    finish_args: dict[str, Any] | None = None
+    stop_reason = "max_steps"
+    steps = 0
+
+    for step in range(max_steps):
+        if cancelled():
+            raise Cancelled()
+        steps = step + 1
+        step_text: list[str] = []
+        pending: dict[int, _PendingCall] = {}
+        for delta in provider.stream(conversation, tools, cancelled):
+            if isinstance(delta, TextDelta):
+                step_text.append(delta.text)
+                emit(DeltaEvent(delta.text))
+            elif isinstance(delta, ToolCallDelta):
+                call = pending.setdefault(delta.index, _PendingCall())
+                call.id = call.id or delta.id
+                call.name = call.name or (delta.name or "")
+                call.arguments.append(delta.arguments)
+        text.extend(step_text)
+
+        calls = [pending[i] for i in sorted(pending)]
+        for position, call in enumerate(calls):
+            call.id = call.id or f"call_{step}_{position}"
+        assistant: Message = {"role": "assistant", "content": "".join(step_text) or None}
+        if calls:
+            assistant["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": "".join(c.arguments)},
+                }
+                for c in calls
+            ]
+        conversation.append(assistant)
+        if not calls:
+            stop_reason = "no_tool_call"
+            break
+
+        for call in calls:
+            if cancelled():
+                raise Cancelled()
+            assert call.id is not None
+            args, refusal = _parse(call)
+            record: dict[str, Any] = {"id": call.id, "name": call.name, "args": args}
+            records.append(record)
+            emit(ToolCallEvent(call.id, call.name, args))
+            if refusal is not None:
+                result = refusal
+            elif call.name == "finish":
+                result, finish_args = {"success": True}, args
+            else:
+                result = workspace.call(call.name, args)
+            record["result"] = result
+            emit(ToolResultEvent(call.id, result))
+            conversation.append(
+                {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
+            )
+        if finish_args is not None:
+            stop_reason = "finish"
+            break
+
+    return Outcome(
+        text="".join(text),
+        tool_calls=records,
+        files=dict(workspace.written),
+        title=_clean(finish_args, "title"),
+        summary=_clean(finish_args, "summary"),
+        steps=steps,
+        stop_reason=stop_reason,
+    )
+
+
+def _parse(call: _PendingCall) -> tuple[Any, dict[str, Any] | None]:
+    """The call's arguments, and the error to give the model instead of running it, if any."""
+    raw = "".join(call.arguments)
+    if call.name not in TOOL_NAMES:
+        return _lenient(raw), {"error": f"unknown tool: {call.name or '(none)'}"}
+    try:
+        args = parse_arguments(raw)
+    except ToolError as exc:
+        return raw, {"error": str(exc)}
+    if call.name == "finish" and not (
+        isinstance(args.get("title"), str) and isinstance(args.get("summary"), str)
+    ):
+        return args, {"error": "finish needs 'title' and 'summary' strings"}
+    return args, None
+
+
+def _lenient(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _clean(args: dict[str, Any] | None, key: str) -> str | None:
+    value = (args or {}).get(key)
+    return value.strip()[:200] if isinstance(value, str) and value.strip() else None

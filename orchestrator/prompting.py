@@ -1,0 +1,95 @@
+"""What the model sees: a system prompt per framework, the conversation's history, the prompt."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from models import Attachment, AttachmentType, Framework, Message, Role, Status
+
+HISTORY_LIMIT = 20
+
+_BASE = (
+    "You are an expert web developer working inside a sandboxed project workspace. "
+    "Build what the user asks for by calling tools: write_file to create or change files "
+    "(always the complete content), read_file and list_files to look around, run_command to "
+    "install or check things. Paths are relative to the workspace root. Keep the user informed "
+    "with short messages. When the app is complete, call finish with a short title and a "
+    "one-paragraph summary."
+)
+
+FRAMEWORK_GUIDES: dict[str, str] = {
+    Framework.NEXTJS: (
+        "The project is a Next.js 15 app (App Router, TypeScript, Tailwind CSS). Pages live in "
+        "app/ (app/page.tsx, app/layout.tsx); components in components/. The dev server already "
+        "runs on port 3000 in the sandbox; do not start it."
+    ),
+    Framework.REACT: (
+        "The project is a React 19 + Vite + TypeScript app. The entry is src/main.tsx and the "
+        "root component src/App.tsx; keep index.html at the root."
+    ),
+    Framework.VUE: (
+        "The project is a Vue 3 + Vite + TypeScript app using single-file components. The entry "
+        "is src/main.ts and the root component src/App.vue."
+    ),
+    Framework.ANGULAR: (
+        "The project is an Angular 19 app with standalone components. The root component is "
+        "src/app/app.component.ts with its template and styles beside it."
+    ),
+    Framework.SVELTE: (
+        "The project is a Svelte 5 + Vite app. The entry is src/main.ts and the root component "
+        "src/App.svelte."
+    ),
+}
+
+STATIC_GUIDE = (
+    "If no build tooling is available, make the app work as plain static files: an index.html "
+    "at the root that loads its CSS and JavaScript by relative paths."
+)
+
+
+def system_prompt(framework: str) -> str:
+    guide = FRAMEWORK_GUIDES.get(framework, FRAMEWORK_GUIDES[Framework.NEXTJS])
+    return f"{_BASE}\n\n{guide}\n{STATIC_GUIDE}"
+
+
+def build_messages(
+    framework: str,
+    history: list[Message],
+    prompt: Message,
+    attachments: list[Attachment],
+) -> list[dict[str, Any]]:
+    """The chat-completions `messages` for the first step of a run."""
+    out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(framework)}]
+    for past in history[-HISTORY_LIMIT:]:
+        if past.role == Role.USER:
+            out.append({"role": "user", "content": past.content})
+        elif past.status == Status.COMPLETE and past.content:
+            out.append({"role": "assistant", "content": past.content})
+    out.append({"role": "user", "content": prompt_content(prompt, attachments)})
+    return out
+
+
+def prompt_content(prompt: Message, attachments: list[Attachment]) -> str | list[dict[str, Any]]:
+    """Images become image inputs; imported repos and designs become context text."""
+    text = prompt.content
+    context = [_import_context(a) for a in attachments if a.type != AttachmentType.IMAGE]
+    if context:
+        text = text + "\n\n" + "\n".join(context)
+    images = [a.url for a in attachments if a.type == AttachmentType.IMAGE]
+    if prompt.image_url:
+        images.insert(0, prompt.image_url)
+    if not images:
+        return text
+    parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+    parts += [{"type": "image_url", "image_url": {"url": url}} for url in images]
+    return parts
+
+
+def _import_context(attachment: Attachment) -> str:
+    kind = "GitHub repository" if attachment.type == AttachmentType.GITHUB_REPO else "Figma file"
+    meta = json.dumps(attachment.source_metadata, default=str) if attachment.source_metadata else ""
+    line = f"[Attached {kind}: {attachment.url}"
+    if attachment.import_id:
+        line += f" (import {attachment.import_id})"
+    return line + (f" metadata: {meta}]" if meta else "]")

@@ -1,0 +1,140 @@
+"""Primary then fallback: retries with tenacity, and fallback only before text reached clients."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+from orchestrator.errors import ProviderError
+from orchestrator.providers.base import (
+    Cancelled,
+    Delta,
+    Message,
+    Provider,
+    TextDelta,
+    ToolSpec,
+    Usage,
+)
+from orchestrator.providers.retry import BackoffWait, is_transient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Attempt:
+    provider: str
+    model: str
+    error: str | None = None
+
+
+@dataclass
+class ChainRun:
+    """The provider chain as one run sees it: which provider served it, attempts, token usage.
+
+    Implements the Provider protocol, so the agent loop never knows there is more than one.
+    """
+
+    providers: Sequence[Provider]
+    attempts_per_provider: int = 3
+    wait: Callable[..., float] = field(default_factory=BackoffWait)
+    attempts: list[Attempt] = field(default_factory=list)
+    served_by: Provider | None = None
+    text_sent: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    name: str = "chain"
+    model: str = ""
+
+    def stream(
+        self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
+    ) -> Iterator[Delta]:
+        # Once text reached clients the run stays with the provider that wrote it.
+        candidates = [self.served_by] if self.text_sent and self.served_by else self.providers
+        last: BaseException | None = None
+        for provider in candidates:
+            try:
+                yield from self._with_retries(provider, messages, tools, cancelled)
+                return
+            except Cancelled:
+                raise
+            except _AfterText as exc:
+                raise ProviderError(
+                    f"{provider.name} failed after the reply had started: {exc.__cause__}"
+                ) from exc.__cause__
+            except Exception as exc:
+                last = exc
+                log.warning("provider %s gave up: %s", provider.name, exc)
+        raise ProviderError() from last
+
+    def _with_retries(
+        self,
+        provider: Provider,
+        messages: list[Message],
+        tools: list[ToolSpec],
+        cancelled: Callable[[], bool],
+    ) -> Iterator[Delta]:
+        def sleep(seconds: float) -> None:
+            _sleep_unless_cancelled(seconds, cancelled)
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.attempts_per_provider),
+            wait=self.wait,
+            retry=retry_if_exception(lambda e: is_transient(e) and not isinstance(e, _AfterText)),
+            sleep=sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                record = Attempt(provider.name, provider.model)
+                self.attempts.append(record)
+                started = False
+                try:
+                    for delta in provider.stream(messages, tools, cancelled):
+                        if isinstance(delta, Usage):
+                            self.prompt_tokens += delta.prompt_tokens
+                            self.completion_tokens += delta.completion_tokens
+                            continue
+                        if isinstance(delta, TextDelta) and not started:
+                            started = True
+                            self.text_sent = True
+                            self.served_by = provider
+                        yield delta
+                except (Cancelled, GeneratorExit):
+                    raise
+                except Exception as exc:
+                    record.error = f"{type(exc).__name__}: {exc}"[:300]
+                    if started:
+                        raise _AfterText() from exc
+                    raise
+                self.served_by = provider
+
+    def metadata(self) -> dict[str, Any]:
+        served = self.served_by
+        return {
+            "provider": served.name if served else None,
+            "model": served.model if served else None,
+            "attempts": len(self.attempts),
+            "attemptLog": [a.__dict__ for a in self.attempts],
+            "usage": {
+                "promptTokens": self.prompt_tokens,
+                "completionTokens": self.completion_tokens,
+            },
+        }
+
+
+class _AfterText(Exception):
+    """A failure after text reached clients: never retried, never handed to another provider."""
+
+
+def _sleep_unless_cancelled(seconds: float, cancelled: Callable[[], bool]) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if cancelled():
+            raise Cancelled()
+        time.sleep(min(0.05, left))

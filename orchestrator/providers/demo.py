@@ -1,0 +1,187 @@
+"""The built-in offline provider: a scripted agent that builds a small static app, no keys needed.
+
+It is a real implementation of the Provider protocol (it streams text and tool calls), used only
+when no LLM provider is configured, and it says so in the run's metadata.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+
+from orchestrator.providers.base import (
+    Cancelled,
+    Delta,
+    Finish,
+    Message,
+    TextDelta,
+    ToolCallDelta,
+    ToolSpec,
+    Usage,
+)
+
+CHUNK_DELAY_SECONDS = 0.01
+
+
+class DemoProvider:
+    name = "demo"
+    model = "offline-demo"
+    supports_tools = True
+
+    def __init__(self, chunk_delay: float = CHUNK_DELAY_SECONDS) -> None:
+        self.chunk_delay = chunk_delay
+
+    def stream(
+        self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
+    ) -> Iterator[Delta]:
+        prompt = _last_user_text(messages)
+        step = _steps_since_last_user(messages)
+        title = _title_for(prompt)
+        tool_names = {t.get("function", {}).get("name") for t in tools}
+        if step == 0:
+            text = (
+                f"I'll build **{title}** as a small static web app: an `index.html` page, "
+                "a stylesheet and a script, so it opens right away in the preview."
+            )
+            yield from self._text(text, cancelled)
+            if "write_file" in tool_names:
+                for index, (path, content) in enumerate(_app_files(title, prompt).items()):
+                    yield from _tool_call(index, "write_file", {"path": path, "content": content})
+                yield Finish("tool_calls")
+            else:
+                yield Finish("stop")
+        elif "finish" in tool_names:
+            yield from self._text(" Done: the app is ready in the preview.", cancelled)
+            summary = f"A static {title} page with its own styles and script."
+            yield from _tool_call(0, "finish", {"title": title, "summary": summary})
+            yield Finish("tool_calls")
+        else:
+            yield Finish("stop")
+        yield Usage(
+            prompt_tokens=sum(len(str(m.get("content"))) for m in messages) // 4,
+            completion_tokens=64,
+        )
+
+    def _text(self, text: str, cancelled: Callable[[], bool]) -> Iterator[Delta]:
+        for piece in re.findall(r"\S+\s*|\s+", text):
+            if cancelled():
+                raise Cancelled()
+            time.sleep(self.chunk_delay)
+            yield TextDelta(piece)
+
+
+def _tool_call(index: int, name: str, args: dict[str, str]) -> Iterator[Delta]:
+    raw = json.dumps(args)
+    yield ToolCallDelta(index=index, id=f"demo_{name}_{index}", name=name, arguments="")
+    for start in range(0, len(raw), 256):
+        yield ToolCallDelta(index=index, arguments=raw[start : start + 256])
+
+
+def _last_user_text(messages: list[Message]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+            return str(content or "")
+    return ""
+
+
+def _steps_since_last_user(messages: list[Message]) -> int:
+    steps = 0
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "assistant":
+            steps += 1
+    return steps
+
+
+def _title_for(prompt: str) -> str:
+    lowered = prompt.lower()
+    if "todo" in lowered or "to-do" in lowered:
+        return "To-Do List App"
+    words = re.findall(r"[A-Za-z0-9]+", prompt)[:6]
+    return " ".join(words).title() or "Demo App"
+
+
+def _app_files(title: str, prompt: str) -> dict[str, str]:
+    safe_title = html.escape(title)
+    safe_prompt = html.escape(prompt)
+    page = f"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{safe_title}</title>
+  <link rel="stylesheet" href="styles.css">
+</head>
+<body>
+  <main class="card">
+    <h1>{safe_title}</h1>
+    <p class="prompt">{safe_prompt}</p>
+    <form id="add-form">
+      <input id="item-input" placeholder="Add an item" autocomplete="off" required>
+      <button type="submit">Add</button>
+    </form>
+    <ul id="items"></ul>
+    <p id="count" class="muted">0 items</p>
+  </main>
+  <script src="app.js"></script>
+</body>
+</html>
+"""
+    styles = """* { box-sizing: border-box; }
+body { margin: 0; min-height: 100vh; display: grid; place-items: center;
+       font-family: system-ui, sans-serif; background: #f4f5f7; color: #1d1f23; }
+.card { width: min(480px, 92vw); background: #fff; border-radius: 12px; padding: 24px;
+        box-shadow: 0 8px 24px rgba(0, 0, 0, .08); }
+h1 { margin: 0 0 4px; font-size: 1.5rem; }
+.prompt, .muted { color: #6b7280; font-size: .9rem; }
+form { display: flex; gap: 8px; margin: 16px 0; }
+input { flex: 1; padding: 8px 10px; border: 1px solid #d1d5db; border-radius: 8px; }
+button { padding: 8px 14px; border: 0; border-radius: 8px; background: #2563eb; color: #fff; }
+li { display: flex; justify-content: space-between; padding: 6px 0; border-bottom: 1px solid #eee; }
+li.done span { text-decoration: line-through; color: #9ca3af; }
+"""
+    script = """const form = document.getElementById("add-form");
+const input = document.getElementById("item-input");
+const list = document.getElementById("items");
+const count = document.getElementById("count");
+const items = JSON.parse(localStorage.getItem("items") || "[]");
+
+function render() {
+  list.innerHTML = "";
+  items.forEach((item, i) => {
+    const li = document.createElement("li");
+    li.className = item.done ? "done" : "";
+    const label = document.createElement("span");
+    label.textContent = item.text;
+    label.onclick = () => { item.done = !item.done; save(); };
+    const remove = document.createElement("button");
+    remove.textContent = "×";
+    remove.onclick = () => { items.splice(i, 1); save(); };
+    li.append(label, remove);
+    list.append(li);
+  });
+  count.textContent = `${items.length} item${items.length === 1 ? "" : "s"}`;
+}
+
+function save() {
+  localStorage.setItem("items", JSON.stringify(items));
+  render();
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  items.push({ text: input.value.trim(), done: false });
+  input.value = "";
+  save();
+});
+
+render();
+"""
+    return {"index.html": page, "styles.css": styles, "app.js": script}

@@ -1,0 +1,93 @@
+"""The contract's JSON shapes (camelCase, ISO 8601 UTC with milliseconds and Z)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from models import Attachment, Conversation, Fragment, Message, Project, User
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {"userId": user.id, "plan": user.plan, "credits": user.credits}
+
+
+def project_json(project: Project) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "userId": project.user_id,
+        "name": project.name,
+        "framework": project.framework,
+        "createdAt": iso(project.created_at),
+        "updatedAt": iso(project.updated_at),
+    }
+
+
+def conversation_json(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.id,
+        "projectId": conversation.project_id,
+        "title": conversation.title,
+        "createdAt": iso(conversation.created_at),
+        "updatedAt": iso(conversation.updated_at),
+    }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "conversationId": message.conversation_id,
+        "projectId": message.project_id,
+        "userId": message.user_id,
+        "role": message.role,
+        "content": message.content,
+        "type": message.type,
+        "status": message.status,
+        "runId": message.run_id,
+        "toolCalls": message.tool_calls or [],
+        "imageUrl": message.image_url,
+        "error": message.error,
+        "createdAt": iso(message.created_at),
+        "updatedAt": iso(message.updated_at),
+    }
+
+
+def fragment_json(fragment: Fragment) -> dict[str, Any]:
+    return {
+        "id": fragment.id,
+        "messageId": fragment.message_id,
+        "sandboxId": fragment.sandbox_id,
+        "sandboxUrl": fragment.sandbox_url,
+        "title": fragment.title,
+        "files": fragment.files or {},
+        "metadata": fragment.fragment_metadata or {},
+        "framework": fragment.framework,
+        "imageUrl": fragment.image_url,
+        "designSpec": fragment.design_spec,
+        "createdAt": iso(fragment.created_at),
+        "updatedAt": iso(fragment.updated_at),
+    }
+
+
+def attachment_json(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "id": attachment.id,
+        "messageId": attachment.message_id,
+        "type": attachment.type,
+        "url": attachment.url,
+        "size": attachment.size,
+        "width": attachment.width,
+        "height": attachment.height,
+        "importId": attachment.import_id,
+        "sourceMetadata": attachment.source_metadata,
+        "createdAt": iso(attachment.created_at),
+        "updatedAt": iso(attachment.updated_at),
+    }

@@ -1,0 +1,68 @@
+"""Builds a worker process's collaborators from Settings (called by the Celery edge only)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import redis
+
+from models import make_engine, make_sessionmaker
+from orchestrator.events import EventLog
+from orchestrator.providers.base import Provider
+from orchestrator.providers.chain import ChainRun
+from orchestrator.providers.demo import DemoProvider
+from orchestrator.providers.openai_compat import OpenAICompatProvider
+from orchestrator.providers.retry import BackoffWait
+from orchestrator.runner import RunServices
+from orchestrator.sandboxes.base import SandboxFactory
+from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_providers(settings: Settings) -> list[Provider]:
+    if settings.demo_mode:
+        log.warning("no LLM provider configured: using the built-in offline demo provider")
+        return [DemoProvider()]
+    return [
+        OpenAICompatProvider(
+            config,
+            read_timeout=settings.llm_read_timeout,
+            connect_timeout=settings.llm_connect_timeout,
+        )
+        for config in settings.providers
+    ]
+
+
+def build_sandboxes(settings: Settings) -> SandboxFactory:
+    if settings.sandbox == "e2b":
+        from orchestrator.sandboxes.e2b import E2BSandboxFactory
+
+        assert settings.e2b_api_key
+        return E2BSandboxFactory(settings.e2b_api_key)
+    from orchestrator.sandboxes.local import LocalSandboxFactory
+
+    return LocalSandboxFactory(Path(settings.sandbox_root))
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    )
+
+
+def build_run_services(settings: Settings) -> RunServices:
+    providers = build_providers(settings)
+    wait = BackoffWait(cap=settings.llm_backoff_cap, retry_cap=settings.llm_retry_after_cap)
+    client = redis_client(settings)
+    return RunServices(
+        settings=settings,
+        db=make_sessionmaker(make_engine(settings.database_url)),
+        redis=client,
+        events=EventLog(client, maxlen=settings.event_stream_maxlen, ttl=settings.event_stream_ttl),
+        new_chain=lambda: ChainRun(
+            providers, attempts_per_provider=settings.llm_attempts_per_provider, wait=wait
+        ),
+        sandboxes=build_sandboxes(settings),
+    )
