@@ -7,6 +7,12 @@ import threading
 from collections.abc import Callable
 
 import redis
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import Status, transaction
+from orchestrator import lifecycle
+from orchestrator.events import EventLog, StatusEvent
+from orchestrator.lifecycle import CancelOutcome
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +99,25 @@ class RunWatch:
                         return
             except Exception:  # a Redis or database blip must not end the run by itself
                 log.warning("watch of %s could not check in", self._message_id, exc_info=True)
+
+
+def cancel_run(
+    db: sessionmaker[Session],
+    client: redis.Redis,
+    events: EventLog,
+    user_id: str,
+    message_id: str,
+    revoke: Callable[[str], None],
+) -> CancelOutcome:
+    """DELETE: CANCELLED at once in the database, then the flag, the revoke and the last event."""
+    with transaction(db) as session:
+        outcome = lifecycle.cancel(session, user_id, message_id)
+    try:
+        request_cancel(client, message_id)
+        events.append(message_id, StatusEvent(Status.CANCELLED))
+        events.finish(message_id, Status.CANCELLED)
+    except redis.RedisError:  # the worker's heartbeat still finds the run is no longer its own
+        log.warning("could not flag the cancel of %s in Redis", message_id, exc_info=True)
+    if outcome.run_id:
+        revoke(outcome.run_id)
+    return outcome

@@ -1,0 +1,148 @@
+"""The `orchestrator` console script: database, tokens, and the ops commands operators need.
+
+orchestrator db upgrade
+orchestrator token USER_ID [--credits N] [--plan PRO]
+orchestrator runs stuck | cancel MESSAGE_ID | requeue MESSAGE_ID
+orchestrator credits grant USER_ID N
+orchestrator dev            # everything in the Procfile, on embedded defaults
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select, update
+
+from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmaker, transaction
+from models.migrate import upgrade
+from orchestrator import accounts, lifecycle
+from orchestrator.settings import Settings
+from orchestrator.tokens import user_token
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    db = commands.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade"])
+
+    token = commands.add_parser("token", help="print a JWT for a user (creating the user)")
+    token.add_argument("user_id")
+    token.add_argument("--credits", type=int, help="set the user's credit balance")
+    token.add_argument("--plan", choices=[p.value for p in Plan])
+    token.add_argument("--ttl", type=int, default=30 * 24 * 3600, help="seconds of validity")
+
+    runs = commands.add_parser("runs", help="inspect and steer runs")
+    runs.add_argument("action", choices=["stuck", "cancel", "requeue"])
+    runs.add_argument("message_id", nargs="?")
+
+    credits = commands.add_parser("credits", help="grant credits")
+    credits.add_argument("action", choices=["grant"])
+    credits.add_argument("user_id")
+    credits.add_argument("amount", type=int)
+
+    commands.add_parser("dev", help="run web, worker and beat on embedded defaults")
+
+    args = parser.parse_args(argv)
+    settings = Settings.from_env(os.environ)
+    if args.command == "dev":
+        return dev(settings)
+    if args.command == "db":
+        upgrade(settings.database_url)
+        print("database is up to date")
+        return 0
+    factory = make_sessionmaker(make_engine(settings.database_url))
+    if args.command == "token":
+        with transaction(factory) as session:
+            user = accounts.ensure_user(session, args.user_id, settings.default_credits)
+            if args.plan:
+                user.plan = args.plan
+            if args.credits is not None:
+                accounts.set_credits(session, args.user_id, args.credits, settings.default_credits)
+        print(user_token(settings.auth_secret, args.user_id, args.ttl))
+        return 0
+    if args.command == "credits":
+        with transaction(factory) as session:
+            accounts.ensure_user(session, args.user_id, settings.default_credits)
+            accounts.give_credit(session, args.user_id, args.amount, "grant", None)
+        print(f"granted {args.amount} credits to {args.user_id}")
+        return 0
+    return _runs(factory, settings, args.action, args.message_id)
+
+
+def _runs(factory: object, settings: Settings, action: str, message_id: str | None) -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    assert isinstance(factory, sessionmaker)
+    if action == "stuck":
+        with transaction(factory) as session:
+            query = select(Message).where(Message.status.in_(RUNNING)).order_by(Message.created_at)
+            for m in session.scalars(query):
+                beat = m.heartbeat_at.isoformat() if m.heartbeat_at else "-"
+                print(f"{m.id}  {m.status:<9}  attempts={m.attempts}  heartbeat={beat}")
+        return 0
+    if not message_id:
+        print(f"runs {action} needs a MESSAGE_ID", file=sys.stderr)
+        return 2
+    with transaction(factory) as session:
+        message = session.get(Message, message_id)
+        if message is None:
+            print("no such message", file=sys.stderr)
+            return 1
+        if action == "cancel":
+            lifecycle.cancel(session, message.user_id, message_id)
+        else:
+            # Back to PENDING and old enough that the reaper's next sweep sends it again.
+            session.execute(
+                update(Message)
+                .where(Message.id == message_id, Message.status.in_(RUNNING))
+                .values(
+                    status=Status.PENDING,
+                    lease=None,
+                    updated_at=datetime(2000, 1, 1, tzinfo=UTC),
+                )
+            )
+    if action == "cancel":
+        import redis
+
+        from orchestrator.cancellation import request_cancel
+
+        request_cancel(redis.Redis.from_url(settings.redis_url), message_id)
+    print(f"{action} {message_id}: done")
+    return 0
+
+
+def dev(settings: Settings) -> int:
+    """Migrate, start a bundled Redis unless REDIS_URL is set, and run the Procfile with honcho."""
+    from orchestrator.bundled_redis import BundledRedis
+
+    env = dict(os.environ)
+    bundled = None
+    if not env.get("REDIS_URL"):
+        bundled = BundledRedis(Path(env.get("DATA_DIR", ".data")) / "redis").start()
+        env["REDIS_URL"] = bundled.url
+        print(f"started the bundled Redis at {bundled.url}")
+    upgrade(settings.database_url)
+    procfile = Path(__file__).resolve().parent.parent / "Procfile"
+    honcho = [sys.executable, "-m", "honcho", "start", "-f", str(procfile), "-d", os.getcwd()]
+    child = subprocess.Popen(honcho, env=env)
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        return child.wait()
+    finally:
+        if bundled is not None:
+            bundled.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

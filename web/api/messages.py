@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from orchestrator import cancellation, messages, prompts
+from orchestrator.errors import InvalidRequest
+from orchestrator.messages import MessageView
+from orchestrator.serialize import attachment_json, fragment_json, message_json
+from web.api.common import json_body, parse, unit_of_work
+from web.auth import current_user_id, require_user
+from web.schemas import AttachmentBody, CancelMessage, SendMessage
+from web.state import state
+from workers.dispatch import enqueue_run, revoke_run
+
+bp = Blueprint("messages", __name__)
+
+
+def listed(view: MessageView) -> dict[str, Any]:
+    body = message_json(view.message)
+    body["codeFragment"] = fragment_json(view.fragment) if view.fragment else None
+    body["attachments"] = [attachment_json(a) for a in view.attachments]
+    return body
+
+
+@bp.get("/api/messages")
+@require_user
+def index() -> ResponseReturnValue:
+    project_id = request.args.get("projectId")
+    conversation_id = request.args.get("conversationId")
+    with unit_of_work() as session:
+        views = messages.list_messages(
+            session, current_user_id(), project_id=project_id, conversation_id=conversation_id
+        )
+        return jsonify([listed(v) for v in views])
+
+
+@bp.get("/api/messages/<message_id>")
+@require_user
+def show(message_id: str) -> ResponseReturnValue:
+    with unit_of_work() as session:
+        return jsonify(message_json(messages.get_message(session, current_user_id(), message_id)))
+
+
+@bp.post("/api/messages")
+@require_user
+def send() -> ResponseReturnValue:
+    raw = json_body()
+    body = parse(SendMessage, raw)
+    text = (body.message if body.message is not None else body.value or "").strip()
+    if not 3 <= len(text) <= 1000:
+        raise InvalidRequest("message must be 3 to 1000 characters")
+    if not body.projectId and not body.conversationId:
+        raise InvalidRequest("projectId or conversationId is required")
+    app = state()
+    accepted = prompts.send_prompt(
+        app.db,
+        prompts.PromptRequest(
+            user_id=current_user_id(),
+            text=text,
+            project_id=body.projectId,
+            conversation_id=body.conversationId,
+            image_url=body.imageUrl,
+            attachments=tuple(a.to_input() for a in body.attachments),
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            body_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
+        ),
+        default_credits=app.settings.default_credits,
+        dispatch=lambda message_id, run_id: enqueue_run(app.celery, message_id, run_id),
+    )
+    with unit_of_work() as session:
+        user_message = messages.get_message(session, current_user_id(), accepted.user_message_id)
+        answer = message_json(user_message)
+    answer.update(success=True, runId=accepted.run_id, messageId=accepted.assistant_message_id)
+    return jsonify(answer), 201
+
+
+@bp.delete("/api/messages")
+@bp.delete("/api/messages/<message_id>")
+@require_user
+def cancel(message_id: str | None = None) -> ResponseReturnValue:
+    if message_id is None:
+        message_id = parse(CancelMessage).messageId
+    app = state()
+    cancellation.cancel_run(
+        app.db,
+        app.redis,
+        app.events,
+        current_user_id(),
+        message_id,
+        revoke=lambda run_id: revoke_run(app.celery, run_id),
+    )
+    return jsonify({"success": True})
+
+
+@bp.get("/api/messages/<message_id>/fragment")
+@require_user
+def fragment(message_id: str) -> ResponseReturnValue:
+    with unit_of_work() as session:
+        found = messages.message_fragment(session, current_user_id(), message_id)
+        return jsonify(fragment_json(found) if found else None)
+
+
+@bp.get("/api/messages/<message_id>/attachments")
+@require_user
+def attachments(message_id: str) -> ResponseReturnValue:
+    with unit_of_work() as session:
+        found = messages.list_attachments(session, current_user_id(), message_id)
+        return jsonify([attachment_json(a) for a in found])
+
+
+@bp.post("/api/messages/<message_id>/attachments")
+@require_user
+def add_attachment(message_id: str) -> ResponseReturnValue:
+    body = parse(AttachmentBody)
+    with unit_of_work() as session:
+        added = messages.add_attachment(session, current_user_id(), message_id, body.to_input())
+        return jsonify(attachment_json(added)), 201

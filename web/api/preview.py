@@ -1,0 +1,47 @@
+"""Local previews: the web app serves a fragment's files, so a generated page opens in a browser."""
+
+from __future__ import annotations
+
+import mimetypes
+from posixpath import normpath
+
+from flask import Blueprint, Response, abort, redirect, request
+from flask.typing import ResponseReturnValue
+
+from orchestrator import messages
+from orchestrator.errors import NotFound
+from web.api.common import unit_of_work
+
+bp = Blueprint("preview", __name__)
+
+# The generated code runs on an opaque origin: it can script itself but never reach our API
+# with a user's credentials or read another fragment's storage.
+SANDBOX_POLICY = "sandbox allow-scripts allow-forms allow-modals allow-popups allow-downloads"
+
+
+@bp.get("/preview/<fragment_id>")
+def preview_root(fragment_id: str) -> ResponseReturnValue:
+    return redirect(request.path + "/", code=308)
+
+
+@bp.get("/preview/<fragment_id>/")
+@bp.get("/preview/<fragment_id>/<path:path>")
+def preview(fragment_id: str, path: str = "") -> ResponseReturnValue:
+    with unit_of_work() as session:
+        try:
+            files = messages.public_fragment(session, fragment_id).files or {}
+        except NotFound:
+            abort(404)
+    wanted = normpath(path).lstrip("/") if path else ""
+    candidates = [wanted, f"{wanted}/index.html"] if wanted not in ("", ".") else ["index.html"]
+    for candidate in candidates:
+        if candidate in files:
+            mime = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
+            if mime.startswith("text/") or mime in ("application/javascript", "application/json"):
+                mime += "; charset=utf-8"
+            response = Response(files[candidate], mimetype=None, content_type=mime)
+            response.headers["Content-Security-Policy"] = SANDBOX_POLICY
+            response.headers["X-Content-Type-Options"] = "nosniff"
+            response.headers["Cache-Control"] = "no-cache"
+            return response
+    abort(404)

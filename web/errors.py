@@ -1,0 +1,70 @@
+"""The one place errors become HTTP: a status code and a `{"error": "<sentence>"}` body."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from orchestrator import errors
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.AppError], int] = {
+    errors.InvalidRequest: 400,
+    errors.Unauthorized: 401,
+    errors.OutOfCredits: 402,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.IdempotencyMismatch: 422,
+    errors.RateLimited: 429,
+    errors.QueueUnavailable: 503,
+}
+
+
+def error_response(status: int, message: str, **fields: object) -> tuple[Response, int]:
+    return jsonify({"error": message, **fields}), status
+
+
+def describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+    return f"Invalid request body: {where}: {first.get('msg', 'invalid value')}"
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(errors.AppError)
+    def app_error(exc: errors.AppError) -> tuple[Response, int]:
+        status = next((code for kind, code in STATUS.items() if isinstance(exc, kind)), 500)
+        response, code = error_response(status, exc.message, **exc.fields)
+        if isinstance(exc, errors.RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response, code
+
+    @app.errorhandler(ValidationError)
+    def invalid(exc: ValidationError) -> tuple[Response, int]:
+        return error_response(400, describe(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        messages = {
+            404: "Not found",
+            405: "Method not allowed",
+            413: "Request body is larger than 1 MiB",
+        }
+        code = exc.code or 500
+        return error_response(code, messages.get(code, exc.description or exc.name))
+
+    @app.errorhandler(OperationalError)
+    def database_down(exc: OperationalError) -> tuple[Response, int]:
+        log.warning("database unavailable: %s", exc)
+        return error_response(503, "The database is unavailable, please try again shortly")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return error_response(500, "Internal server error")

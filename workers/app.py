@@ -1,0 +1,54 @@
+"""The Celery application: built from Settings, with the code-agent and reaper tasks on it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from celery import Celery
+
+from orchestrator.runner import RunServices
+from orchestrator.settings import Settings
+
+RUN_TASK = "workers.run_message"
+REAP_TASK = "workers.reap_runs"
+REAP_EVERY_SECONDS = 15.0
+
+
+class ForgeCelery(Celery):  # type: ignore[misc]
+    """A Celery app that carries its Settings and builds a process's run services lazily."""
+
+    settings: Settings
+
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
+        super().__init__("appforge", **kwargs)
+        self.settings = settings
+        self._services: RunServices | None = None
+        self._services_pid: int | None = None
+        self._services_lock = threading.Lock()
+
+    def run_services(self) -> RunServices:
+        # Built after the fork, in the process that uses them: no client crosses a fork.
+        with self._services_lock:
+            if self._services is None or self._services_pid != os.getpid():
+                from orchestrator.services import build_run_services
+
+                self._services = build_run_services(self.settings)
+                self._services_pid = os.getpid()
+            return self._services
+
+
+def create_celery(settings: Settings) -> ForgeCelery:
+    app = ForgeCelery(settings)
+    app.config_from_object("celeryconfig")
+    app.conf.broker_url = settings.redis_url
+    app.conf.task_default_queue = settings.queue_name
+    app.conf.task_routes = {RUN_TASK: {"queue": settings.queue_name}}
+    app.conf.beat_schedule = {
+        "reap-stuck-runs": {"task": REAP_TASK, "schedule": REAP_EVERY_SECONDS},
+    }
+    from workers import tasks
+
+    tasks.register(app)
+    return app
