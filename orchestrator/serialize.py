@@ -55,6 +55,8 @@ def message_json(message: Message) -> dict[str, Any]:
         "toolCalls": message.tool_calls or [],
         "imageUrl": message.image_url,
         "error": message.error,
+        # Not in the seed documents: which provider and model served the run, attempts, usage.
+        "metadata": message.run_metadata or {},
         "createdAt": iso(message.created_at),
         "updatedAt": iso(message.updated_at),
     }
