@@ -11,9 +11,10 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from tests.fakes.llm_server import Cut, Error, FakeLLM, Hang, Reply, ToolCall
 from openai import Stream
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageFunctionToolCall
+
+from tests.fakes.llm_server import Cut, Error, FakeLLM, Hang, Reply, ToolCall
 
 MESSAGES: list[Any] = [{"role": "user", "content": "Build me a todo app"}]
 
