@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +21,6 @@ from models import (
     Message,
     MessageType,
     Plan,
-    Project,
     Role,
     Status,
     User,
@@ -35,10 +34,16 @@ from orchestrator.errors import (
     Forbidden,
     IdempotencyMismatch,
     InvalidRequest,
+    NotFound,
     QueueUnavailable,
 )
 
 log = logging.getLogger(__name__)
+
+# Plain Core tables on the hot path: ORM-enabled statements cost several times more CPU.
+MESSAGES = Message.__table__
+ATTACHMENTS = Attachment.__table__
+CONVERSATIONS = Conversation.__table__
 
 Dispatch = Callable[[str, str], None]
 """Enqueues the run of an assistant message: (message_id, run_id). Raises QueueUnavailable."""
@@ -73,6 +78,7 @@ class PromptAccepted:
     assistant_message_id: str
     run_id: str
     replayed: bool = False
+    user_message: Message | None = None  # as stored; None on a replay
 
 
 def send_prompt(
@@ -83,8 +89,17 @@ def send_prompt(
     dispatch: Dispatch,
     idempotency_ttl: timedelta = timedelta(hours=24),
 ) -> PromptAccepted:
-    with transaction(db) as session:
-        accepted = _store_turn(session, request, default_credits, idempotency_ttl)
+    try:
+        with transaction(db) as session:
+            accepted = _store_turn(session, request, default_credits, idempotency_ttl)
+    except _AlreadyRunning as exc:
+        with transaction(db) as session:
+            running = session.scalar(
+                select(Message.id).where(
+                    Message.conversation_id == exc.conversation_id, Message.status.in_(RUNNING)
+                )
+            )
+        raise Conflict("A message is already being processed", messageId=running) from exc
     if accepted.replayed:
         return accepted
     try:
@@ -97,20 +112,26 @@ def send_prompt(
     return accepted
 
 
+class _AlreadyRunning(Exception):
+    def __init__(self, conversation_id: str) -> None:
+        self.conversation_id = conversation_id
+
+
 def _store_turn(
     session: Session, request: PromptRequest, default_credits: int, ttl: timedelta
 ) -> PromptAccepted:
-    user = accounts.ensure_user(session, request.user_id, default_credits)
+    """The hot path of the API, so it speaks Core: about six statements in one transaction."""
     if request.idempotency_key:
+        accounts.ensure_user(session, request.user_id, default_credits)
         replay = _claim_idempotency_key(session, request, ttl)
         if replay is not None:
             return replay
     conversation = _resolve_conversation(session, request)
-    if request.image_url and user.plan != Plan.PRO:
+    run_id, user_message_id, assistant_id = new_id(), new_id(), new_id()
+    plan = accounts.take_credit(session, request.user_id, assistant_id, default_credits)
+    if request.image_url and plan != Plan.PRO:
         raise Forbidden("Image uploads require the Pro plan")
 
-    run_id, user_message_id, assistant_id = new_id(), new_id(), new_id()
-    accounts.take_credit(session, request.user_id, assistant_id)
     now = utcnow()
     common = {
         "conversation_id": conversation.id,
@@ -118,63 +139,71 @@ def _store_turn(
         "user_id": request.user_id,
         "created_at": now,
         "updated_at": now,
+        "lease": None,
+        "attempts": 0,
+        "heartbeat_at": None,
+        "tool_calls": [],
+        "error": None,
+        "run_metadata": {},
+        "credit_refunded": False,
+    }
+    user_row = {
+        **common,
+        "id": user_message_id,
+        "role": Role.USER,
+        "seq": 0,
+        "content": request.text,
+        "type": MessageType.RESULT,
+        "status": Status.COMPLETE,
+        "run_id": None,
+        "image_url": request.image_url,
+    }
+    assistant_row = {
+        **common,
+        "id": assistant_id,
+        "role": Role.ASSISTANT,
+        "seq": 1,
+        "content": "",
+        "type": MessageType.STREAMING,
+        "status": Status.PENDING,
+        "run_id": run_id,
+        "image_url": None,
     }
     try:
-        with session.begin_nested():
-            session.add(
-                Message(
-                    id=user_message_id,
-                    role=Role.USER,
-                    seq=0,
-                    content=request.text,
-                    type=MessageType.RESULT,
-                    status=Status.COMPLETE,
-                    image_url=request.image_url,
-                    **common,
-                )
-            )
-            session.add(
-                Message(
-                    id=assistant_id,
-                    role=Role.ASSISTANT,
-                    seq=1,
-                    content="",
-                    type=MessageType.STREAMING,
-                    status=Status.PENDING,
-                    run_id=run_id,
-                    **common,
-                )
-            )
-            session.flush()
+        session.execute(insert(MESSAGES), [user_row, assistant_row])
     except IntegrityError as exc:
-        running = session.scalar(
-            select(Message.id).where(
-                Message.conversation_id == conversation.id, Message.status.in_(RUNNING)
-            )
+        # The partial unique index: another run of this conversation is PENDING or STREAMING.
+        raise _AlreadyRunning(conversation.id) from exc
+    if request.attachments:
+        session.execute(
+            insert(ATTACHMENTS),
+            [
+                {
+                    "id": new_id(),
+                    "message_id": user_message_id,
+                    "type": item.type,
+                    "url": item.url,
+                    "size": item.size,
+                    "width": item.width,
+                    "height": item.height,
+                    "import_id": item.import_id,
+                    "source_metadata": item.source_metadata,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for item in request.attachments
+            ],
         )
-        raise Conflict("A message is already being processed", messageId=running) from exc
-
-    for item in request.attachments:
-        session.add(
-            Attachment(
-                message_id=user_message_id,
-                type=item.type,
-                url=item.url,
-                size=item.size,
-                width=item.width,
-                height=item.height,
-                import_id=item.import_id,
-                source_metadata=item.source_metadata,
-            )
-        )
-    # Sending a prompt is activity: the conversation and its project move to the top.
+    # Sending a prompt is activity: the conversation moves to the top of its list.
     session.execute(
-        update(Conversation).where(Conversation.id == conversation.id).values(updated_at=now)
+        update(CONVERSATIONS).where(CONVERSATIONS.c.id == conversation.id).values(updated_at=now)
     )
-    session.execute(
-        update(Project).where(Project.id == conversation.project_id).values(updated_at=now)
+    accepted = PromptAccepted(
+        user_message_id,
+        assistant_id,
+        run_id,
+        user_message=Message(**user_row),
     )
-    accepted = PromptAccepted(user_message_id, assistant_id, run_id)
     if request.idempotency_key:
         key = session.get(IdempotencyKey, (request.user_id, request.idempotency_key))
         assert key is not None
@@ -219,17 +248,31 @@ def _claim_idempotency_key(
     return PromptAccepted(stored["userMessageId"], stored["messageId"], stored["runId"], True)
 
 
-def _resolve_conversation(session: Session, request: PromptRequest) -> Conversation:
+@dataclass(frozen=True)
+class _Target:
+    id: str
+    project_id: str
+
+
+def _resolve_conversation(session: Session, request: PromptRequest) -> _Target:
     if request.conversation_id:
-        conversation = projects.get_conversation(session, request.user_id, request.conversation_id)
+        found = session.execute(
+            select(CONVERSATIONS.c.id, CONVERSATIONS.c.project_id).where(
+                CONVERSATIONS.c.id == request.conversation_id,
+                CONVERSATIONS.c.user_id == request.user_id,
+            )
+        ).first()
+        if found is None:
+            raise NotFound("Conversation not found")
         if request.project_id:
             projects.get_project(session, request.user_id, request.project_id)
-            if conversation.project_id != request.project_id:
+            if found.project_id != request.project_id:
                 raise InvalidRequest("conversationId does not belong to projectId")
-        return conversation
+        return _Target(found.id, found.project_id)
     if request.project_id:
         project = projects.get_project(session, request.user_id, request.project_id)
-        return projects.default_conversation(session, project)
+        conversation = projects.default_conversation(session, project)
+        return _Target(conversation.id, conversation.project_id)
     raise InvalidRequest("projectId or conversationId is required")
 
 

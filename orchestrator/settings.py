@@ -62,7 +62,7 @@ class Settings:
     # Heartbeat and the reaper's thresholds (DESIGN section 9).
     heartbeat_interval: float = 5.0
     stale_after: float = 30.0
-    pending_grace: float = 30.0
+    pending_grace: float = 120.0
     max_run_attempts: int = 3
     # Kept well under the broker's visibility timeout so a slow run is never delivered twice.
     run_deadline: float = 900.0

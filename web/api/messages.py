@@ -72,9 +72,13 @@ def send() -> ResponseReturnValue:
         default_credits=app.settings.default_credits,
         dispatch=lambda message_id, run_id: enqueue_run(app.celery, message_id, run_id),
     )
-    with unit_of_work() as session:
-        user_message = messages.get_message(session, current_user_id(), accepted.user_message_id)
-        answer = message_json(user_message)
+    user_message = accepted.user_message
+    if user_message is None:  # a replay: the stored turn is the first answer
+        with unit_of_work() as session:
+            user_message = messages.get_message(
+                session, current_user_id(), accepted.user_message_id
+            )
+    answer = message_json(user_message)
     answer.update(success=True, runId=accepted.run_id, messageId=accepted.assistant_message_id)
     return jsonify(answer), 201
 

@@ -1,0 +1,1 @@
+"""Benchmarks that print figures; ratios are against baselines measured in the same run."""

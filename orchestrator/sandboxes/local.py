@@ -1,0 +1,272 @@
+"""The local sandbox: a workspace directory per run, commands under bubblewrap when it works.
+
+Files are written and read by this process through the path guard; commands run with resource
+limits, as a uid of their own when we are root, and (with bubblewrap) without network, with a
+read-only system and only the workspace writable. See `local_process` for how a command runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import shutil
+import stat
+import threading
+from pathlib import Path
+
+from orchestrator.sandboxes.base import (
+    DEFAULT_COMMAND_TIMEOUT,
+    MAX_COMMAND_TIMEOUT,
+    CommandResult,
+    SandboxFileNotFound,
+    SandboxLimits,
+    SandboxPathError,
+)
+from orchestrator.sandboxes.local_process import (
+    BUBBLEWRAP,
+    SUBPROCESS,
+    IsolationUnavailable,
+    Launcher,
+    RunningCommand,
+    probe_bubblewrap,
+)
+from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of
+from orchestrator.sandboxes.paths import resolve_inside
+
+log = logging.getLogger(__name__)
+
+MAX_WRITE_BYTES = 2 * 1024 * 1024
+MAX_READ_BYTES = 2 * 1024 * 1024
+MAX_LIST_ENTRIES = 1000
+MIN_COMMAND_TIMEOUT = 1.0
+SKIPPED_DIRS = frozenset({"node_modules", ".git"})
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_ISOLATIONS = {"auto", "bwrap", "none"}
+
+
+class SandboxClosed(RuntimeError):
+    """The sandbox was killed or closed and takes no more calls."""
+
+
+class LocalSandboxFactory:
+    """Makes one workspace per run under `root`; `isolation` is "auto", "bwrap" or "none"."""
+
+    def __init__(
+        self, root: Path, limits: SandboxLimits | None = None, isolation: str = "auto"
+    ) -> None:
+        if isolation not in _ISOLATIONS:
+            raise ValueError(f"isolation must be one of {sorted(_ISOLATIONS)}, not {isolation!r}")
+        self.limits = limits or SandboxLimits()
+        self.drops_privileges = os.geteuid() == 0
+        self.root = _prepare_root(Path(root), self.drops_privileges)
+        self.isolation = SUBPROCESS if isolation == "none" else self._try_bubblewrap(isolation)
+
+    def create(self, run_id: str, framework: str) -> LocalSandbox:
+        if not _RUN_ID.fullmatch(run_id):
+            raise ValueError(f"run id cannot name a workspace: {run_id!r}")
+        lease = UidLease.acquire(self._lock_dir) if self.drops_privileges else None
+        try:
+            workspace = self.root / run_id
+            shutil.rmtree(workspace, ignore_errors=True)  # start clean after an earlier attempt
+            workspace.mkdir(mode=0o700)
+            if lease is not None:
+                os.chown(workspace, lease.uid, lease.uid)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
+        uid = None if lease is None else lease.uid
+        launcher = Launcher(workspace, self.isolation, self.limits, uid)
+        metadata: dict[str, object] = {
+            "sandbox": "local",
+            "isolation": self.isolation,
+            "framework": framework,
+        }
+        return LocalSandbox(f"local-{run_id}", launcher, lease, metadata)
+
+    @property
+    def _lock_dir(self) -> Path:
+        return self.root / ".uids"
+
+    def _try_bubblewrap(self, requested: str) -> str:
+        lease = UidLease.acquire(self._lock_dir) if self.drops_privileges else None
+        try:
+            uid = None if lease is None else lease.uid
+            problem = probe_bubblewrap(Launcher(self.root, BUBBLEWRAP, self.limits, uid))
+        finally:
+            if lease is not None:
+                lease.release()
+        if problem is None:
+            return BUBBLEWRAP
+        if requested == "bwrap":
+            raise IsolationUnavailable(problem)
+        log.warning("bubblewrap unavailable (%s): commands run as plain subprocesses", problem)
+        return SUBPROCESS
+
+
+class LocalSandbox:
+    """One run's workspace directory; its commands run one at a time."""
+
+    kind = "local"
+
+    def __init__(
+        self,
+        id: str,
+        launcher: Launcher,
+        lease: UidLease | None,
+        metadata: dict[str, object],
+    ) -> None:
+        self.id = id
+        self.metadata = metadata
+        self.workspace = launcher.workspace
+        # The uid commands run as, or None when they run as this process's user.
+        self.uid = launcher.uid
+        self._launcher = launcher
+        self._lease = lease
+        self._lock = threading.Lock()
+        self._running: RunningCommand | None = None
+        self._closed = False
+
+    def write(self, path: str, content: str) -> None:
+        self._ensure_open()
+        data = content.encode("utf-8")
+        if len(data) > MAX_WRITE_BYTES:
+            raise ValueError(f"content is {len(data)} bytes; files are limited to 2 MiB")
+        target = resolve_inside(self.workspace, path)
+        self._make_parents(target.parent, path)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = self._open(target, flags, path)
+        try:
+            os.ftruncate(fd, 0)
+            if self.uid is not None:
+                os.fchown(fd, self.uid, self.uid)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+
+    def read(self, path: str) -> str:
+        self._ensure_open()
+        target = resolve_inside(self.workspace, path)
+        fd = self._open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, path)
+        with os.fdopen(fd, "rb") as file:
+            data = file.read(MAX_READ_BYTES + 1)
+        text = data[:MAX_READ_BYTES].decode("utf-8", errors="replace")
+        if len(data) > MAX_READ_BYTES:
+            text += f"\n[file truncated: only the first {MAX_READ_BYTES} bytes are shown]"
+        return text
+
+    def list(self, path: str = ".") -> list[str]:
+        self._ensure_open()
+        base = resolve_inside(self.workspace, path)
+        if not base.exists():
+            raise SandboxFileNotFound(f"no such file or directory: {path}")
+        if not base.is_dir():
+            return [base.relative_to(self.workspace).as_posix()]
+        found: list[str] = []
+        for directory, dirnames, filenames in os.walk(base):
+            dirnames[:] = sorted(name for name in dirnames if name not in SKIPPED_DIRS)
+            for name in sorted(filenames):
+                file = Path(directory, name)
+                if not self._is_listable(file):
+                    continue
+                found.append(file.relative_to(self.workspace).as_posix())
+                if len(found) >= MAX_LIST_ENTRIES:
+                    return sorted(found)
+        return sorted(found)
+
+    def run(self, command: str, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
+        if math.isnan(timeout):
+            timeout = DEFAULT_COMMAND_TIMEOUT
+        timeout = min(max(timeout, MIN_COMMAND_TIMEOUT), MAX_COMMAND_TIMEOUT)
+        with self._lock:
+            self._ensure_open()
+            if self._running is not None:
+                raise RuntimeError("another command is still running in this sandbox")
+            running = self._running = self._launcher.start(command)
+        try:
+            return running.result(timeout, stopped=lambda: self._closed)
+        finally:
+            with self._lock:
+                self._running = None
+
+    def preview(self) -> str | None:
+        return None  # the web app serves a local preview from the fragment's files
+
+    def close(self, keep_alive: bool = False) -> None:
+        # Nothing local stays up for a preview, so keep_alive changes nothing.
+        self.kill()
+
+    def kill(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            running = self._running
+        if running is not None:
+            running.kill()
+        elif self.uid is not None:
+            kill_all_processes_of(self.uid)
+        shutil.rmtree(self.workspace, ignore_errors=True)
+        if self._lease is not None:
+            self._lease.release()
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise SandboxClosed(f"sandbox {self.id} is closed")
+
+    def _make_parents(self, directory: Path, path: str) -> None:
+        missing = [d for d in (directory, *directory.parents) if not d.exists()]
+        for parent in reversed(missing):
+            try:
+                parent.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise SandboxPathError(f"cannot create the folders for {path}: {exc}") from exc
+            if self.uid is not None:
+                os.chown(parent, self.uid, self.uid)
+        if not directory.is_dir():
+            raise SandboxPathError(f"cannot write {path}: a parent is not a folder")
+
+    def _open(self, target: Path, flags: int, path: str) -> int:
+        try:
+            fd = os.open(target, flags, 0o644)
+        except FileNotFoundError as exc:
+            raise SandboxFileNotFound(f"no such file: {path}") from exc
+        except IsADirectoryError as exc:
+            raise IsADirectoryError(f"{path} is a folder, not a file") from exc
+        except OSError as exc:  # ELOOP: the last component became a symlink after resolving
+            raise SandboxPathError(f"cannot open {path}: {exc.strerror}") from exc
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            return fd
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(f"{path} is a folder, not a file")
+        raise SandboxPathError(f"{path} is not a regular file")
+
+    def _is_listable(self, file: Path) -> bool:
+        """A regular file, or a symlink to one inside the workspace."""
+        with contextlib.suppress(OSError):
+            real = file.resolve(strict=True)
+            return real.is_relative_to(self.workspace) and real.is_file()
+        return False
+
+
+def _prepare_root(root: Path, for_other_users: bool) -> Path:
+    """Create the root; when commands run as other uids, they must be able to reach through it."""
+    root.mkdir(parents=True, exist_ok=True)
+    root = root.resolve()
+    if for_other_users:
+        root.chmod(0o711)  # enter, but not list other runs' workspaces
+        for directory in root.parents:
+            if not directory.stat().st_mode & stat.S_IXOTH:
+                raise ValueError(
+                    f"sandbox root {root} is unreachable for sandbox users: {directory} lacks o+x"
+                )
+    return root

@@ -1,0 +1,288 @@
+"""How a local command runs: its argv (bubblewrap or a plain shell), its limits, its capture."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator.sandboxes.base import CommandResult, SandboxLimits
+from orchestrator.sandboxes.local_users import kill_all_processes_of
+
+BUBBLEWRAP = "bubblewrap"
+SUBPROCESS = "subprocess"
+SANDBOX_WORKSPACE = "/workspace"
+TIMEOUT_EXIT_CODE = 124
+KILLED_EXIT_CODE = -signal.SIGKILL
+
+_SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_POLL_SECONDS = 0.05
+# Once the command has exited and its leftovers are killed, how long to read what they wrote.
+_DRAIN_SECONDS = 1.0
+_REAP_SECONDS = 5.0
+_EXITED, _TIMED_OUT, _STOPPED = "exited", "timed out", "stopped"
+
+
+class IsolationUnavailable(RuntimeError):
+    """Bubblewrap was asked for but cannot run here."""
+
+
+@dataclass(frozen=True)
+class Launcher:
+    """Starts commands for one workspace: as `uid` (None: as ourselves), under `isolation`."""
+
+    workspace: Path
+    isolation: str
+    limits: SandboxLimits
+    uid: int | None = None
+
+    def start(self, command: str) -> RunningCommand:
+        proc = subprocess.Popen(
+            self.argv(command),
+            cwd=self.workspace if self.isolation == SUBPROCESS else "/",
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_rlimit_setter(self.limits, self.uid),
+            user=self.uid,
+            group=self.uid,
+            extra_groups=None if self.uid is None else [],
+        )
+        in_namespace = self.isolation == BUBBLEWRAP
+        return RunningCommand(proc, self.uid, self.limits.output_limit, in_namespace)
+
+    def argv(self, command: str) -> list[str]:
+        shell = ["bash", "-lc", command] if shutil.which("bash") else ["sh", "-c", command]
+        if self.isolation == SUBPROCESS:
+            return shell
+        argv = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent"]
+        argv += ["--new-session", "--as-pid-1", "--hostname", "sandbox"]
+        for directory in _SYSTEM_DIRS:
+            if os.path.islink(directory):
+                argv += ["--symlink", os.readlink(directory), directory]
+            elif os.path.isdir(directory):
+                argv += ["--ro-bind", directory, directory]
+        argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        argv += ["--bind", str(self.workspace), SANDBOX_WORKSPACE, "--chdir", SANDBOX_WORKSPACE]
+        argv += ["--remount-ro", "/"]  # bwrap's own root is a tmpfs: keep it from being written
+        argv.append("--clearenv")
+        for name, value in self.environment().items():
+            argv += ["--setenv", name, value]
+        return [*argv, "--", *shell]
+
+    def environment(self) -> dict[str, str]:
+        home = SANDBOX_WORKSPACE if self.isolation == BUBBLEWRAP else str(self.workspace)
+        return {"PATH": _PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
+
+
+def probe_bubblewrap(launcher: Launcher) -> str | None:
+    """Why bubblewrap cannot run commands here, or None when a trial command works."""
+    if shutil.which("bwrap") is None:
+        return "bwrap is not installed"
+    try:
+        result = launcher.start("true").result(timeout=10, stopped=lambda: False)
+    except OSError as exc:
+        return f"bwrap failed to start: {exc}"
+    if result.exit_code != 0:
+        return f"bwrap exited with {result.exit_code}: {result.stderr.strip()[:300]}"
+    return None
+
+
+class RunningCommand:
+    """One started command: read its output until it ends, or kill it from any thread."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], uid: int | None, output_limit: int, in_namespace: bool
+    ) -> None:
+        self._proc = proc
+        self._uid = uid
+        self._in_namespace = in_namespace
+        self._lock = threading.Lock()
+        self._stdout = _Capture(output_limit)
+        self._stderr = _Capture(output_limit)
+
+    def kill(self) -> None:
+        """SIGKILL all the command started: its tree, and as root every process of its uid."""
+        self._kill_tree()
+        if self._uid is not None:
+            kill_all_processes_of(self._uid)
+
+    def result(self, timeout: float, stopped: Callable[[], bool]) -> CommandResult:
+        ending = self._pump(time.monotonic() + timeout, stopped)
+        if ending == _TIMED_OUT:
+            self.kill()
+        elif ending == _STOPPED:
+            self._kill_tree()  # the stopper kills the rest; the uid may be released already
+        exit_code = self._reap()
+        stderr = self._stderr.text()
+        if ending == _TIMED_OUT:
+            exit_code = TIMEOUT_EXIT_CODE
+            stderr += f"\n[timed out after {timeout:g} s]"
+        elif ending == _STOPPED:
+            exit_code = KILLED_EXIT_CODE
+            stderr += "\n[killed: the sandbox was stopped]"
+        return CommandResult(
+            exit_code=exit_code,
+            stdout=self._stdout.text(),
+            stderr=stderr,
+            truncated=self._stdout.truncated or self._stderr.truncated,
+            timed_out=ending == _TIMED_OUT,
+        )
+
+    def _pump(self, deadline: float, stopped: Callable[[], bool]) -> str:
+        """Read both pipes until the command ends, times out or is stopped; say which."""
+        assert self._proc.stdout is not None and self._proc.stderr is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._proc.stdout, selectors.EVENT_READ, self._stdout)
+            selector.register(self._proc.stderr, selectors.EVENT_READ, self._stderr)
+            drain_until: float | None = None
+            while True:
+                now = time.monotonic()
+                if stopped():
+                    return _STOPPED
+                if drain_until is None:
+                    if self._exited():
+                        # Nothing the command started outlives it; that also closes its pipes.
+                        self.kill()
+                        drain_until = now + _DRAIN_SECONDS
+                    elif now >= deadline:
+                        return _TIMED_OUT
+                elif not selector.get_map() or now >= drain_until:
+                    return _EXITED
+                wait = _POLL_SECONDS if drain_until else min(_POLL_SECONDS, deadline - now)
+                if not selector.get_map():
+                    time.sleep(wait)
+                for key, _ in selector.select(wait) if selector.get_map() else []:
+                    chunk = os.read(key.fd, 1 << 16)
+                    if chunk:
+                        key.data.feed(chunk)
+                    else:
+                        selector.unregister(key.fileobj)
+
+    def _exited(self) -> bool:
+        """Whether the command has ended, without reaping it (so its pid cannot be reused yet)."""
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        try:
+            return os.waitid(os.P_PID, self._proc.pid, flags) is not None
+        except ChildProcessError:
+            return True
+
+    def _kill_tree(self) -> None:
+        with self._lock:
+            if self._proc.returncode is not None:
+                return
+            if self._in_namespace:
+                # Kill bwrap's child first: its namespace dies with it and bwrap reaps it, where
+                # killing bwrap first would leave it a zombie for the system's init to reap.
+                for child in _children_of(self._proc.pid):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+                give_up = time.monotonic() + 0.5
+                while not self._exited() and time.monotonic() < give_up:
+                    time.sleep(0.005)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
+    def _reap(self) -> int:
+        give_up = time.monotonic() + _REAP_SECONDS
+        while not self._exited() and time.monotonic() < give_up:
+            time.sleep(0.01)
+        for pipe in (self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        with self._lock:
+            try:
+                code = self._proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:  # stuck in the kernel; Popen reaps it later
+                return KILLED_EXIT_CODE
+        return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+
+
+class _Capture:
+    """The head of one output stream, up to `limit` bytes; the rest is counted and dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.head = bytearray()
+        self.total = 0
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.limit
+
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.limit - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+
+    def text(self) -> str:
+        if not self.truncated:
+            return self.head.decode("utf-8", errors="replace")
+        note = f"\n[output truncated: {self.total} bytes in all]"
+        kept = max(0, self.limit - len(note))
+        # A final decode would turn a cut multi-byte character into U+FFFD; drop it instead.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        return decoder.decode(bytes(self.head[:kept]), final=False) + note
+
+
+def _rlimit_setter(limits: SandboxLimits, uid: int | None) -> Callable[[], None]:
+    """The preexec_fn: plain setrlimit calls on values computed here, before the fork."""
+    nproc = limits.max_processes
+    if uid is None:
+        # Not root: RLIMIT_NPROC counts every process of our own user, so leave room for them.
+        nproc += _tasks_of(os.getuid())
+    wanted = [
+        (resource.RLIMIT_CPU, limits.cpu_seconds),
+        (resource.RLIMIT_AS, limits.memory_bytes),
+        (resource.RLIMIT_FSIZE, limits.max_file_bytes),
+        (resource.RLIMIT_NPROC, nproc),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    values = [(which, _at_most_hard_limit(which, value)) for which, value in wanted]
+
+    def apply() -> None:
+        for which, value in values:
+            resource.setrlimit(which, (value, value))
+
+    return apply
+
+
+def _at_most_hard_limit(which: int, value: int) -> int:
+    hard = resource.getrlimit(which)[1]
+    return value if hard == resource.RLIM_INFINITY else min(value, hard)
+
+
+def _tasks_of(uid: int) -> int:
+    """How many tasks (threads included, as RLIMIT_NPROC counts them) `uid` runs now."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if entry.stat().st_uid == uid:
+                    count += len(os.listdir(f"/proc/{entry.name}/task"))
+    return count
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+                if int(fields[1]) == pid:  # "pid (comm) state ppid ..."
+                    children.append(int(entry.name))
+    return children

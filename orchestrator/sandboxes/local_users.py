@@ -1,0 +1,73 @@
+"""Who a local command runs as when we are root: a uid of its own for each live sandbox.
+
+Root is exempt from RLIMIT_NPROC, so commands drop to an unprivileged uid. A uid per sandbox (not a
+shared `nobody`) keeps one sandbox's fork bomb from starving another's process budget, and lets
+cleanup kill every process of that uid, including ones that escaped the process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import random
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+# Far above login users (1000-59999), nobody (65534) and systemd's container ranges.
+UID_BASE = 1_950_000_000
+UID_SLOTS = 4096
+
+
+@dataclass
+class UidLease:
+    """An exclusive claim on one sandbox uid, held as a flock so other worker processes see it."""
+
+    uid: int
+    _lock_fd: int | None
+
+    @classmethod
+    def acquire(cls, lock_dir: Path) -> UidLease:
+        lock_dir.mkdir(mode=0o700, exist_ok=True)
+        start = random.randrange(UID_SLOTS)
+        for offset in range(UID_SLOTS):
+            slot = (start + offset) % UID_SLOTS
+            fd = os.open(lock_dir / f"{slot}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            lease = cls(UID_BASE + slot, fd)
+            # A worker that crashed may have left processes behind under this uid.
+            kill_all_processes_of(lease.uid)
+            return lease
+        raise RuntimeError(f"all {UID_SLOTS} sandbox uids are in use")
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def kill_all_processes_of(uid: int) -> None:
+    """SIGKILL every process of `uid`: a helper running as `uid` calls kill(-1), sparing others.
+
+    kill(-1) walks the process list under the kernel's tasklist lock, and a process with SIGKILL
+    pending cannot fork, so a fork bomb cannot outrun it.
+    """
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(
+            ["/bin/sh", "-c", "kill -KILL -1"],
+            user=uid,
+            group=uid,
+            extra_groups=[],
+            env={},
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=10,
+            check=False,
+        )

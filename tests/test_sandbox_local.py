@@ -1,0 +1,493 @@
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.sandboxes.base import (
+    OUTPUT_LIMIT,
+    CommandResult,
+    SandboxFileNotFound,
+    SandboxLimits,
+    SandboxPathError,
+)
+from orchestrator.sandboxes.local import (
+    MAX_LIST_ENTRIES,
+    MAX_READ_BYTES,
+    MAX_WRITE_BYTES,
+    LocalSandbox,
+    LocalSandboxFactory,
+    SandboxClosed,
+)
+from orchestrator.sandboxes.local_process import IsolationUnavailable
+
+HAS_BWRAP = shutil.which("bwrap") is not None
+IS_ROOT = os.geteuid() == 0
+needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap (bwrap) is not installed")
+needs_root = pytest.mark.skipif(not IS_ROOT, reason="commands drop privileges only under root")
+ISOLATIONS = [
+    pytest.param("none", id="subprocess"),
+    pytest.param("bwrap", id="bubblewrap", marks=needs_bwrap),
+]
+LIMITS = SandboxLimits(
+    cpu_seconds=20,
+    memory_bytes=512 * 1024 * 1024,
+    max_processes=64,
+    max_file_bytes=1024 * 1024,
+)
+
+
+@pytest.fixture
+def root() -> Iterator[Path]:
+    # Not pytest's tmp_path: its parents are private, and as root commands run as another uid.
+    path = Path(tempfile.mkdtemp(prefix="sandbox-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def outside() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="sandbox-outside-"))
+    (path / "secret.txt").write_text("untouched")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def files(root: Path) -> Iterator[LocalSandbox]:
+    """A sandbox for the file tests, where isolation makes no difference."""
+    sandbox = LocalSandboxFactory(root, LIMITS, isolation="none").create("files", "static")
+    yield sandbox
+    sandbox.close()
+
+
+@pytest.fixture(params=ISOLATIONS)
+def sandbox(request: pytest.FixtureRequest, root: Path) -> Iterator[LocalSandbox]:
+    factory = LocalSandboxFactory(root, LIMITS, isolation=request.param)
+    sandbox = factory.create(f"run-{uuid.uuid4().hex[:8]}", "static")
+    yield sandbox
+    sandbox.close()
+
+
+@pytest.fixture
+def bwrapped(root: Path) -> Iterator[LocalSandbox]:
+    if not HAS_BWRAP:
+        pytest.skip("bubblewrap (bwrap) is not installed")
+    sandbox = LocalSandboxFactory(root, LIMITS, isolation="bwrap").create("jailed", "static")
+    yield sandbox
+    sandbox.close()
+
+
+def live_processes(marker: str, uid: int | None) -> list[int]:
+    """Pids not yet dead (zombies excluded) whose command line has `marker` or that run as `uid`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            state = Path(entry.path, "stat").read_text().rpartition(")")[2].split()[0]
+            cmdline = Path(entry.path, "cmdline").read_bytes().decode(errors="replace")
+            owner = entry.stat().st_uid
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and (marker in cmdline or owner == uid):
+            found.append(int(entry.name))
+    return found
+
+
+def leftovers(marker: str, uid: int | None, grace: float = 3.0) -> list[int]:
+    """What is still alive after `grace` seconds: SIGKILLed processes may take a moment to exit."""
+    give_up = time.monotonic() + grace
+    while (found := live_processes(marker, uid)) and time.monotonic() < give_up:
+        time.sleep(0.05)
+    return found
+
+
+def run_timed(sandbox: LocalSandbox, command: str, timeout: float) -> tuple[CommandResult, float]:
+    started = time.monotonic()
+    result = sandbox.run(command, timeout=timeout)
+    return result, time.monotonic() - started
+
+
+# Files
+
+
+def test_written_files_read_back_and_are_listed_recursively(files: LocalSandbox) -> None:
+    files.write("index.html", "<h1>hi</h1>")
+    files.write("src/app.js", "console.log('é')")
+    files.write("./a/b/c.txt", "deep")
+
+    assert files.read("src/app.js") == "console.log('é')"
+    assert files.read("a/b/c.txt") == "deep"
+    assert files.list() == ["a/b/c.txt", "index.html", "src/app.js"]
+    assert files.list("src") == ["src/app.js"]
+    assert files.list("index.html") == ["index.html"]
+
+
+def test_writing_again_replaces_the_whole_file(files: LocalSandbox) -> None:
+    files.write("notes.txt", "a long first version")
+    files.write("notes.txt", "short")
+
+    assert files.read("notes.txt") == "short"
+
+
+def test_listing_skips_node_modules_git_and_symlinks_leading_outside(
+    files: LocalSandbox, outside: Path
+) -> None:
+    files.write("package.json", "{}")
+    files.write("node_modules/react/index.js", "")
+    files.write(".git/HEAD", "ref")
+    files.write("lib/util.js", "")
+    (files.workspace / "escape").symlink_to(outside / "secret.txt")
+    (files.workspace / "escape-dir").symlink_to(outside)
+    (files.workspace / "alias.js").symlink_to(files.workspace / "lib" / "util.js")
+
+    assert files.list() == ["alias.js", "lib/util.js", "package.json"]
+
+
+def test_listing_stops_at_the_entry_cap(files: LocalSandbox) -> None:
+    for number in range(MAX_LIST_ENTRIES + 50):
+        (files.workspace / f"f{number:04}.txt").touch()
+
+    assert len(files.list()) == MAX_LIST_ENTRIES
+
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "a/../../x", "~/x", "../x"])
+def test_paths_that_escape_the_workspace_are_refused(files: LocalSandbox, path: str) -> None:
+    passwd = Path("/etc/passwd").read_bytes()
+
+    with pytest.raises(SandboxPathError):
+        files.write(path, "pwned")
+    with pytest.raises(SandboxPathError):
+        files.read(path)
+    with pytest.raises(SandboxPathError):
+        files.list(path)
+
+    assert Path("/etc/passwd").read_bytes() == passwd
+    assert not (files.workspace.parent / "x").exists()
+
+
+def test_a_symlinked_folder_leading_outside_is_neither_written_nor_read_through(
+    files: LocalSandbox, outside: Path
+) -> None:
+    (files.workspace / "link").symlink_to(outside)
+    (files.workspace / "etc").symlink_to("/etc")
+
+    for path in ("link/new.txt", "link/sub/new.txt", "link/secret.txt", "etc/sandbox-test"):
+        with pytest.raises(SandboxPathError):
+            files.write(path, "pwned")
+    for path in ("link/secret.txt", "etc/passwd"):
+        with pytest.raises(SandboxPathError):
+            files.read(path)
+
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "untouched"
+    assert not Path("/etc/sandbox-test").exists()
+
+
+def test_a_symlinked_file_leading_outside_is_neither_written_nor_read_through(
+    files: LocalSandbox, outside: Path
+) -> None:
+    (files.workspace / "secret.txt").symlink_to(outside / "secret.txt")
+    (files.workspace / "dangling.txt").symlink_to(outside / "created.txt")
+
+    for path in ("secret.txt", "dangling.txt"):
+        with pytest.raises(SandboxPathError):
+            files.write(path, "pwned")
+    with pytest.raises(SandboxPathError):
+        files.read("secret.txt")
+
+    assert (outside / "secret.txt").read_text() == "untouched"
+    assert not (outside / "created.txt").exists()
+
+
+def test_content_over_the_size_cap_is_refused(files: LocalSandbox) -> None:
+    with pytest.raises(ValueError, match="2 MiB"):
+        files.write("big.txt", "x" * (MAX_WRITE_BYTES + 1))
+
+    assert not (files.workspace / "big.txt").exists()
+
+
+def test_reading_is_capped_for_a_huge_file(files: LocalSandbox) -> None:
+    (files.workspace / "huge.log").write_bytes(b"y" * (MAX_READ_BYTES + 4096))
+
+    text = files.read("huge.log")
+
+    assert text.startswith("y" * 100)
+    assert "truncated" in text
+    assert len(text) < MAX_READ_BYTES + 200
+
+
+def test_reading_a_missing_file_or_a_folder_is_a_clear_error(files: LocalSandbox) -> None:
+    files.write("src/app.js", "")
+
+    with pytest.raises(SandboxFileNotFound):
+        files.read("nope.txt")
+    with pytest.raises(SandboxFileNotFound):
+        files.list("nope")
+    with pytest.raises(IsADirectoryError, match="folder"):
+        files.read("src")
+    with pytest.raises(IsADirectoryError, match="folder"):
+        files.write("src", "x")
+
+
+def test_create_starts_clean_when_an_earlier_attempt_left_a_workspace(root: Path) -> None:
+    factory = LocalSandboxFactory(root, LIMITS, isolation="none")
+    first = factory.create("retry", "static")
+    first.write("stale.txt", "old")
+
+    second = factory.create("retry", "static")
+
+    assert second.list() == []
+    assert second.id == "local-retry"
+    assert second.metadata == {"sandbox": "local", "isolation": "subprocess", "framework": "static"}
+    first.close()
+    second.close()
+
+
+def test_run_ids_that_cannot_name_a_folder_are_refused(root: Path) -> None:
+    factory = LocalSandboxFactory(root, LIMITS, isolation="none")
+
+    for run_id in ("../x", ".uids", "a/b", ""):
+        with pytest.raises(ValueError):
+            factory.create(run_id, "static")
+
+
+# Commands
+
+
+def test_a_command_runs_in_the_workspace_with_a_clean_environment(
+    sandbox: LocalSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SANDBOX_TEST_SECRET", "s3cr3t")
+    sandbox.write("hello.txt", "hi")
+
+    result = sandbox.run('cat hello.txt; echo; echo "home=$HOME"; env')
+
+    assert result.exit_code == 0
+    assert result.stdout.startswith("hi\nhome=")
+    assert "s3cr3t" not in result.stdout
+    assert not result.truncated and not result.timed_out
+
+
+def test_exit_code_stdout_and_stderr_are_reported(sandbox: LocalSandbox) -> None:
+    result = sandbox.run("echo out; echo err >&2; exit 3")
+
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+
+
+def test_files_written_by_the_agent_can_be_changed_by_commands(sandbox: LocalSandbox) -> None:
+    sandbox.write("data/notes.txt", "one\n")
+
+    result = sandbox.run("echo two >> data/notes.txt && mkdir data/more && touch data/more/x")
+
+    assert result.exit_code == 0, result.stderr
+    assert sandbox.read("data/notes.txt") == "one\ntwo\n"
+    assert sandbox.list("data") == ["data/more/x", "data/notes.txt"]
+
+
+def test_a_symlink_made_by_a_command_does_not_leak_outside_files(sandbox: LocalSandbox) -> None:
+    sandbox.run("ln -s /etc/passwd leak && ln -s /etc etc")
+
+    with pytest.raises(SandboxPathError):
+        sandbox.read("leak")
+    with pytest.raises(SandboxPathError):
+        sandbox.write("etc/sandbox-test", "x")
+    assert sandbox.list() == []
+
+
+@pytest.mark.parametrize(
+    "command", ["sleep 1000.{n}", "while true; do :; done # {n}"], ids=["sleep", "busy-loop"]
+)
+def test_a_command_that_runs_forever_ends_at_the_timeout_and_leaves_nothing(
+    sandbox: LocalSandbox, command: str
+) -> None:
+    marker = str(uuid.uuid4().int % 10**9)
+
+    result, elapsed = run_timed(sandbox, command.replace("{n}", marker), timeout=1.5)
+
+    assert result.timed_out
+    assert result.exit_code == 124
+    assert "timed out" in result.stderr
+    assert elapsed < 5
+    assert leftovers(marker, sandbox.uid) == []
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    ["for i in $(seq 5000); do sleep 30.{n} & done; wait", "f(){ f|f& }; f; sleep 100 # {n}"],
+    ids=["thousands-of-sleeps", "recursive"],
+)
+def test_a_fork_bomb_is_contained_and_cleaned_up(sandbox: LocalSandbox, bomb: str) -> None:
+    marker = str(uuid.uuid4().int % 10**9)
+    peak = 0
+    running = True
+
+    def watch() -> None:
+        nonlocal peak
+        while running:
+            peak = max(peak, len(live_processes(marker, sandbox.uid)))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result, elapsed = run_timed(sandbox, bomb.replace("{n}", marker), timeout=2)
+    finally:
+        running = False
+        watcher.join()
+
+    assert "fork" in result.stderr  # bash saw RLIMIT_NPROC refuse it
+    assert elapsed < 6
+    # RLIMIT_NPROC counts per uid; without root it also counts our own processes.
+    if IS_ROOT:
+        assert peak <= LIMITS.max_processes
+    assert leftovers(marker, sandbox.uid) == []
+
+
+def test_a_process_that_leaves_the_process_group_is_killed_too(
+    sandbox: LocalSandbox,
+) -> None:
+    if sandbox.metadata["isolation"] == "subprocess" and not IS_ROOT:
+        pytest.skip("without root or bubblewrap only the process group is killed")
+    marker = str(uuid.uuid4().int % 10**9)
+
+    result = sandbox.run(f"setsid sleep 1000.{marker} > /dev/null 2>&1 & echo started")
+
+    assert result.stdout == "started\n"
+    assert leftovers(marker, sandbox.uid) == []
+
+
+def test_a_huge_file_stops_at_the_file_size_limit(sandbox: LocalSandbox) -> None:
+    result = sandbox.run("head -c 1G /dev/zero > big")
+
+    assert result.exit_code == 128 + signal.SIGXFSZ
+    assert (sandbox.workspace / "big").stat().st_size <= LIMITS.max_file_bytes
+
+
+def test_megabytes_of_output_come_back_truncated_without_blocking(sandbox: LocalSandbox) -> None:
+    result, elapsed = run_timed(sandbox, "yes | head -c 50000000; echo done >&2", timeout=30)
+
+    assert result.exit_code == 0
+    assert result.truncated and not result.timed_out
+    assert result.stdout.startswith("y\ny\n")
+    assert len(result.stdout.encode()) <= OUTPUT_LIMIT
+    assert "50000000 bytes" in result.stdout
+    assert result.stderr == "done\n"
+    assert elapsed < 20
+
+
+def test_kill_from_another_thread_stops_a_running_command(sandbox: LocalSandbox) -> None:
+    marker = str(uuid.uuid4().int % 10**9)
+    results: list[CommandResult] = []
+    runner = threading.Thread(target=lambda: results.append(sandbox.run(f"sleep 1000.{marker}")))
+    runner.start()
+    give_up = time.monotonic() + 5
+    while not live_processes(marker, None) and time.monotonic() < give_up:
+        time.sleep(0.02)
+
+    started = time.monotonic()
+    sandbox.kill()
+    killed_in = time.monotonic() - started
+    runner.join(timeout=5)
+
+    assert killed_in < 1
+    assert not runner.is_alive()
+    assert results[0].exit_code == -9 and not results[0].timed_out
+    assert not sandbox.workspace.exists()
+    assert leftovers(marker, sandbox.uid) == []
+    sandbox.kill()  # idempotent
+    with pytest.raises(SandboxClosed):
+        sandbox.run("true")
+
+
+def test_close_removes_the_workspace_and_refuses_later_calls(sandbox: LocalSandbox) -> None:
+    sandbox.write("index.html", "<p>bye</p>")
+
+    sandbox.close()
+
+    assert not sandbox.workspace.exists()
+    assert sandbox.preview() is None
+    with pytest.raises(SandboxClosed):
+        sandbox.write("index.html", "again")
+    with pytest.raises(SandboxClosed):
+        sandbox.read("index.html")
+    sandbox.close()
+
+
+def test_out_of_range_timeouts_are_clamped(sandbox: LocalSandbox) -> None:
+    assert sandbox.run("echo ok", timeout=0).stdout == "ok\n"
+    assert sandbox.run("echo ok", timeout=float("nan")).stdout == "ok\n"
+    assert sandbox.run("echo ok", timeout=10**9).stdout == "ok\n"
+
+
+@needs_root
+def test_commands_run_as_a_sandbox_uid_of_their_own(root: Path) -> None:
+    factory = LocalSandboxFactory(root, LIMITS, isolation="none")
+    first, second = factory.create("one", "static"), factory.create("two", "static")
+
+    assert first.run("id -u").stdout.strip() == str(first.uid)
+    assert first.uid not in (None, 0) and second.uid not in (None, 0, first.uid)
+    first.close()
+    second.close()
+
+
+# Bubblewrap
+
+
+@needs_bwrap
+def test_auto_isolation_picks_bubblewrap_when_it_works(root: Path) -> None:
+    factory = LocalSandboxFactory(root, LIMITS)
+
+    assert factory.create("auto", "static").metadata["isolation"] == "bubblewrap"
+
+
+def test_without_bwrap_auto_falls_back_and_bwrap_is_refused(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")
+
+    with pytest.raises(IsolationUnavailable, match="not installed"):
+        LocalSandboxFactory(root, LIMITS, isolation="bwrap")
+    factory = LocalSandboxFactory(root, LIMITS)
+
+    assert factory.isolation == "subprocess"
+    assert factory.create("fallback", "static").run("echo ok").stdout == "ok\n"
+
+
+def test_the_network_is_unreachable_under_bubblewrap_only(
+    bwrapped: LocalSandbox, root: Path
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        connect = f"echo > /dev/tcp/127.0.0.1/{port} && echo connected"
+        plain = LocalSandboxFactory(root, LIMITS, isolation="none").create("plain", "static")
+
+        assert plain.run(connect).stdout == "connected\n"  # the check itself works
+        assert bwrapped.run(connect).exit_code != 0
+        assert bwrapped.run("echo > /dev/tcp/127.0.0.1/6379").exit_code != 0
+        plain.close()
+
+
+def test_only_the_workspace_and_a_private_tmp_are_writable_under_bubblewrap(
+    bwrapped: LocalSandbox,
+) -> None:
+    for target in ("/usr/sandbox-test", "/etc/sandbox-test", "/sandbox-test"):
+        assert bwrapped.run(f"touch {target}").exit_code != 0, target
+    result = bwrapped.run("pwd; echo ok > w && cat w && touch /tmp/t && ls /tmp && ls /root")
+
+    assert result.stdout == "/workspace\nok\nt\n"
+    assert "/root" in result.stderr  # not there at all
+    assert not Path("/usr/sandbox-test").exists() and not Path("/etc/sandbox-test").exists()
+    assert bwrapped.read("w") == "ok\n"
