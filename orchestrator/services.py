@@ -40,7 +40,12 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
         from orchestrator.sandboxes.e2b import E2BSandboxFactory
 
         assert settings.e2b_api_key
-        return E2BSandboxFactory(settings.e2b_api_key)
+        return E2BSandboxFactory(
+            settings.e2b_api_key,
+            api_url=settings.e2b_api_url,
+            sandbox_url=settings.e2b_sandbox_url,
+            domain=settings.e2b_domain,
+        )
     from orchestrator.sandboxes.local import LocalSandboxFactory
 
     return LocalSandboxFactory(Path(settings.sandbox_root))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
@@ -54,6 +54,10 @@ class Settings:
     sandbox: str = "local"
     sandbox_root: str = "./.data/sandboxes"
     e2b_api_key: str | None = None
+    # Only to point the SDK somewhere else (a self-hosted E2B, or the offline fake in tests).
+    e2b_api_url: str | None = None
+    e2b_sandbox_url: str | None = None
+    e2b_domain: str | None = None
     public_url: str = "http://127.0.0.1:5000"
     port: int = 5000
     queue_name: str = "generation"
@@ -68,10 +72,11 @@ class Settings:
     run_deadline: float = 900.0
     event_stream_ttl: int = 3600
     event_stream_maxlen: int = 10000
+    # Seconds between `: ping` comments on an idle event stream (DESIGN section 6: at most 15).
+    sse_ping_interval: float = 15.0
     idempotency_ttl_hours: int = 24
     rate_limit_per_minute: int = 0
     max_body_bytes: int = 1024 * 1024
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def demo_mode(self) -> bool:
@@ -110,10 +115,18 @@ class Settings:
             sandbox=sandbox,
             sandbox_root=str(data_dir / "sandboxes"),
             e2b_api_key=env.get("E2B_API_KEY") or None,
+            e2b_api_url=env.get("E2B_API_URL") or None,
+            e2b_sandbox_url=env.get("E2B_SANDBOX_URL") or None,
+            e2b_domain=env.get("E2B_DOMAIN") or None,
             public_url=(env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
             port=port,
+            queue_name=env.get("QUEUE_NAME") or cls.queue_name,
+            heartbeat_interval=number("HEARTBEAT_INTERVAL", cls.heartbeat_interval),
+            stale_after=number("RUN_STALE_AFTER", cls.stale_after),
+            pending_grace=number("RUN_PENDING_GRACE", cls.pending_grace),
+            max_run_attempts=int(number("RUN_MAX_ATTEMPTS", cls.max_run_attempts)),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0)),
-            extra={k: v for k, v in env.items() if k.startswith("E2B_")},
+            sse_ping_interval=number("SSE_PING_INTERVAL", cls.sse_ping_interval),
         )
 
 

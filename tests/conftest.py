@@ -7,6 +7,7 @@ is named but unreachable skips the tests that need it; with CI=true it fails the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -27,7 +28,7 @@ from werkzeug.serving import make_server
 
 from models import make_engine, make_sessionmaker
 from models.migrate import upgrade
-from orchestrator.bundled_redis import BundledRedis
+from orchestrator.bundled_redis import BundledRedis, free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
 from orchestrator.tokens import user_token
 from tests.fakes.llm_server import FakeLLM
@@ -133,6 +134,8 @@ def settings(
         sandbox_root=sandbox_root,
         queue_name=f"test-{uuid.uuid4().hex[:8]}",
         heartbeat_interval=0.5,
+        public_url=f"http://127.0.0.1:{free_port()}",
+        agent_max_steps=6,
     )
 
 
@@ -165,10 +168,10 @@ def server(settings: Settings, celery_app: Any) -> Iterator[str]:
 
     app = create_app(replace(settings), celery=celery_app)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    http = make_server("127.0.0.1", 0, app, threaded=True)
+    http = make_server("127.0.0.1", int(settings.public_url.rsplit(":", 1)[1]), app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{http.server_port}"
+    yield settings.public_url
     http.shutdown()
 
 
@@ -248,3 +251,25 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
 @pytest.fixture
 def tmp_workspace(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@contextlib.contextmanager
+def running_stack(settings: Settings) -> Iterator[tuple[Any, Callable[[str, str], Any]]]:
+    """Another configuration: a Flask test client, and a function that executes a queued run.
+
+    Runs execute in the calling thread through the same runner the worker uses. A second
+    in-process Celery worker is not an option: a worker's shutdown flags are process-global
+    and would stop the session's worker too.
+    """
+    from orchestrator.runner import execute_run
+    from orchestrator.services import build_run_services
+    from web import create_app
+    from workers.app import create_celery
+
+    settings = replace(settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}")
+    services = build_run_services(settings)
+    client = create_app(settings, celery=create_celery(settings)).test_client()
+    try:
+        yield client, lambda message_id, run_id: execute_run(services, message_id, run_id)
+    finally:
+        redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)

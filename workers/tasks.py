@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import OperationalError
+
 from orchestrator import reaper, runner
 
 if TYPE_CHECKING:
@@ -17,11 +19,24 @@ def register(app: ForgeCelery) -> None:
     from workers.app import REAP_TASK, RUN_TASK
     from workers.dispatch import enqueue_run
 
-    @app.task(name=RUN_TASK, bind=True, ignore_result=True)
+    # shared=False: each app keeps its own tasks, so two apps in one process (tests, tools)
+    # never run each other's configuration.
+    # A database blip before the claim would leave the run PENDING until the reaper's grace
+    # period; retrying is safe, since a run already claimed makes the retry a no-op.
+    @app.task(
+        name=RUN_TASK,
+        bind=True,
+        ignore_result=True,
+        shared=False,
+        autoretry_for=(OperationalError,),
+        retry_backoff=1,
+        retry_backoff_max=30,
+        max_retries=6,
+    )
     def run_message(self: Any, message_id: str, run_id: str) -> str | None:
         return runner.execute_run(app.run_services(), message_id, run_id)
 
-    @app.task(name=REAP_TASK, ignore_result=True)
+    @app.task(name=REAP_TASK, ignore_result=True, shared=False)
     def reap_runs() -> dict[str, int]:
         services = app.run_services()
         report = reaper.reap(

@@ -1,0 +1,105 @@
+"""The same agent runs with SANDBOX=e2b, against the offline fake of the E2B API and envd."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from orchestrator.settings import Settings
+from orchestrator.tokens import user_token
+from tests.conftest import SECRET, running_stack, wait_for
+from tests.fakes.e2b_server import FakeE2B
+from tests.fakes.llm_server import Error, Reply, ToolCall
+
+
+@pytest.fixture
+def fake_e2b() -> Iterator[FakeE2B]:
+    with FakeE2B() as fake:
+        # The dev server a template would start: stays up in the background.
+        fake.add_program("npm", "#!/bin/sh\nexec sleep 30\n")
+        yield fake
+
+
+def _run(client: Any, execute: Any, prompt: str, framework: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'e2b-{time.time_ns()}')}"}
+    project = client.post(
+        "/api/projects", json={"name": "e", "framework": framework}, headers=headers
+    ).get_json()
+    sent = client.post(
+        "/api/messages", json={"message": prompt, "projectId": project["id"]}, headers=headers
+    ).get_json()
+    execute(sent["messageId"], sent["runId"])
+    final = wait_for(
+        lambda: (
+            (m := client.get(f"/api/messages/{sent['messageId']}", headers=headers).get_json())[
+                "status"
+            ]
+            in ("COMPLETE", "FAILED")
+            and m
+        ),
+        30,
+        "the e2b run",
+    )
+    fragment = client.get(f"/api/messages/{sent['messageId']}/fragment", headers=headers)
+    return {"message": final, "fragment": fragment.get_json()}
+
+
+def test_an_e2b_run_ends_with_a_kept_alive_preview(
+    settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
+) -> None:
+    e2b = replace(
+        settings,
+        sandbox="e2b",
+        e2b_api_key=fake_e2b.api_key,
+        e2b_api_url=fake_e2b.url,
+        e2b_sandbox_url=fake_e2b.url,
+        e2b_domain=fake_e2b.domain,
+    )
+    llm.script(
+        Reply("", tool_calls=[ToolCall("write_file", {"path": "src/App.tsx", "content": "x"})]),
+        Reply("", tool_calls=[ToolCall("run_command", {"command": "cat src/App.tsx"})]),
+        Reply("Done.", tool_calls=[ToolCall("finish", {"title": "App", "summary": "S"})]),
+    )
+    with running_stack(e2b) as (client, execute):
+        result = _run(client, execute, "Build a counter", "REACT")
+    message, fragment = result["message"], result["fragment"]
+    assert message["status"] == "COMPLETE", message
+    assert message["toolCalls"][1]["result"]["stdout"] == "x"
+    sandbox_id = fragment["sandboxId"]
+    assert sandbox_id in fake_e2b.sandboxes
+    assert fake_e2b.sandboxes[sandbox_id].template == "react-developer"
+    assert fragment["sandboxUrl"] == f"https://5173-{sandbox_id}.{fake_e2b.domain}"
+    assert fragment["files"] == {"src/App.tsx": "x"}
+    assert fake_e2b.sandboxes[sandbox_id].state == "alive"
+    assert fake_e2b.calls_to("POST", f"/sandboxes/{sandbox_id}/timeout")
+    assert fragment["metadata"]["sandbox"]["sandbox"] == "e2b"
+
+
+def test_a_failed_e2b_run_kills_its_sandbox(
+    settings: Settings, fake_e2b: FakeE2B, llm: Any, fallback_llm: Any, worker: Any
+) -> None:
+    e2b = replace(
+        settings,
+        sandbox="e2b",
+        e2b_api_key=fake_e2b.api_key,
+        e2b_api_url=fake_e2b.url,
+        e2b_sandbox_url=fake_e2b.url,
+        e2b_domain=fake_e2b.domain,
+    )
+    llm.script(
+        Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "x"})]),
+        Error(500),
+        Error(500),
+        Error(500),
+    )
+    fallback_llm.script(Error(500), Error(500), Error(500))
+    with running_stack(e2b) as (client, execute):
+        result = _run(client, execute, "Build a counter", "VUE")
+    assert result["message"]["status"] == "FAILED"
+    assert result["fragment"] is None
+    (sandbox,) = fake_e2b.sandboxes.values()
+    assert sandbox.state == "killed"
