@@ -114,8 +114,7 @@ def cancel_run(
         outcome = lifecycle.cancel(session, user_id, message_id)
     try:
         request_cancel(client, message_id)
-        events.append(message_id, StatusEvent(Status.CANCELLED))
-        events.finish(message_id, Status.CANCELLED)
+        events.finish(message_id, Status.CANCELLED, StatusEvent(Status.CANCELLED))
     except redis.RedisError:  # the worker's heartbeat still finds the run is no longer its own
         log.warning("could not flag the cancel of %s in Redis", message_id, exc_info=True)
     if outcome.run_id:

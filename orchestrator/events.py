@@ -74,6 +74,38 @@ def _done_key(message_id: str) -> str:
     return f"run:{message_id}:done"
 
 
+# Appends are gated on the run's `done` marker inside Redis, so once a run's last event is written
+# nothing can follow it: not a late delta from a worker that has yet to notice a cancel.
+_APPEND = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return {} end
+local ids = {}
+for i = 3, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                             'type', ARGV[i], 'data', ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return ids
+"""
+
+_FINISH = """
+if not redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[2]) then return {} end
+local ids = {}
+for i = 4, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',
+                             'type', ARGV[i], 'data', ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return ids
+"""
+
+
+def _encode(events: tuple[Event, ...]) -> list[str]:
+    flat: list[str] = []
+    for event in events:
+        flat += [event.type, json.dumps(event.data(), separators=(",", ":"))]
+    return flat
+
+
 class EventLog:
     """Appends to and reads from the per-message streams."""
 
@@ -81,26 +113,24 @@ class EventLog:
         self.redis = client
         self.maxlen = maxlen
         self.ttl = ttl
+        self._append = client.register_script(_APPEND)
+        self._finish = client.register_script(_FINISH)
 
     def append(self, message_id: str, *events: Event) -> list[str]:
-        pipe = self.redis.pipeline(transaction=False)
-        for event in events:
-            pipe.xadd(
-                stream_key(message_id),
-                {"type": event.type, "data": json.dumps(event.data(), separators=(",", ":"))},
-                maxlen=self.maxlen,
-                approximate=True,
-            )
-        pipe.expire(stream_key(message_id), self.ttl * 24)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in pipe.execute()[:-1]]
+        """Append events unless the run already ended; returns their stream ids ([] if ended)."""
+        keys = [stream_key(message_id), _done_key(message_id)]
+        # Live streams may outlast their run by a day at most; finish() shortens that to `ttl`.
+        ids = self._append(keys=keys, args=[self.maxlen, self.ttl * 24, *_encode(events)])
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
-    def finish(self, message_id: str, status: str) -> bool:
-        """Append the one `done` event of a run, whoever gets here first; then expire the log."""
-        if not self.redis.set(_done_key(message_id), status, nx=True, ex=self.ttl):
-            return False
-        self.append(message_id, DoneEvent(status))
-        self.redis.expire(stream_key(message_id), self.ttl)
-        return True
+    def finish(self, message_id: str, status: str, *events: Event) -> bool:
+        """Append `events` and the one `done` of a run, atomically, whoever gets here first."""
+        keys = [stream_key(message_id), _done_key(message_id)]
+        args = [self.maxlen, self.ttl, status, *_encode((*events, DoneEvent(status)))]
+        return bool(self._finish(keys=keys, args=args))
+
+    def is_finished(self, message_id: str) -> bool:
+        return bool(self.redis.exists(_done_key(message_id)))
 
     def read(
         self, message_id: str, after: str = "0-0", *, count: int = 500, block_ms: int | None = None

@@ -50,11 +50,15 @@ def reap(services: RunServices, dispatch: Callable[[str, str], None]) -> ReapRep
     for message_id, run_id, status, attempts, content in candidates:
         assert run_id is not None
         if attempts >= settings.max_run_attempts:
+            kept = content or GAVE_UP  # text that reached clients is kept
             with transaction(services.db) as session:
-                kept = content or GAVE_UP  # text that reached clients is kept
-                if lifecycle.fail_unclaimed(session, message_id, "gave up after retries", kept):
-                    report.failed += 1
-                    _announce_failure(services, message_id, content)
+                failed = lifecycle.fail_unclaimed(
+                    session, message_id, "gave up after retries", kept, stale_before=cutoff
+                )
+            if failed:  # announced and cleaned up only once it is committed
+                report.failed += 1
+                _announce_failure(services, message_id, content)
+                _discard_sandbox(services, run_id)
             continue
         with transaction(services.db) as session:
             if status == Status.STREAMING:
@@ -69,6 +73,9 @@ def reap(services: RunServices, dispatch: Callable[[str, str], None]) -> ReapRep
                     .values(updated_at=utcnow())
                 )
                 report.resent += 1
+        if status == Status.STREAMING:
+            # Before the re-send, so the next attempt of this run id starts from a clean slate.
+            _discard_sandbox(services, run_id)
         try:
             dispatch(message_id, run_id)
         except QueueUnavailable:
@@ -78,11 +85,25 @@ def reap(services: RunServices, dispatch: Callable[[str, str], None]) -> ReapRep
     return report
 
 
+def _discard_sandbox(services: RunServices, run_id: str) -> None:
+    """What the dead worker's sandbox left behind; a factory without `discard` (E2B) lets its
+    sandboxes run out their own timeout."""
+    discard = getattr(services.sandboxes, "discard", None)
+    if discard is None:
+        return
+    try:
+        discard(run_id)
+    except Exception:
+        log.warning("could not discard the sandbox of run %s", run_id, exc_info=True)
+
+
 def _announce_failure(services: RunServices, message_id: str, content: str) -> None:
     try:
-        services.events.append(
-            message_id, ErrorEvent("gave up after retries"), StatusEvent(Status.FAILED)
+        services.events.finish(
+            message_id,
+            Status.FAILED,
+            ErrorEvent("gave up after retries"),
+            StatusEvent(Status.FAILED),
         )
-        services.events.finish(message_id, Status.FAILED)
     except Exception:
         log.warning("could not announce the failure of %s", message_id)

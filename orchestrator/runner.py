@@ -204,9 +204,9 @@ class _Run:
         except redis.RedisError:  # the database keeps the outcome; live followers catch up from it
             log.warning("could not publish events of %s", self.lease.message_id, exc_info=True)
 
-    def _finish_stream(self, status: str) -> None:
+    def _finish_stream(self, status: str, *events: Event) -> None:
         try:
-            self.services.events.finish(self.lease.message_id, status)
+            self.services.events.finish(self.lease.message_id, status, *events)
         except redis.RedisError:
             log.warning("could not close the event stream of %s", self.lease.message_id)
 
@@ -256,10 +256,8 @@ class _Run:
             self.sandbox.kill()
             return None
         self.sandbox.close(keep_alive=keep_alive)
-        if fragment is not None:
-            self._publish(FragmentEvent(fragment))
-        self._publish(StatusEvent(Status.COMPLETE))
-        self._finish_stream(Status.COMPLETE)
+        tail: list[Event] = [FragmentEvent(fragment)] if fragment is not None else []
+        self._finish_stream(Status.COMPLETE, *tail, StatusEvent(Status.COMPLETE))
         return Status.COMPLETE
 
     def _fail(self, kind: str, reason: str) -> str | None:
@@ -282,8 +280,7 @@ class _Run:
             )
         if not ok:
             return None
-        self._publish(*tail, ErrorEvent(error), StatusEvent(Status.FAILED))
-        self._finish_stream(Status.FAILED)
+        self._finish_stream(Status.FAILED, *tail, ErrorEvent(error), StatusEvent(Status.FAILED))
         return Status.FAILED
 
     def _stopped(self) -> str | None:
