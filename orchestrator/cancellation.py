@@ -1,9 +1,14 @@
-"""Cooperative cancellation: DELETE sets a flag in Redis; the running task watches for it."""
+"""Cooperative cancellation: DELETE sets a flag in Redis and wakes the task that watches for it.
+
+The flag is durable (a late or duplicate delivery still sees it); the signal list wakes a
+watcher blocked in BLPOP at once, so a cancel is noticed in milliseconds, not a poll later.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import redis
@@ -23,8 +28,16 @@ def flag_key(message_id: str) -> str:
     return f"run:{message_id}:cancel"
 
 
+def signal_key(message_id: str) -> str:
+    return f"run:{message_id}:cancel-signal"
+
+
 def request_cancel(client: redis.Redis, message_id: str) -> None:
-    client.set(flag_key(message_id), "1", ex=FLAG_TTL_SECONDS)
+    pipe = client.pipeline(transaction=True)
+    pipe.set(flag_key(message_id), "1", ex=FLAG_TTL_SECONDS)
+    pipe.lpush(signal_key(message_id), "1")
+    pipe.expire(signal_key(message_id), 60)
+    pipe.execute()
 
 
 def is_cancel_requested(client: redis.Redis, message_id: str) -> bool:
@@ -64,8 +77,8 @@ class RunWatch:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # No join: the thread is at most one BLPOP timeout from seeing this and ending.
         self._stopped.set()
-        self._thread.join(timeout=5)
 
     def cancelled(self) -> bool:
         return self._event.is_set()
@@ -85,20 +98,28 @@ class RunWatch:
                 log.exception("cancel hook failed for %s", self._message_id)
 
     def _loop(self) -> None:
-        since_beat = 0.0
-        while not self._stopped.wait(self._poll):
-            since_beat += self._poll
-            try:
-                if is_cancel_requested(self._redis, self._message_id):
-                    self.trip("cancelled")
-                    return
-                if since_beat >= self._beat_every:
-                    since_beat = 0.0
+        next_beat = time.monotonic() + self._beat_every
+        while not self._stopped.is_set():
+            # The heartbeat goes to the database and must never wait on Redis: a heartbeat
+            # skipped during a Redis outage would let the reaper take a live run away.
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + self._beat_every
+                try:
                     if not self._heartbeat():
                         self.trip("lost")
                         return
-            except Exception:  # a Redis or database blip must not end the run by itself
-                log.warning("watch of %s could not check in", self._message_id, exc_info=True)
+                except Exception:  # a database blip must not end the run by itself
+                    log.warning("watch of %s could not heartbeat", self._message_id, exc_info=True)
+            try:
+                woken = self._redis.blpop([signal_key(self._message_id)], timeout=self._poll)
+                if self._stopped.is_set():
+                    return
+                if woken or is_cancel_requested(self._redis, self._message_id):
+                    self.trip("cancelled")
+                    return
+            except Exception:  # Redis down: a DELETE still reaches the run through its heartbeat
+                log.warning("watch of %s could not read its cancel flag", self._message_id)
+                self._stopped.wait(self._poll)
 
 
 def cancel_run(

@@ -191,12 +191,23 @@ def fail(
     return True
 
 
-def fail_unclaimed(session: Session, message_id: str, error: str, content: str) -> bool:
-    """A run that can never start or be retried (reaper, attempts exhausted) ends FAILED."""
+def fail_unclaimed(
+    session: Session, message_id: str, error: str, content: str, *, stale_before: Any = None
+) -> bool:
+    """A run that can never start or be retried (reaper, attempts exhausted) ends FAILED.
+
+    With `stale_before`, a STREAMING run whose worker heartbeated since then is left alone: the
+    reaper saw it stale, but its worker was only slow (a database blip) and is still at work.
+    """
     now = utcnow()
+    running: ColumnElement[bool] = Message.status.in_(RUNNING)
+    if stale_before is not None:
+        running = (Message.status == Status.PENDING) | and_(
+            Message.status == Status.STREAMING, Message.heartbeat_at < stale_before
+        )
     result = session.execute(
         update(Message)
-        .where(Message.id == message_id, Message.status.in_(RUNNING))
+        .where(Message.id == message_id, running)
         .values(
             status=Status.FAILED,
             type=MessageType.ERROR,

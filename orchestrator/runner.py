@@ -10,10 +10,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Attachment, Message, Project, Status, transaction
@@ -40,6 +41,8 @@ from orchestrator.serialize import fragment_json
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 FAILED_TEXT = {
     "provider": "Sorry, the AI service is unavailable right now, so this request could not be "
@@ -129,7 +132,7 @@ class _Run:
             services.redis,
             lease.message_id,
             heartbeat=self._heartbeat,
-            poll_interval=0.1,
+            poll_interval=0.25,
             heartbeat_interval=self.settings.heartbeat_interval,
             on_cancel=self.sandbox.kill,
         )
@@ -190,9 +193,27 @@ class _Run:
 
     def _flush(self) -> None:
         self.last_flush = time.monotonic()
-        with transaction(self.services.db) as session:
-            if not lifecycle.flush(session, self.lease, "".join(self.content), self.tool_calls):
-                self.lost = True
+        try:
+            with transaction(self.services.db) as session:
+                if not lifecycle.flush(session, self.lease, "".join(self.content), self.tool_calls):
+                    self.lost = True
+        except OperationalError:  # a database blip: what is not flushed goes with the next flush
+            log.warning("could not flush %s; will try again", self.lease.message_id)
+
+    def _write(self, write: Callable[[Session], T]) -> T:
+        """A run's last write, retried through a database blip while its lease can still hold."""
+        give_up = time.monotonic() + self.settings.stale_after
+        delay = 0.2
+        while True:
+            try:
+                with transaction(self.services.db) as session:
+                    return write(session)
+            except OperationalError:
+                if time.monotonic() + delay > give_up:
+                    raise  # the task fails; the reaper re-runs the run once its lease is stale
+                log.warning("could not write the outcome of %s; retrying", self.lease.message_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _heartbeat(self) -> bool:
         with transaction(self.services.db) as session:
@@ -242,7 +263,8 @@ class _Run:
             stopReason=outcome.stop_reason,
             title=outcome.title,
         )
-        with transaction(self.services.db) as session:
+
+        def write(session: Session) -> tuple[Any, dict[str, Any] | None]:
             written = lifecycle.complete(
                 session,
                 self.lease,
@@ -251,7 +273,9 @@ class _Run:
                 metadata=metadata,
                 fragment=fragment_values,
             )
-            fragment = fragment_json(written) if written not in (None, False) else None
+            return written, fragment_json(written) if written not in (None, False) else None
+
+        written, fragment = self._write(write)
         if written is False:
             self.sandbox.kill()
             return None
@@ -269,8 +293,8 @@ class _Run:
             content = FAILED_TEXT[kind]
             tail.append(DeltaEvent(content))
         error = reason[:500] or kind
-        with transaction(self.services.db) as session:
-            ok = lifecycle.fail(
+        ok = self._write(
+            lambda session: lifecycle.fail(
                 session,
                 self.lease,
                 content=content,
@@ -278,6 +302,7 @@ class _Run:
                 tool_calls=self.tool_calls,
                 metadata=self._metadata(failure=kind),
             )
+        )
         if not ok:
             return None
         self._finish_stream(Status.FAILED, *tail, ErrorEvent(error), StatusEvent(Status.FAILED))

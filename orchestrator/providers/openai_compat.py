@@ -25,7 +25,7 @@ from orchestrator.settings import ProviderConfig
 
 _END = object()
 # How often a consumer waiting for the next chunk looks at the cancel check.
-CANCEL_POLL_SECONDS = 0.05
+CANCEL_POLL_SECONDS = 0.02
 
 
 class OpenAICompatProvider:

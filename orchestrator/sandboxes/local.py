@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import secrets
 import shutil
 import stat
 import threading
@@ -33,7 +34,7 @@ from orchestrator.sandboxes.local_process import (
     RunningCommand,
     probe_bubblewrap,
 )
-from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of
+from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of, kill_orphans
 from orchestrator.sandboxes.paths import resolve_inside
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ class LocalSandboxFactory:
             raise ValueError(f"run id cannot name a workspace: {run_id!r}")
         lease = UidLease.acquire(self._lock_dir) if self.drops_privileges else None
         try:
-            workspace = self.root / run_id
-            shutil.rmtree(workspace, ignore_errors=True)  # start clean after an earlier attempt
+            # A directory of its own per sandbox, not per run: an earlier attempt of this run
+            # that is still stopping (it lost its lease) must not delete the next one's files.
+            workspace = self.root / f"{run_id}.{secrets.token_hex(4)}"
             workspace.mkdir(mode=0o700)
             if lease is not None:
                 os.chown(workspace, lease.uid, lease.uid)
@@ -86,6 +88,15 @@ class LocalSandboxFactory:
             "framework": framework,
         }
         return LocalSandbox(f"local-{run_id}", launcher, lease, metadata)
+
+    def discard(self, run_id: str) -> None:
+        """Clear what a run's dead worker left behind: its workspace, and any sandbox process
+        whose worker is gone (the reaper calls this before a run is re-sent or given up)."""
+        for workspace in self.root.iterdir():
+            if workspace.name.rsplit(".", 1)[0] == run_id:
+                shutil.rmtree(workspace, ignore_errors=True)
+        if self.drops_privileges:
+            kill_orphans(self._lock_dir)
 
     @property
     def _lock_dir(self) -> Path:

@@ -51,6 +51,45 @@ class UidLease:
             self._lock_fd = None
 
 
+def kill_orphans(lock_dir: Path) -> list[int]:
+    """SIGKILL the processes of every sandbox uid whose lease nobody holds; the uids it cleaned.
+
+    A worker killed outright releases its leases (the kernel drops its flocks) but not always
+    the commands it started: one started just before the kill can outlive bubblewrap's
+    --die-with-parent. Holding the lease while killing keeps a new sandbox off that uid meanwhile.
+    Only uids leased under `lock_dir` are considered (their lock file exists).
+    """
+    cleaned = []
+    for uid in sorted(_sandbox_uids_with_processes()):
+        try:
+            fd = os.open(lock_dir / f"{uid - UID_BASE}.lock", os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # never leased here
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # a live sandbox owns it
+        else:
+            kill_all_processes_of(uid)
+            cleaned.append(uid)
+        finally:
+            os.close(fd)
+    return cleaned
+
+
+def _sandbox_uids_with_processes() -> set[int]:
+    uids = set()
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in status.read_text().splitlines():
+                if line.startswith("Uid:"):
+                    uid = int(line.split()[1])
+                    if UID_BASE <= uid < UID_BASE + UID_SLOTS:
+                        uids.add(uid)
+                    break
+    return uids
+
+
 def kill_all_processes_of(uid: int) -> None:
     """SIGKILL every process of `uid`: a helper running as `uid` calls kill(-1), sparing others.
 
