@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, insert, select, update
+from typing import cast
+
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -10,8 +12,8 @@ from models import CreditLedger, Plan, User, new_id, utcnow
 from orchestrator.errors import OutOfCredits
 
 # Plain Core tables on the prompt hot path: ORM-enabled statements cost several times more CPU.
-USERS = User.__table__
-LEDGER = CreditLedger.__table__
+USERS = cast(Table, User.__table__)
+LEDGER = cast(Table, CreditLedger.__table__)
 
 
 def ensure_user(session: Session, user_id: str, default_credits: int) -> User:

@@ -120,13 +120,15 @@ class EventLog:
         """Append events unless the run already ended; returns their stream ids ([] if ended)."""
         keys = [stream_key(message_id), _done_key(message_id)]
         # Live streams may outlast their run by a day at most; finish() shortens that to `ttl`.
-        ids = self._append(keys=keys, args=[self.maxlen, self.ttl * 24, *_encode(events)])
+        args: list[str | int] = [self.maxlen, self.ttl * 24, *_encode(events)]
+        ids: Any = self._append(keys=keys, args=args)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     def finish(self, message_id: str, status: str, *events: Event) -> bool:
         """Append `events` and the one `done` of a run, atomically, whoever gets here first."""
         keys = [stream_key(message_id), _done_key(message_id)]
-        args = [self.maxlen, self.ttl, status, *_encode((*events, DoneEvent(status)))]
+        args: list[str | int] = [self.maxlen, self.ttl, status]
+        args += _encode((*events, DoneEvent(status)))
         return bool(self._finish(keys=keys, args=args))
 
     def is_finished(self, message_id: str) -> bool:
@@ -136,12 +138,16 @@ class EventLog:
         self, message_id: str, after: str = "0-0", *, count: int = 500, block_ms: int | None = None
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """Events after `after`: (id, type, data). Blocks up to block_ms when there are none."""
-        reply = self.redis.xread({stream_key(message_id): after}, count=count, block=block_ms)
-        out: list[tuple[str, str, dict[str, Any]]] = []
-        for _key, entries in reply or []:
-            for entry_id, fields in entries:
-                ident = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-                kind = fields[b"type"].decode() if b"type" in fields else fields["type"]
-                raw = fields[b"data"] if b"data" in fields else fields["data"]
-                out.append((ident, kind, json.loads(raw)))
-        return out
+        reply: Any = self.redis.xread({stream_key(message_id): after}, count=count, block=block_ms)
+        return [parse_entry(entry) for _key, entries in reply or [] for entry in entries]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def parse_entry(entry: Any) -> tuple[str, str, dict[str, Any]]:
+    """One stream entry as (id, type, data), whether the client decodes responses or not."""
+    entry_id, fields = entry
+    decoded = {_text(k): v for k, v in fields.items()}
+    return _text(entry_id), _text(decoded["type"]), json.loads(decoded["data"])

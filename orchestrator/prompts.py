@@ -6,9 +6,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -41,9 +41,9 @@ from orchestrator.errors import (
 log = logging.getLogger(__name__)
 
 # Plain Core tables on the hot path: ORM-enabled statements cost several times more CPU.
-MESSAGES = Message.__table__
-ATTACHMENTS = Attachment.__table__
-CONVERSATIONS = Conversation.__table__
+MESSAGES = cast(Table, Message.__table__)
+ATTACHMENTS = cast(Table, Attachment.__table__)
+CONVERSATIONS = cast(Table, Conversation.__table__)
 
 Dispatch = Callable[[str, str], None]
 """Enqueues the run of an assistant message: (message_id, run_id). Raises QueueUnavailable."""

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Attachment, Message, Project, Status, transaction
+from models import Attachment, Fragment, Message, Project, Status, transaction
 from orchestrator import lifecycle, prompting
 from orchestrator.agent import Outcome, run_agent
 from orchestrator.cancellation import RunWatch
@@ -273,7 +273,7 @@ class _Run:
                 metadata=metadata,
                 fragment=fragment_values,
             )
-            return written, fragment_json(written) if written not in (None, False) else None
+            return written, fragment_json(written) if isinstance(written, Fragment) else None
 
         written, fragment = self._write(write)
         if written is False:

@@ -47,9 +47,14 @@ class SandboxFileNotFound(FileNotFoundError):
 class Sandbox(Protocol):
     """One isolated workspace for one run. Every method may raise; kill() must never hang."""
 
-    id: str
-    kind: str
-    metadata: dict[str, object]
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def metadata(self) -> dict[str, object]: ...
 
     def write(self, path: str, content: str) -> None: ...
 
