@@ -130,8 +130,15 @@ def dev(settings: Settings) -> int:
         env["REDIS_URL"] = bundled.url
         print(f"started the bundled Redis at {bundled.url}")
     upgrade(settings.database_url)
+    # Honcho gives each process its own PORT; the worker must still write the web's URLs.
+    env.setdefault("PUBLIC_URL", settings.public_url)
+    # The Procfile names gunicorn and celery: find them beside this interpreter (the venv).
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     procfile = Path(__file__).resolve().parent.parent / "Procfile"
-    honcho = [sys.executable, "-m", "honcho", "start", "-f", str(procfile), "-d", os.getcwd()]
+    honcho = [
+        sys.executable, "-m", "honcho", "start",
+        "-f", str(procfile), "-d", os.getcwd(), "-p", str(settings.port),
+    ]  # fmt: skip
     child = subprocess.Popen(honcho, env=env)
     try:
         signal.signal(signal.SIGTERM, lambda *_: child.terminate())

@@ -151,7 +151,11 @@ li.done span { text-decoration: line-through; color: #9ca3af; }
 const input = document.getElementById("item-input");
 const list = document.getElementById("items");
 const count = document.getElementById("count");
-const items = JSON.parse(localStorage.getItem("items") || "[]");
+// The preview runs on an opaque origin, where storage may be refused: keep working without it.
+function load() {
+  try { return JSON.parse(localStorage.getItem("items") || "[]"); } catch { return []; }
+}
+const items = load();
 
 function render() {
   list.innerHTML = "";
@@ -171,7 +175,7 @@ function render() {
 }
 
 function save() {
-  localStorage.setItem("items", JSON.stringify(items));
+  try { localStorage.setItem("items", JSON.stringify(items)); } catch { /* preview only */ }
   render();
 }
 
