@@ -38,7 +38,9 @@ def free_port() -> int:
 def gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     command = [
         str(ROOT / ".venv/bin/gunicorn"), app, "--bind", f"127.0.0.1:{port}",
-        "--worker-class", "gthread", "--workers", "2", "--threads", "64", "--log-level", "warning",
+        # As the Procfile's web process.
+        "--worker-class", "gevent", "--workers", "2", "--worker-connections", "4000",
+        "--log-level", "warning",
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     deadline = time.monotonic() + 30

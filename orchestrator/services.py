@@ -52,9 +52,16 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
 
 
 def redis_client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
-        settings.redis_url, socket_timeout=10, socket_connect_timeout=5, health_check_interval=30
+    # A blocking pool: past its size, callers wait for a connection instead of failing.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=200,
+        timeout=5,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def build_run_services(settings: Settings) -> RunServices:

@@ -10,7 +10,7 @@ from flask import Flask
 from models import make_engine, make_sessionmaker
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
-from web import errors
+from web import errors, guards
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
@@ -38,9 +38,20 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
             "no LLM provider configured: runs use the built-in offline demo provider"
         )
 
-    from web.api import conversations, fragments, health, me, messages, preview, projects
+    from web.api import (
+        conversations,
+        docs,
+        events,
+        fragments,
+        health,
+        me,
+        messages,
+        preview,
+        projects,
+    )
 
-    for module in (me, projects, conversations, messages, fragments, health, preview):
+    for module in (me, projects, conversations, messages, events, fragments, health, preview, docs):
         app.register_blueprint(module.bp)
+    guards.register(app)
     errors.register(app)
     return app

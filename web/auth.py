@@ -10,6 +10,7 @@ import jwt
 from flask import g, request
 
 from orchestrator.errors import Unauthorized
+from web.api.common import storable
 from web.state import state
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,7 +43,13 @@ def verify(token: str) -> str:
     except jwt.PyJWTError as exc:
         raise Unauthorized("Invalid or expired token") from exc
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject.strip() or len(subject) > 255:
+    # The subject becomes a row's key: refuse what a database could not store, too.
+    if (
+        not isinstance(subject, str)
+        or not subject.strip()
+        or len(subject) > 255
+        or not storable(subject)
+    ):
         raise Unauthorized("Invalid token subject")
     return subject
 

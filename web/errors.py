@@ -57,7 +57,12 @@ def register(app: Flask) -> None:
             413: "Request body is larger than 1 MiB",
         }
         code = exc.code or 500
-        return error_response(code, messages.get(code, exc.description or exc.name))
+        response, status = error_response(code, messages.get(code, exc.description or exc.name))
+        # Keep the headers the status calls for, such as the Allow of a 405.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(OperationalError)
     def database_down(exc: OperationalError) -> tuple[Response, int]:

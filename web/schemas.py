@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from orchestrator.prompts import AttachmentInput
 
@@ -16,9 +17,29 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+# An absolute http(s) URL with a host, without spaces or control characters. Written so that
+# Python and ECMA (the OpenAPI document's regex dialect) read it alike.
+HTTP_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f/?#]+([/?#][^\x00-\x20\x7f]*)?$"
+URL_MAX = 2048
+URL_SCHEMA: dict[str, Any] = {"type": "string", "pattern": HTTP_URL, "maxLength": URL_MAX}
+# The database column is a 32-bit integer on PostgreSQL.
+INT32_MAX = 2**31 - 1
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 380.0 is the integer 380 (as JSON Schema says); 380.5 is not."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= INT32_MAX:
+        return int(value)
+    return value
+
+
+Size = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral)]
+Pixels = Annotated[int, Field(ge=0, le=100_000), BeforeValidator(_integral)]
+
+
 def _http_url(value: str) -> str:
-    if not value.lower().startswith(("http://", "https://")) or len(value) > 2048:
-        raise ValueError("must be an http(s) URL of at most 2048 characters")
+    if len(value) > URL_MAX or not re.fullmatch(HTTP_URL, value):
+        raise ValueError(f"must be an http(s) URL of at most {URL_MAX} characters")
     return value
 
 
@@ -34,10 +55,10 @@ class CreateConversation(Body):
 
 class AttachmentBody(Body):
     type: Literal["IMAGE", "FIGMA_FILE", "GITHUB_REPO"] = "IMAGE"
-    url: str
-    size: int = Field(ge=0, le=10**12)
-    width: int | None = Field(default=None, ge=0, le=100_000)
-    height: int | None = Field(default=None, ge=0, le=100_000)
+    url: str = Field(json_schema_extra=URL_SCHEMA)
+    size: Size
+    width: Pixels | None = None
+    height: Pixels | None = None
     importId: str | None = Field(default=None, max_length=255)
     sourceMetadata: Any = None
 
@@ -60,7 +81,9 @@ class SendMessage(Body):
     value: str | None = None  # the Zapdev form's name for the same field
     projectId: str | None = Id
     conversationId: str | None = Id
-    imageUrl: str | None = None
+    imageUrl: str | None = Field(
+        default=None, json_schema_extra={"anyOf": [URL_SCHEMA, {"type": "null"}]}
+    )
     attachments: list[AttachmentBody] = Field(default_factory=list, max_length=20)
 
     _image = field_validator("imageUrl")(lambda v: v if v is None else _http_url(v))

@@ -7,11 +7,11 @@ from typing import Any
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from orchestrator import cancellation, messages, prompts
+from orchestrator import cancellation, messages, prompts, ratelimit
 from orchestrator.errors import InvalidRequest
 from orchestrator.messages import MessageView
 from orchestrator.serialize import attachment_json, fragment_json, message_json
-from web.api.common import json_body, parse, unit_of_work
+from web.api.common import json_body, parse, storable, unit_of_work
 from web.auth import current_user_id, require_user
 from web.schemas import AttachmentBody, CancelMessage, SendMessage
 from web.state import state
@@ -56,7 +56,9 @@ def send() -> ResponseReturnValue:
         raise InvalidRequest("message must be 3 to 1000 characters")
     if not body.projectId and not body.conversationId:
         raise InvalidRequest("projectId or conversationId is required")
+    key = idempotency_key()
     app = state()
+    ratelimit.check(app.redis, current_user_id(), app.settings.rate_limit_per_minute)
     accepted = prompts.send_prompt(
         app.db,
         prompts.PromptRequest(
@@ -66,7 +68,7 @@ def send() -> ResponseReturnValue:
             conversation_id=body.conversationId,
             image_url=body.imageUrl,
             attachments=tuple(a.to_input() for a in body.attachments),
-            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            idempotency_key=key,
             body_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
         ),
         default_credits=app.settings.default_credits,
@@ -81,6 +83,13 @@ def send() -> ResponseReturnValue:
     answer = message_json(user_message)
     answer.update(success=True, runId=accepted.run_id, messageId=accepted.assistant_message_id)
     return jsonify(answer), 201
+
+
+def idempotency_key() -> str | None:
+    key = request.headers.get("Idempotency-Key") or None
+    if key is not None and (len(key) > 255 or not storable(key)):
+        raise InvalidRequest("Idempotency-Key must be at most 255 characters, without NUL")
+    return key
 
 
 @bp.delete("/api/messages")
