@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import Attachment, Fragment, Message, Project
+from models import Attachment, Fragment, Message, Project, utcnow
 from orchestrator import projects
 from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.prompts import AttachmentInput
@@ -91,16 +91,7 @@ def add_attachment(
     session: Session, user_id: str, message_id: str, item: AttachmentInput
 ) -> Attachment:
     message = get_message(session, user_id, message_id)
-    attachment = Attachment(
-        message_id=message.id,
-        type=item.type,
-        url=item.url,
-        size=item.size,
-        width=item.width,
-        height=item.height,
-        import_id=item.import_id,
-        source_metadata=item.source_metadata,
-    )
+    attachment = Attachment(**item.row(message.id, utcnow()))
     session.add(attachment)
     session.flush()
     return attachment

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select, update
@@ -58,6 +58,22 @@ class AttachmentInput:
     height: int | None = None
     import_id: str | None = None
     source_metadata: Any = None
+
+    def row(self, message_id: str, now: datetime) -> dict[str, Any]:
+        """The attachments row this input becomes."""
+        return {
+            "id": new_id(),
+            "message_id": message_id,
+            "type": self.type,
+            "url": self.url,
+            "size": self.size,
+            "width": self.width,
+            "height": self.height,
+            "import_id": self.import_id,
+            "source_metadata": self.source_metadata,
+            "created_at": now,
+            "updated_at": now,
+        }
 
 
 @dataclass(frozen=True)
@@ -176,23 +192,7 @@ def _store_turn(
         raise _AlreadyRunning(conversation.id) from exc
     if request.attachments:
         session.execute(
-            insert(ATTACHMENTS),
-            [
-                {
-                    "id": new_id(),
-                    "message_id": user_message_id,
-                    "type": item.type,
-                    "url": item.url,
-                    "size": item.size,
-                    "width": item.width,
-                    "height": item.height,
-                    "import_id": item.import_id,
-                    "source_metadata": item.source_metadata,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for item in request.attachments
-            ],
+            insert(ATTACHMENTS), [item.row(user_message_id, now) for item in request.attachments]
         )
     # Sending a prompt is activity: the conversation moves to the top of its list.
     session.execute(
