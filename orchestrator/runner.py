@@ -71,6 +71,10 @@ class RunContext:
     messages: list[dict[str, Any]]
     prompt_text: str
     image_url: str | None
+    attempt: int = 1
+    # What an earlier attempt of this run already wrote (a re-run after a worker died).
+    earlier_content: str = ""
+    earlier_tool_calls: tuple[dict[str, Any], ...] = ()
 
 
 def execute_run(services: RunServices, message_id: str, run_id: str) -> str | None:
@@ -110,6 +114,9 @@ def load_context(session: Session, message_id: str) -> RunContext:
         messages=prompting.build_messages(project.framework, earlier, prompt, attachments),
         prompt_text=prompt.content,
         image_url=prompt.image_url,
+        attempt=assistant.attempts,
+        earlier_content=assistant.content if assistant.attempts > 1 else "",
+        earlier_tool_calls=tuple(assistant.tool_calls or ()) if assistant.attempts > 1 else (),
     )
 
 
@@ -141,6 +148,7 @@ class _Run:
 
     def execute(self) -> str | None:
         self._publish(StatusEvent(Status.STREAMING))
+        self._carry_over_earlier_attempt()
         with self.watch:
             try:
                 outcome = run_agent(
@@ -165,6 +173,32 @@ class _Run:
             finally:
                 if self.cancelled():
                     self.sandbox.kill()
+
+    def _carry_over_earlier_attempt(self) -> None:
+        """A re-run keeps what clients already saw, so the deltas still add up to the content.
+
+        The stream is the record of what reached clients; the database may lag it by one flush.
+        """
+        if self.context.attempt <= 1:
+            return
+        streamed = self._streamed_text()
+        earlier = streamed if streamed is not None else self.context.earlier_content
+        if not earlier:
+            return
+        self.content.append(earlier)
+        self.tool_calls.extend(dict(call) for call in self.context.earlier_tool_calls)
+        if streamed is None:  # the stream was lost: clients rebuild from the database
+            return
+        self.emit(DeltaEvent("\n\n"))
+
+    def _streamed_text(self) -> str | None:
+        try:
+            entries = self.services.events.read(self.lease.message_id, count=100_000)
+        except redis.RedisError:
+            return None
+        if not entries:
+            return None
+        return "".join(data["text"] for _id, kind, data in entries if kind == "delta")
 
     def cancelled(self) -> bool:
         return self.watch.cancelled() or self.lost or time.monotonic() > self.deadline

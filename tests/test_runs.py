@@ -91,3 +91,35 @@ def _pending_message(session: Any, api: Api, project_id: str) -> Message:
     message = session.get(Message, accepted.assistant_message_id)
     assert message is not None
     return message
+
+
+def test_a_rerun_keeps_what_clients_saw_so_deltas_still_add_up(
+    api: Api, db: Any, llm: Any, celery_app: Any, redis_client: Any
+) -> None:
+    from datetime import timedelta
+
+    from models import utcnow
+    from orchestrator.events import DeltaEvent, EventLog
+
+    project = api.project()
+    api.get("/api/me")
+    with transaction(db) as session:
+        message = _pending_message(session, api, project["id"])
+    with transaction(db) as session:
+        dead = lifecycle.claim(session, message.id, message.run_id)
+        assert dead is not None
+        lifecycle.flush(session, dead, "Half a ", [])
+    # The first worker streamed one piece more than it flushed, then died.
+    EventLog(redis_client).append(message.id, DeltaEvent("Half a "), DeltaEvent("thought"))
+    with transaction(db) as session:
+        assert lifecycle.requeue(session, message.id, utcnow() + timedelta(seconds=1))
+    llm.script(Reply("A whole answer."))
+    assert execute_run(celery_app.run_services(), message.id, message.run_id) == "COMPLETE"
+    final = api.message(message.id)
+    assert final["content"] == "Half a thought\n\nA whole answer."
+    deltas = [
+        data["text"]
+        for _id, kind, data in EventLog(redis_client).read(message.id)
+        if kind == "delta"
+    ]
+    assert "".join(deltas) == final["content"]
