@@ -309,11 +309,12 @@ class _Run:
             )
             return written, fragment_json(written) if isinstance(written, Fragment) else None
 
+        # Released before the row says COMPLETE, so nothing of the run outlives its last status.
+        self.sandbox.close(keep_alive=keep_alive)
         written, fragment = self._write(write)
         if written is False:
             self.sandbox.kill()
             return None
-        self.sandbox.close(keep_alive=keep_alive)
         tail: list[Event] = [FragmentEvent(fragment)] if fragment is not None else []
         self._finish_stream(Status.COMPLETE, *tail, StatusEvent(Status.COMPLETE))
         return Status.COMPLETE

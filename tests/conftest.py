@@ -31,7 +31,7 @@ from models.migrate import upgrade
 from orchestrator.bundled_redis import BundledRedis, free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
 from orchestrator.tokens import user_token
-from tests.fakes.llm_server import FakeLLM
+from tests.fakes.llm_server import FakeLLM, Reply
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -96,9 +96,42 @@ def fallback_llm() -> Iterator[FakeLLM]:
 
 @pytest.fixture(autouse=True)
 def _fresh_llms(request: pytest.FixtureRequest) -> None:
+    """Each test scripts the models for its own runs only.
+
+    The shared worker may still be finishing an earlier test's run, which would take this
+    test's scripted replies: wait for it to settle first, then reset the scripts.
+    """
+    if "worker" in request.fixturenames or "api" in request.fixturenames:
+        _wait_for_idle_runs(request.getfixturevalue("settings"))
     for name in ("llm", "fallback_llm"):
         if name in request.fixturenames:
-            request.getfixturevalue(name).reset()
+            server = request.getfixturevalue(name)
+            server.reset()
+            server.default = Reply("Hello from the fake LLM.")
+
+
+def _wait_for_idle_runs(settings: Settings, timeout: float = 15) -> None:
+    from sqlalchemy import func, select
+
+    from models import RUNNING, Message
+
+    engine = _engine(settings.database_url)
+    query = select(func.count()).select_from(Message).where(Message.status.in_(RUNNING))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if not conn.scalar(query):
+                return
+        time.sleep(0.05)
+
+
+_engines: dict[str, Any] = {}
+
+
+def _engine(url: str) -> Any:
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
 
 
 @pytest.fixture(scope="session")

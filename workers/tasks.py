@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from orchestrator import reaper, runner
 
@@ -28,7 +28,7 @@ def register(app: ForgeCelery) -> None:
         bind=True,
         ignore_result=True,
         shared=False,
-        autoretry_for=(OperationalError,),
+        autoretry_for=(OperationalError, InterfaceError),
         retry_backoff=1,
         retry_backoff_max=30,
         max_retries=6,
