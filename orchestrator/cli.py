@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmaker, transaction
 from models.migrate import upgrade
 from orchestrator import accounts, lifecycle
+from orchestrator.errors import AppError
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 
@@ -51,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("dev", help="run web, worker and beat on embedded defaults")
 
     args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except AppError as exc:
+        print(f"orchestrator: {exc.message}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     settings = Settings.from_env(os.environ)
     if args.command == "dev":
         return dev(settings)
@@ -62,10 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         with transaction(factory) as session:
             user = accounts.ensure_user(session, args.user_id, settings.default_credits)
-            if args.plan:
-                user.plan = args.plan
             if args.credits is not None:
-                accounts.set_credits(session, args.user_id, args.credits, settings.default_credits)
+                user = accounts.set_credits(
+                    session, args.user_id, args.credits, settings.default_credits
+                )
+            if args.plan:  # after set_credits, whose refresh would discard it
+                user.plan = args.plan
         print(user_token(settings.auth_secret, args.user_id, args.ttl))
         return 0
     if args.command == "credits":

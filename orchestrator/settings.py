@@ -40,7 +40,7 @@ def normalize_database_url(url: str) -> str:
 class Settings:
     database_url: str = "sqlite:///./.data/app.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    auth_secret: str = "dev-insecure-secret-change-me"
+    auth_secret: str = "dev-only-insecure-secret-set-AUTH_SECRET-in-production"
     auth_jwks_url: str | None = None
     default_credits: int = 5
     providers: tuple[ProviderConfig, ...] = ()
