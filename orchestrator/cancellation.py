@@ -83,9 +83,6 @@ class RunWatch:
     def cancelled(self) -> bool:
         return self._event.is_set()
 
-    def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
-
     def trip(self, reason: str) -> None:
         if self._event.is_set():
             return

@@ -131,9 +131,6 @@ class EventLog:
         args += _encode((*events, DoneEvent(status)))
         return bool(self._finish(keys=keys, args=args))
 
-    def is_finished(self, message_id: str) -> bool:
-        return bool(self.redis.exists(_done_key(message_id)))
-
     def read(
         self, message_id: str, after: str = "0-0", *, count: int = 500, block_ms: int | None = None
     ) -> list[tuple[str, str, dict[str, Any]]]:

@@ -185,10 +185,15 @@ def fail(
     )
     if _rows(result) != 1:
         return False
-    user_id = session.scalar(select(Message.user_id).where(Message.id == lease.message_id))
-    assert user_id is not None
-    accounts.give_credit(session, user_id, 1, "refund_failed", lease.message_id)
+    _refund_failed(session, lease.message_id)
     return True
+
+
+def _refund_failed(session: Session, message_id: str) -> None:
+    """The credit of a run that ended FAILED goes back, in the transaction that failed it."""
+    user_id = session.scalar(select(Message.user_id).where(Message.id == message_id))
+    assert user_id is not None
+    accounts.give_credit(session, user_id, 1, "refund_failed", message_id)
 
 
 def fail_unclaimed(
@@ -221,9 +226,7 @@ def fail_unclaimed(
     )
     if _rows(result) != 1:
         return False
-    user_id = session.scalar(select(Message.user_id).where(Message.id == message_id))
-    assert user_id is not None
-    accounts.give_credit(session, user_id, 1, "refund_failed", message_id)
+    _refund_failed(session, message_id)
     return True
 
 

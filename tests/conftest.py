@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -281,11 +280,6 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
-@pytest.fixture
-def tmp_workspace(tmp_path: Path) -> Path:
-    return tmp_path
-
-
 @contextlib.contextmanager
 def running_stack(settings: Settings) -> Iterator[tuple[Any, Callable[[str, str], Any]]]:
     """Another configuration: a Flask test client, and a function that executes a queued run.
@@ -306,3 +300,20 @@ def running_stack(settings: Settings) -> Iterator[tuple[Any, Callable[[str, str]
         yield client, lambda message_id, run_id: execute_run(services, message_id, run_id)
     finally:
         redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)
+
+
+def run_prompt(
+    client: Any, execute: Callable[[str, str], Any], prompt: str, framework: str = "NEXTJS"
+) -> tuple[dict[str, Any], Any]:
+    """Through a `running_stack`: a new user's prompt, run to its end; (message, fragment)."""
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'stack-{time.time_ns()}')}"}
+    project = client.post(
+        "/api/projects", json={"name": "p", "framework": framework}, headers=headers
+    ).get_json()
+    sent = client.post(
+        "/api/messages", json={"message": prompt, "projectId": project["id"]}, headers=headers
+    ).get_json()
+    execute(sent["messageId"], sent["runId"])  # runs in this thread: terminal once it returns
+    message = client.get(f"/api/messages/{sent['messageId']}", headers=headers).get_json()
+    fragment = client.get(f"/api/messages/{sent['messageId']}/fragment", headers=headers)
+    return message, fragment.get_json()

@@ -9,8 +9,7 @@ from typing import Any
 import httpx
 
 from orchestrator.settings import Settings
-from orchestrator.tokens import user_token
-from tests.conftest import SECRET, Api, running_stack, wait_for
+from tests.conftest import Api, run_prompt, running_stack
 from tests.fakes.llm_server import Reply, ToolCall
 
 PAGE = "<!doctype html><html><body><h1>To-do</h1><script src='app.js'></script></body></html>"
@@ -182,30 +181,9 @@ def test_the_offline_demo_builds_a_static_app_that_opens_in_the_preview(
 ) -> None:
     demo = replace(settings, providers=())
     with running_stack(demo) as (client, execute):
-        headers = {"Authorization": f"Bearer {user_token(SECRET, 'demo-user-' + str(time.time()))}"}
-        project = client.post("/api/projects", json={"name": "d"}, headers=headers).get_json()
-        sent = client.post(
-            "/api/messages",
-            json={"message": "Build a to-do list app", "projectId": project["id"]},
-            headers=headers,
-        ).get_json()
-        execute(sent["messageId"], sent["runId"])
-        final = wait_for(
-            lambda: (
-                (m := client.get(f"/api/messages/{sent['messageId']}", headers=headers).get_json())[
-                    "status"
-                ]
-                in ("COMPLETE", "FAILED")
-                and m
-            ),
-            30,
-            "the demo run",
-        )
+        final, fragment = run_prompt(client, execute, "Build a to-do list app")
         assert final["status"] == "COMPLETE", final
         assert final["metadata"]["provider"] == "demo"
-        fragment = client.get(
-            f"/api/messages/{sent['messageId']}/fragment", headers=headers
-        ).get_json()
         assert set(fragment["files"]) == {"index.html", "styles.css", "app.js"}
         assert fragment["title"] == "To-Do List App"
         path = fragment["sandboxUrl"].split("://", 1)[1].split("/", 1)[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -10,8 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.settings import Settings
-from orchestrator.tokens import user_token
-from tests.conftest import SECRET, running_stack, wait_for
+from tests.conftest import run_prompt, running_stack
 from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import Error, Reply, ToolCall
 
@@ -24,34 +22,9 @@ def fake_e2b() -> Iterator[FakeE2B]:
         yield fake
 
 
-def _run(client: Any, execute: Any, prompt: str, framework: str) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {user_token(SECRET, f'e2b-{time.time_ns()}')}"}
-    project = client.post(
-        "/api/projects", json={"name": "e", "framework": framework}, headers=headers
-    ).get_json()
-    sent = client.post(
-        "/api/messages", json={"message": prompt, "projectId": project["id"]}, headers=headers
-    ).get_json()
-    execute(sent["messageId"], sent["runId"])
-    final = wait_for(
-        lambda: (
-            (m := client.get(f"/api/messages/{sent['messageId']}", headers=headers).get_json())[
-                "status"
-            ]
-            in ("COMPLETE", "FAILED")
-            and m
-        ),
-        30,
-        "the e2b run",
-    )
-    fragment = client.get(f"/api/messages/{sent['messageId']}/fragment", headers=headers)
-    return {"message": final, "fragment": fragment.get_json()}
-
-
-def test_an_e2b_run_ends_with_a_kept_alive_preview(
-    settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
-) -> None:
-    e2b = replace(
+@pytest.fixture
+def e2b_settings(settings: Settings, fake_e2b: FakeE2B) -> Settings:
+    return replace(
         settings,
         sandbox="e2b",
         e2b_api_key=fake_e2b.api_key,
@@ -59,14 +32,18 @@ def test_an_e2b_run_ends_with_a_kept_alive_preview(
         e2b_sandbox_url=fake_e2b.url,
         e2b_domain=fake_e2b.domain,
     )
+
+
+def test_an_e2b_run_ends_with_a_kept_alive_preview(
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
+) -> None:
     llm.script(
         Reply("", tool_calls=[ToolCall("write_file", {"path": "src/App.tsx", "content": "x"})]),
         Reply("", tool_calls=[ToolCall("run_command", {"command": "cat src/App.tsx"})]),
         Reply("Done.", tool_calls=[ToolCall("finish", {"title": "App", "summary": "S"})]),
     )
-    with running_stack(e2b) as (client, execute):
-        result = _run(client, execute, "Build a counter", "REACT")
-    message, fragment = result["message"], result["fragment"]
+    with running_stack(e2b_settings) as (client, execute):
+        message, fragment = run_prompt(client, execute, "Build a counter", "REACT")
     assert message["status"] == "COMPLETE", message
     assert message["toolCalls"][1]["result"]["stdout"] == "x"
     sandbox_id = fragment["sandboxId"]
@@ -80,16 +57,8 @@ def test_an_e2b_run_ends_with_a_kept_alive_preview(
 
 
 def test_a_failed_e2b_run_kills_its_sandbox(
-    settings: Settings, fake_e2b: FakeE2B, llm: Any, fallback_llm: Any, worker: Any
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, fallback_llm: Any, worker: Any
 ) -> None:
-    e2b = replace(
-        settings,
-        sandbox="e2b",
-        e2b_api_key=fake_e2b.api_key,
-        e2b_api_url=fake_e2b.url,
-        e2b_sandbox_url=fake_e2b.url,
-        e2b_domain=fake_e2b.domain,
-    )
     llm.script(
         Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "x"})]),
         Error(500),
@@ -97,9 +66,9 @@ def test_a_failed_e2b_run_kills_its_sandbox(
         Error(500),
     )
     fallback_llm.script(Error(500), Error(500), Error(500))
-    with running_stack(e2b) as (client, execute):
-        result = _run(client, execute, "Build a counter", "VUE")
-    assert result["message"]["status"] == "FAILED"
-    assert result["fragment"] is None
+    with running_stack(e2b_settings) as (client, execute):
+        message, fragment = run_prompt(client, execute, "Build a counter", "VUE")
+    assert message["status"] == "FAILED"
+    assert fragment is None
     (sandbox,) = fake_e2b.sandboxes.values()
     assert sandbox.state == "killed"

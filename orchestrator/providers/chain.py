@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,8 +132,6 @@ class _AfterText(Exception):
 
 
 def _sleep_unless_cancelled(seconds: float, cancelled: Callable[[], bool]) -> None:
-    import time
-
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         if cancelled():

@@ -7,7 +7,7 @@ and `e2b` (a cloud sandbox through the e2b SDK). Paths given to a sandbox are al
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 # What a command may print back to the model, per stream, before it is cut.
@@ -85,10 +85,8 @@ class SandboxFactory(Protocol):
 class SandboxLimits:
     """Resource limits for a local command (E2B enforces its own)."""
 
-    wall_seconds: float = DEFAULT_COMMAND_TIMEOUT
     cpu_seconds: int = 120
     memory_bytes: int = 1024 * 1024 * 1024
     max_processes: int = 256
     max_file_bytes: int = 64 * 1024 * 1024
     output_limit: int = OUTPUT_LIMIT
-    extra: dict[str, object] = field(default_factory=dict)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import timedelta
 from typing import Any
 
 from flask import Blueprint, jsonify, request
@@ -69,9 +70,13 @@ def send() -> ResponseReturnValue:
             image_url=body.imageUrl,
             attachments=tuple(a.to_input() for a in body.attachments),
             idempotency_key=key,
-            body_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest(),
+            # Only a keyed retry is compared with the first body; skip the hash otherwise.
+            body_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+            if key
+            else "",
         ),
         default_credits=app.settings.default_credits,
+        idempotency_ttl=timedelta(hours=app.settings.idempotency_ttl_hours),
         dispatch=lambda message_id, run_id: enqueue_run(app.celery, message_id, run_id),
     )
     user_message = accepted.user_message
