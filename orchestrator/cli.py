@@ -21,8 +21,8 @@ from sqlalchemy import select, update
 
 from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmaker, transaction
 from models.migrate import upgrade
-from orchestrator import accounts, lifecycle
-from orchestrator.errors import AppError
+from orchestrator import accounts, dev_secret, lifecycle
+from orchestrator.errors import AppError, ConfigError
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 
@@ -69,6 +69,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     factory = make_sessionmaker(make_engine(settings.database_url))
     if args.command == "token":
+        secret = _signing_secret(settings)  # before anything is written
         with transaction(factory) as session:
             user = accounts.ensure_user(session, args.user_id, settings.default_credits)
             if args.credits is not None:
@@ -77,7 +78,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 )
             if args.plan:  # after set_credits, whose refresh would discard it
                 user.plan = args.plan
-        print(user_token(settings.auth_secret, args.user_id, args.ttl))
+        print(user_token(secret, args.user_id, args.ttl))
         return 0
     if args.command == "credits":
         with transaction(factory) as session:
@@ -86,6 +87,28 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"granted {args.amount} credits to {args.user_id}")
         return 0
     return _runs(factory, settings, args.action, args.message_id)
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("DATA_DIR", ".data"))
+
+
+def _signing_secret(settings: Settings) -> str:
+    """AUTH_SECRET, else the development mode's secret; else say what to set."""
+    if settings.auth_secret:
+        return settings.auth_secret
+    if settings.auth_jwks_url:
+        raise ConfigError(
+            "AUTH_JWKS_URL is set without AUTH_SECRET: HS256 tokens are refused, so sign users "
+            "in with your identity provider (or set AUTH_SECRET)"
+        )
+    found = dev_secret.read(_data_dir())
+    if found is None:
+        raise ConfigError(
+            "no AUTH_SECRET is set and no development secret exists under "
+            f"{_data_dir()}/ (scripts/run makes one): set AUTH_SECRET to sign tokens"
+        )
+    return found
 
 
 def _runs(factory: object, settings: Settings, action: str, message_id: str | None) -> int:
@@ -130,11 +153,20 @@ def _runs(factory: object, settings: Settings, action: str, message_id: str | No
     return 0
 
 
+def dev_environment(env: dict[str, str]) -> dict[str, str]:
+    """The development mode alone may run without configured auth: it makes a random secret."""
+    if not env.get("AUTH_SECRET") and not env.get("AUTH_JWKS_URL"):
+        data_dir = Path(env.get("DATA_DIR", ".data"))
+        env["AUTH_SECRET"] = dev_secret.ensure(data_dir)
+        print(f"development mode: tokens are signed with the secret in {dev_secret.path(data_dir)}")
+    return env
+
+
 def dev(settings: Settings) -> int:
     """Migrate, start a bundled Redis unless REDIS_URL is set, and run the Procfile with honcho."""
     from orchestrator.bundled_redis import BundledRedis
 
-    env = dict(os.environ)
+    env = dev_environment(dict(os.environ))
     bundled = None
     if not env.get("REDIS_URL"):
         bundled = BundledRedis(Path(env.get("DATA_DIR", ".data")) / "redis").start()

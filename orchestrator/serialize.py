@@ -79,6 +79,20 @@ def fragment_json(fragment: Fragment) -> dict[str, Any]:
     }
 
 
+# All a public share shows of a fragment's metadata: an allow-list, so a key added later stays
+# private until someone decides otherwise. Attempt logs, provider errors, usage and the sandbox's
+# details are the owner's alone (DESIGN section 15).
+PUBLIC_FRAGMENT_METADATA = ("summary", "title", "steps", "stopReason")
+
+
+def public_fragment_json(fragment: Fragment) -> dict[str, Any]:
+    """A fragment as anyone holding its id sees it: `fragment_json` without internal details."""
+    body = fragment_json(fragment)
+    metadata = body["metadata"]
+    body["metadata"] = {k: metadata[k] for k in PUBLIC_FRAGMENT_METADATA if k in metadata}
+    return body
+
+
 def attachment_json(attachment: Attachment) -> dict[str, Any]:
     return {
         "id": attachment.id,

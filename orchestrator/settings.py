@@ -40,8 +40,12 @@ def normalize_database_url(url: str) -> str:
 class Settings:
     database_url: str = "sqlite:///./.data/app.db"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    auth_secret: str = "dev-only-insecure-secret-set-AUTH_SECRET-in-production"
+    # No default: the web app refuses to start without a secret or a JWKS URL (DESIGN section 15);
+    # `orchestrator dev` passes a random one it keeps under the data directory.
+    auth_secret: str | None = None
     auth_jwks_url: str | None = None
+    # At most one JWKS fetch per this many seconds, however many unknown `kid`s arrive.
+    jwks_refetch_interval: float = 30.0
     default_credits: int = 5
     providers: tuple[ProviderConfig, ...] = ()
     llm_read_timeout: float = 60.0
@@ -106,7 +110,7 @@ class Settings:
                 env.get("DATABASE_URL") or default_database_url(data_dir)
             ),
             redis_url=env.get("REDIS_URL") or cls.redis_url,
-            auth_secret=env.get("AUTH_SECRET") or cls.auth_secret,
+            auth_secret=env.get("AUTH_SECRET") or None,
             auth_jwks_url=env.get("AUTH_JWKS_URL") or None,
             default_credits=int(number("DEFAULT_CREDITS", cls.default_credits)),
             providers=providers_from_env(env),

@@ -8,15 +8,24 @@ import os
 from flask import Flask
 
 from models import make_engine, make_sessionmaker
+from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
 from web import errors, guards
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
+NO_AUTH = (
+    "Neither AUTH_SECRET nor AUTH_JWKS_URL is set: set AUTH_SECRET (a random string that signs "
+    "HS256 tokens) or AUTH_JWKS_URL (your identity provider's JWKS, e.g. Clerk's) before starting "
+    "the web app; only the development mode of `scripts/run` makes a secret of its own"
+)
+
 
 def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None = None) -> Flask:
     settings = settings or Settings.from_env(os.environ)
+    if not settings.auth_secret and not settings.auth_jwks_url:
+        raise ConfigError(NO_AUTH)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jwt
-from flask import g, request
+from flask import current_app, g, request
 
 from orchestrator.errors import Unauthorized
+from orchestrator.tokens import EVENTS_AUDIENCE
 from web.api.common import storable
+from web.jwks import JwksKeys
 from web.state import state
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_jwks_clients: dict[str, jwt.PyJWKClient] = {}
+_jwks_lock = threading.Lock()
 
 
 def verify(token: str) -> str:
@@ -25,11 +28,9 @@ def verify(token: str) -> str:
         header = jwt.get_unverified_header(token)
         algorithm = header.get("alg")
         if algorithm == "RS256" and settings.auth_jwks_url:
-            client = _jwks_clients.setdefault(
-                settings.auth_jwks_url, jwt.PyJWKClient(settings.auth_jwks_url, cache_keys=True)
-            )
-            key: Any = client.get_signing_key_from_jwt(token).key
+            key: Any = jwks_keys().key(header.get("kid"))
         elif algorithm == "HS256" and settings.auth_secret:
+            # Only with AUTH_SECRET set: a JWKS-only deploy refuses HS256 (DESIGN section 15).
             key = settings.auth_secret
         else:
             raise Unauthorized("Unsupported token algorithm")
@@ -42,6 +43,8 @@ def verify(token: str) -> str:
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized("Invalid or expired token") from exc
+    if not user_audience(claims.get("aud")):
+        raise Unauthorized("An events token opens its event stream only")
     subject = claims.get("sub")
     # The subject becomes a row's key: refuse what a database could not store, too.
     if (
@@ -52,6 +55,29 @@ def verify(token: str) -> str:
     ):
         raise Unauthorized("Invalid token subject")
     return subject
+
+
+def jwks_keys() -> JwksKeys:
+    """This app's key set for AUTH_JWKS_URL, made on first use."""
+    extensions = current_app.extensions
+    found: JwksKeys | None = extensions.get("appforge.jwks")
+    if found is None:
+        with _jwks_lock:
+            found = extensions.get("appforge.jwks")
+            if found is None:
+                settings = state().settings
+                assert settings.auth_jwks_url
+                found = JwksKeys(
+                    settings.auth_jwks_url, refetch_interval=settings.jwks_refetch_interval
+                )
+                extensions["appforge.jwks"] = found
+    return found
+
+
+def user_audience(audience: Any) -> bool:
+    """False for an events token's audience: it opens one event stream, not the API."""
+    values = audience if isinstance(audience, list) else [audience]
+    return EVENTS_AUDIENCE not in values
 
 
 def bearer_token() -> str:

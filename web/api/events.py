@@ -13,7 +13,7 @@ from models import transaction
 from orchestrator import messages, replay
 from orchestrator.errors import Unauthorized
 from orchestrator.serialize import iso
-from orchestrator.tokens import stream_token, verify_stream_token
+from orchestrator.tokens import events_key, stream_token, verify_stream_token
 from web.api.common import unit_of_work
 from web.auth import bearer_token, current_user_id, require_user, verify
 from web.sse import EventStream
@@ -53,7 +53,7 @@ def stream(message_id: str) -> ResponseReturnValue:
 def token(message_id: str) -> ResponseReturnValue:
     with unit_of_work() as session:
         messages.get_message(session, current_user_id(), message_id)
-    value, expires = stream_token(state().settings.auth_secret, current_user_id(), message_id)
+    value, expires = stream_token(_events_key(), current_user_id(), message_id)
     return jsonify({"token": value, "expiresAt": iso(datetime.fromtimestamp(expires, UTC))})
 
 
@@ -80,10 +80,15 @@ def _stream_user(message_id: str) -> str:
     raw = request.args.get("token")
     if raw is None:
         return verify(bearer_token())
-    user_id = verify_stream_token(state().settings.auth_secret, raw, message_id)
+    user_id = verify_stream_token(_events_key(), raw, message_id)
     if user_id is None:
         raise Unauthorized("Invalid or expired stream token")
     return user_id
+
+
+def _events_key() -> str:
+    app = state()
+    return events_key(app.settings.auth_secret, app.redis)
 
 
 def _run_state(app: AppState, message_id: str) -> replay.RunState:

@@ -4,7 +4,12 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from orchestrator import messages
-from orchestrator.serialize import fragment_json, message_json, project_json
+from orchestrator.serialize import (
+    fragment_json,
+    message_json,
+    project_json,
+    public_fragment_json,
+)
 from web.api.common import unit_of_work
 from web.auth import current_user_id, require_user
 
@@ -15,7 +20,7 @@ bp = Blueprint("fragments", __name__)
 def public(fragment_id: str) -> ResponseReturnValue:
     """Fragments are shared publicly by their unguessable id."""
     with unit_of_work() as session:
-        return jsonify(fragment_json(messages.public_fragment(session, fragment_id)))
+        return jsonify(public_fragment_json(messages.public_fragment(session, fragment_id)))
 
 
 @bp.get("/api/fragments/<fragment_id>/full")
