@@ -98,6 +98,15 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return ids
 """
 
+# A run's first entry when its stream is still empty: what a client that came before the worker
+# gets, with a real id, so every client of the run sees the same ids from the first on.
+_OPEN = """
+if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('XLEN', KEYS[1]) > 0 then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'type', ARGV[3], 'data', ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
 
 def _encode(events: tuple[Event, ...]) -> list[str]:
     flat: list[str] = []
@@ -115,6 +124,7 @@ class EventLog:
         self.ttl = ttl
         self._append = client.register_script(_APPEND)
         self._finish = client.register_script(_FINISH)
+        self._open = client.register_script(_OPEN)
 
     def append(self, message_id: str, *events: Event) -> list[str]:
         """Append events unless the run already ended; returns their stream ids ([] if ended)."""
@@ -123,6 +133,12 @@ class EventLog:
         args: list[str | int] = [self.maxlen, self.ttl * 24, *_encode(events)]
         ids: Any = self._append(keys=keys, args=args)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    def open(self, message_id: str, event: Event) -> bool:
+        """Append `event` only if the stream has no entry yet and the run has not ended."""
+        keys = [stream_key(message_id), _done_key(message_id)]
+        args: list[str | int] = [self.maxlen, self.ttl * 24, *_encode((event,))]
+        return bool(self._open(keys=keys, args=args))
 
     def finish(self, message_id: str, status: str, *events: Event) -> bool:
         """Append `events` and the one `done` of a run, atomically, whoever gets here first."""

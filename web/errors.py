@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
@@ -68,6 +69,12 @@ def register(app: Flask) -> None:
     def database_down(exc: OperationalError) -> tuple[Response, int]:
         log.warning("database unavailable: %s", exc)
         return error_response(503, "The database is unavailable, please try again shortly")
+
+    @app.errorhandler(redis.RedisError)
+    def redis_down(exc: redis.RedisError) -> tuple[Response, int]:
+        # Connection refused or lost, a time-out, or no free connection in the pool in time.
+        log.warning("Redis unavailable: %s: %s", type(exc).__name__, exc)
+        return error_response(503, "The event store is unavailable, please try again shortly")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response, int]:

@@ -9,9 +9,10 @@ from datetime import UTC, datetime
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from models import transaction
+from models import Status, transaction
 from orchestrator import messages, replay
 from orchestrator.errors import Unauthorized
+from orchestrator.events import StatusEvent
 from orchestrator.serialize import iso
 from orchestrator.tokens import events_key, stream_token, verify_stream_token
 from web.api.common import unit_of_work
@@ -36,7 +37,13 @@ def stream(message_id: str) -> ResponseReturnValue:
     with unit_of_work() as session:
         messages.get_message(session, user_id, message_id)
     streams = hub(current_app)
-    plan = replay.plan(streams.client, message_id, cursor, lambda: _run_state(app, message_id))
+    plan = replay.plan(
+        streams.client,
+        message_id,
+        cursor,
+        lambda: _run_state(app, message_id),
+        lambda: app.events.open(message_id, StatusEvent(Status.PENDING)),
+    )
     body = EventStream(
         streams,
         streams.client,
