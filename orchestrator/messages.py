@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from models import Attachment, Fragment, Message, Project, utcnow
 from orchestrator import projects
 from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.prompts import AttachmentInput
+
+# Page sizes of GET /api/messages (README, /openapi.json).
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 
 
 @dataclass(frozen=True)
@@ -27,22 +31,78 @@ def get_message(session: Session, user_id: str, message_id: str) -> Message:
     return message
 
 
+@dataclass(frozen=True)
+class Page:
+    """Which messages of a listing: the newest `limit`, or `limit` before or after a message."""
+
+    limit: int = DEFAULT_PAGE
+    before: str | None = None
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    views: list[MessageView]
+    older: bool  # messages exist before the first of this page
+    newer: bool  # and after its last
+
+
 def list_messages(
-    session: Session, user_id: str, *, project_id: str | None, conversation_id: str | None
-) -> list[MessageView]:
-    query = select(Message)
+    session: Session,
+    user_id: str,
+    *,
+    project_id: str | None,
+    conversation_id: str | None,
+    page: Page | None = None,
+) -> MessagePage:
+    """One page of a conversation's (or a project's) messages, oldest first within the page."""
+    page = page or Page()
     if conversation_id:
         conversation = projects.get_conversation(session, user_id, conversation_id)
         if project_id and conversation.project_id != project_id:
             raise InvalidRequest("conversationId does not belong to projectId")
-        query = query.where(Message.conversation_id == conversation_id)
+        scope = Message.conversation_id == conversation_id
     elif project_id:
         projects.get_project(session, user_id, project_id)
-        query = query.where(Message.project_id == project_id)
+        scope = Message.project_id == project_id
     else:
         raise InvalidRequest("projectId or conversationId is required")
-    messages = list(session.scalars(query.order_by(Message.created_at, Message.seq, Message.id)))
-    return with_relations(session, messages)
+    order = (Message.created_at, Message.seq, Message.id)
+    query = select(Message).where(scope).limit(page.limit + 1)
+    if page.after:
+        query = query.where(_beyond(_cursor(session, scope, page.after, "after"), after=True))
+        found = list(session.scalars(query.order_by(*order)))
+        more = len(found) > page.limit
+        return MessagePage(with_relations(session, found[: page.limit]), True, more)
+    if page.before:
+        query = query.where(_beyond(_cursor(session, scope, page.before, "before"), after=False))
+    found = list(session.scalars(query.order_by(*(column.desc() for column in order))))
+    more = len(found) > page.limit
+    newest_first = found[: page.limit]
+    return MessagePage(with_relations(session, newest_first[::-1]), more, page.before is not None)
+
+
+def _cursor(session: Session, scope: ColumnElement[bool], message_id: str, name: str) -> Message:
+    found = session.scalar(select(Message).where(scope, Message.id == message_id))
+    if found is None:
+        raise InvalidRequest(f"{name} is not the id of a message in this listing")
+    return found
+
+
+def _beyond(cursor: Message, *, after: bool) -> ColumnElement[bool]:
+    """Messages after (or before) `cursor` in the listing's order (created_at, seq, id)."""
+    created, seq, id_ = Message.created_at, Message.seq, Message.id
+    if after:
+        return or_(
+            created > cursor.created_at,
+            and_(created == cursor.created_at, seq > cursor.seq),
+            and_(created == cursor.created_at, seq == cursor.seq, id_ > cursor.id),
+        )
+    return or_(
+        created < cursor.created_at,
+        and_(created == cursor.created_at, seq < cursor.seq),
+        and_(created == cursor.created_at, seq == cursor.seq, id_ < cursor.id),
+    )
 
 
 def with_relations(session: Session, messages: list[Message]) -> list[MessageView]:
@@ -68,6 +128,30 @@ def public_fragment(session: Session, fragment_id: str) -> Fragment:
     if fragment is None:
         raise NotFound("Fragment not found")
     return fragment
+
+
+def public_fragment_file(
+    session: Session, fragment_id: str, paths: list[str]
+) -> tuple[str, str] | None:
+    """The first of `paths` the fragment has, with its text, reading that file alone.
+
+    The database picks the files out of the JSON column (`->>` in PostgreSQL, JSON_EXTRACT in
+    SQLite), so a preview's asset request costs one file, not the whole fragment. NotFound when
+    the fragment does not exist.
+    """
+    if not all(_addressable(p) for p in paths):  # SQLite's JSON paths cannot quote a `"`
+        files = public_fragment(session, fragment_id).files or {}
+        return next(((p, files[p]) for p in paths if p in files), None)
+    columns = [Fragment.files[p].as_string() for p in paths]
+    row = session.execute(select(Fragment.id, *columns).where(Fragment.id == fragment_id)).first()
+    if row is None:
+        raise NotFound("Fragment not found")
+    found = ((p, text) for p, text in zip(paths, row[1:], strict=True) if text is not None)
+    return next(found, None)
+
+
+def _addressable(path: str) -> bool:
+    return '"' not in path and "\\" not in path
 
 
 def owned_fragment(

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from models import Fragment
 from orchestrator import cancellation, messages, prompts, ratelimit
 from orchestrator.errors import InvalidRequest
 from orchestrator.messages import MessageView
@@ -23,8 +26,16 @@ bp = Blueprint("messages", __name__)
 
 def listed(view: MessageView) -> dict[str, Any]:
     body = message_json(view.message)
-    body["codeFragment"] = fragment_json(view.fragment) if view.fragment else None
+    body["codeFragment"] = listed_fragment(view.fragment) if view.fragment else None
     body["attachments"] = [attachment_json(a) for a in view.attachments]
+    return body
+
+
+def listed_fragment(fragment: Fragment) -> dict[str, Any]:
+    """A fragment in a listing: its file paths instead of their contents, which
+    GET /api/messages/<id>/fragment serves, so a page's size does not grow with the code."""
+    body = fragment_json(fragment)
+    body["filePaths"] = sorted(body.pop("files"))
     return body
 
 
@@ -33,11 +44,50 @@ def listed(view: MessageView) -> dict[str, Any]:
 def index() -> ResponseReturnValue:
     project_id = request.args.get("projectId")
     conversation_id = request.args.get("conversationId")
+    page = page_of(request.args)
     with unit_of_work() as session:
-        views = messages.list_messages(
-            session, current_user_id(), project_id=project_id, conversation_id=conversation_id
+        found = messages.list_messages(
+            session,
+            current_user_id(),
+            project_id=project_id,
+            conversation_id=conversation_id,
+            page=page,
         )
-        return jsonify([listed(v) for v in views])
+        response = jsonify([listed(v) for v in found.views])
+    links = []
+    if found.views and found.older:
+        first = found.views[0].message.id
+        response.headers["X-Prev-Cursor"] = first
+        links.append(f'<{page_url(before=first, limit=page.limit)}>; rel="prev"')
+    if found.views and found.newer:
+        last = found.views[-1].message.id
+        response.headers["X-Next-Cursor"] = last
+        links.append(f'<{page_url(after=last, limit=page.limit)}>; rel="next"')
+    if links:
+        response.headers["Link"] = ", ".join(links)
+    return response
+
+
+def page_of(args: Mapping[str, str]) -> messages.Page:
+    raw = args.get("limit")
+    limit = messages.DEFAULT_PAGE
+    if raw is not None:
+        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= messages.MAX_PAGE:
+            raise InvalidRequest(f"limit must be a whole number from 1 to {messages.MAX_PAGE}")
+        limit = int(raw)
+    before, after = args.get("before") or None, args.get("after") or None
+    if before and after:
+        raise InvalidRequest("give before or after, not both")
+    for cursor in (before, after):
+        if cursor is not None and (len(cursor) > 255 or not storable(cursor)):
+            raise InvalidRequest("before and after are message ids")
+    return messages.Page(limit=limit, before=before, after=after)
+
+
+def page_url(**cursor: str | int) -> str:
+    """This listing's URL for another page: the same scope, a new cursor."""
+    kept = {k: v for k, v in request.args.items() if k in ("projectId", "conversationId")}
+    return f"{request.base_url}?{urlencode({**kept, **cursor})}"
 
 
 @bp.get("/api/messages/<message_id>")

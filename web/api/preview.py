@@ -27,21 +27,21 @@ def preview_root(fragment_id: str) -> ResponseReturnValue:
 @bp.get("/preview/<fragment_id>/")
 @bp.get("/preview/<fragment_id>/<path:path>")
 def preview(fragment_id: str, path: str = "") -> ResponseReturnValue:
-    with unit_of_work() as session:
-        try:
-            files = messages.public_fragment(session, fragment_id).files or {}
-        except NotFound:
-            abort(404)
     wanted = normpath(path).lstrip("/") if path else ""
     candidates = [wanted, f"{wanted}/index.html"] if wanted not in ("", ".") else ["index.html"]
-    for candidate in candidates:
-        if candidate in files:
-            mime = mimetypes.guess_type(candidate)[0] or "application/octet-stream"
-            if mime.startswith("text/") or mime in ("application/javascript", "application/json"):
-                mime += "; charset=utf-8"
-            response = Response(files[candidate], mimetype=None, content_type=mime)
-            response.headers["Content-Security-Policy"] = SANDBOX_POLICY
-            response.headers["X-Content-Type-Options"] = "nosniff"
-            response.headers["Cache-Control"] = "no-cache"
-            return response
-    abort(404)
+    with unit_of_work() as session:
+        try:
+            found = messages.public_fragment_file(session, fragment_id, candidates)
+        except NotFound:
+            abort(404)
+    if found is None:
+        abort(404)
+    name, text = found
+    mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if mime.startswith("text/") or mime in ("application/javascript", "application/json"):
+        mime += "; charset=utf-8"
+    response = Response(text, mimetype=None, content_type=mime)
+    response.headers["Content-Security-Policy"] = SANDBOX_POLICY
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
