@@ -123,6 +123,30 @@ FRAGMENT = shape(
         "updatedAt": ISO_TIME,
     }
 )
+# GET /api/messages lists a fragment's file paths; its files are at /api/messages/{id}/fragment.
+LISTED_FRAGMENT = shape(
+    {
+        **{k: v for k, v in FRAGMENT["properties"].items() if k != "files"},
+        "filePaths": {"type": "array", "items": {"type": "string"}},
+    }
+)
+# A public share: only these keys of `metadata`, never attempt logs, provider errors or the
+# sandbox's details (DESIGN section 15).
+PUBLIC_FRAGMENT = shape(
+    {
+        **FRAGMENT["properties"],
+        "metadata": {
+            "type": "object",
+            "properties": {
+                "summary": {},
+                "title": {},
+                "steps": {},
+                "stopReason": {},
+            },
+            "additionalProperties": False,
+        },
+    }
+)
 ATTACHMENT = shape(
     {
         "id": UUID,
@@ -165,12 +189,14 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "Conversation": CONVERSATION,
     "Message": MESSAGE,
     "ListedMessage": extended(
-        MESSAGE, codeFragment=nullable(ref("Fragment")), attachments=array("Attachment")
+        MESSAGE, codeFragment=nullable(ref("ListedFragment")), attachments=array("Attachment")
     ),
     "SentMessage": extended(
         MESSAGE, success={"const": True}, runId=UUID, messageId=UUID, role={"const": "USER"}
     ),
     "Fragment": FRAGMENT,
+    "ListedFragment": LISTED_FRAGMENT,
+    "PublicFragment": PUBLIC_FRAGMENT,
     "FragmentWithOwner": shape(
         {"fragment": ref("Fragment"), "message": ref("Message"), "project": ref("Project")}
     ),

@@ -37,7 +37,7 @@ FAILURES = {
             }
         },
     ),
-    "503": failure("The queue or the database cannot be reached"),
+    "503": failure("The queue, the database or Redis cannot be reached"),
 }
 
 
@@ -88,6 +88,21 @@ IDEMPOTENCY_KEY = {
     "description": "A retry with the same key and body within 24 h returns the first answer; "
     "empty means no key.",
     "schema": {"type": "string", "maxLength": 255},
+}
+PAGE_HEADERS = {
+    "Link": {
+        "description": 'RFC 8288 links to the pages around this one: rel="prev" (older '
+        'messages, `before=`) and rel="next" (newer, `after=`), when there are any',
+        "schema": {"type": "string"},
+    },
+    "X-Prev-Cursor": {
+        "description": "The id to pass as `before` for older messages; absent when none",
+        "schema": {"type": "string"},
+    },
+    "X-Next-Cursor": {
+        "description": "The id to pass as `after` for newer messages; absent when none",
+        "schema": {"type": "string"},
+    },
 }
 SSE = (
     "Server-sent events (DESIGN section 6): each has `id` (the stream id), `event` (status, "
@@ -156,13 +171,22 @@ def message_paths() -> dict[str, Any]:
     return {
         "/api/messages": {
             "get": operation(
-                "A conversation's (or a project's) messages, oldest first",
+                "A conversation's (or a project's) messages, oldest first, one page at a time",
                 "messages",
-                {"200": answer("Messages", array("ListedMessage"))},
+                {"200": answer("A page of messages", array("ListedMessage"), headers=PAGE_HEADERS)},
                 "400 401 404",
                 parameters=[
                     query("projectId", "One of projectId and conversationId is required"),
                     query("conversationId", "One of projectId and conversationId is required"),
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "required": False,
+                        "description": "Messages per page: 50 by default, at most 200",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    query("before", "A message id: the page of messages just before it"),
+                    query("after", "A message id: the page of messages just after it"),
                 ],
             ),
             "post": post,
@@ -170,7 +194,7 @@ def message_paths() -> dict[str, Any]:
                 "Cancel a generation",
                 "messages",
                 {"200": answer("Cancelled", ref("Success"))},
-                "400 401 404 409 413",
+                "400 401 404 409 413 503",
                 body="CancelMessage",
             ),
         },
@@ -186,7 +210,7 @@ def message_paths() -> dict[str, Any]:
                 "Cancel a generation",
                 "messages",
                 {"200": answer("Cancelled", ref("Success"))},
-                "400 401 404 409",
+                "400 401 404 409 503",
                 parameters=[MESSAGE_ID],
             ),
         },
@@ -200,7 +224,7 @@ def message_paths() -> dict[str, Any]:
                         "content": {"text/event-stream": {"schema": {"type": "string"}}},
                     }
                 },
-                "400 401 404",
+                "400 401 404 503",
                 # EventSource cannot send headers: a stream token in the query works instead.
                 security=[{"bearerAuth": []}, {"eventsToken": []}],
                 parameters=[
@@ -227,7 +251,7 @@ def message_paths() -> dict[str, Any]:
                 "A token for this message's event stream alone, valid at most 5 minutes",
                 "events",
                 {"200": answer("The token, for `?token=`", ref("EventsToken"))},
-                "400 401 404",
+                "400 401 404 503",
                 parameters=[MESSAGE_ID],
             )
         },
@@ -267,7 +291,7 @@ def fragment_paths() -> dict[str, Any]:
             "get": operation(
                 "A fragment, shared publicly by its unguessable id",
                 "fragments",
-                {"200": answer("The fragment", ref("Fragment"))},
+                {"200": answer("The fragment, without internal details", ref("PublicFragment"))},
                 "400 404",
                 security=PUBLIC,
                 parameters=[fragment_id],
