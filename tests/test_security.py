@@ -180,8 +180,16 @@ def bearer(token: str) -> dict[str, str]:
 def test_with_only_a_jwks_url_hs256_tokens_are_refused(
     settings: Settings, celery_app: Any, jwks: tuple[CountingJwks, rsa.RSAPrivateKey]
 ) -> None:
+    from web import create_app
+
     server, key = jwks
-    client = jwks_only_client(settings, celery_app, server.url)
+    # Configured as a Clerk deploy is: the JWKS URL and nothing about HS256.
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "AUTH_JWKS_URL": server.url,
+    }
+    client = create_app(Settings.from_env(env), celery=celery_app).test_client()
     for secret in (OLD_PUBLIC_DEFAULT, SECRET):
         forged = jwt.encode(claims(), secret, "HS256")
         assert_401(client.get("/api/me", headers=bearer(forged)), secret)
