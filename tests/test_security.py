@@ -8,11 +8,9 @@ import os
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +18,13 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from orchestrator import dev_secret
 from orchestrator.cli import dev_environment
 from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
 from tests.conftest import SECRET, Api
+from tests.fakes.jwks_server import CountingJwks, public_jwk
 from tests.fakes.llm_server import Error, Reply, ToolCall
 from tests.test_auth import OPEN_ENDPOINTS, PUBLIC_ENDPOINTS, assert_401, claims, fill, rsa_key
 
@@ -119,41 +117,6 @@ def test_orchestrator_token_signs_with_the_development_secret_or_says_what_to_se
     made = cli(tmp_path, "token", "dana")
     assert made.returncode == 0, made.stderr
     assert jwt.decode(made.stdout.strip(), secret, algorithms=["HS256"])["sub"] == "dana"
-
-
-class CountingJwks:
-    """A local JWKS endpoint that counts its fetches; its keys can be rotated."""
-
-    def __init__(self, keys: list[dict[str, Any]]) -> None:
-        self.fetches = 0
-        self.keys = keys
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                outer.fetches += 1
-                body = json.dumps({"keys": outer.keys}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_port}/.well-known/jwks.json"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-
-def public_jwk(key: rsa.RSAPrivateKey, kid: str) -> dict[str, Any]:
-    jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    return {**jwk, "kid": kid, "use": "sig", "alg": "RS256"}
 
 
 @pytest.fixture
