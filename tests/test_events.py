@@ -7,7 +7,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -137,10 +137,9 @@ def test_a_run_streams_status_deltas_tool_calls_fragment_then_done(user: Api, ll
     fragment = next(e.data["fragment"] for e in events if e.type == "fragment")
     assert fragment["files"] == {"index.html": "<h1>hi</h1>"} and fragment["title"] == "T"
     assert types.index("fragment") < types.index("done")
-    # Every event from the log carries its stream id, in order; only a leading PENDING is built.
-    logged = [e for e in events if e.id is not None]
-    assert logged == events or (events[0].id is None and logged == events[1:])
-    ids = [e.id for e in logged]
+    # Every event carries its stream id, the first included, in order (DESIGN section 13).
+    assert all(e.id is not None for e in events), events
+    ids = [e.id for e in events]
     assert ids == sorted(ids, key=_id_key) and len(set(ids)) == len(ids)
 
 
@@ -341,6 +340,74 @@ def test_a_client_that_falls_behind_rereads_the_log_and_misses_nothing(redis_url
     finally:
         hub.close()
         log.redis.delete(stream_key(message_id))
+
+
+@pytest.fixture
+def unclaimed(
+    settings: Settings,
+) -> Iterator[tuple[Api, Callable[[str, str], Any]]]:
+    """A server whose runs no worker takes, and a function that executes one in this thread."""
+    from orchestrator.runner import execute_run
+    from orchestrator.services import build_run_services
+    from web import create_app
+    from workers.app import create_celery
+
+    quiet = replace(
+        settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", sse_ping_interval=PING_INTERVAL
+    )
+    services = build_run_services(quiet)
+    app = create_app(quiet, celery=create_celery(quiet))
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        yield (
+            Api(f"http://127.0.0.1:{http.server_port}", f"user_{uuid.uuid4().hex[:10]}"),
+            lambda message_id, run_id: execute_run(services, message_id, run_id),
+        )
+    finally:
+        http.shutdown()
+        hub = app.extensions.get("appforge.sse_hub")
+        if hub is not None:
+            hub.close()
+        redis.Redis.from_url(quiet.redis_url).delete(quiet.queue_name)
+
+
+def test_a_client_before_any_worker_gets_the_same_ids_as_every_later_client(
+    unclaimed: tuple[Api, Callable[[str, str], Any]], llm: Any, worker: Any
+) -> None:
+    """(`worker`: so the shared fake LLM is idle before this test scripts it.)"""
+    user, execute = unclaimed
+    sent = user.send(user.project()["id"]).json()
+    message_id, run_id = sent["messageId"], sent["runId"]
+    early: list[Sse] = []
+    opened = threading.Event()
+
+    def first_client() -> None:
+        path = f"/api/messages/{message_id}/events"
+        with user.http.stream("GET", path, timeout=httpx.Timeout(15, read=10)) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            early.extend(parse(lines, stop_after=1).events)
+            opened.set()
+            early.extend(parse(lines).events)
+
+    reader = threading.Thread(target=first_client, daemon=True)
+    reader.start()
+    assert opened.wait(15), "the first client got no event"
+    assert user.message(message_id)["status"] == "PENDING"  # no worker has claimed it yet
+    assert early[0].type == "status" and early[0].data == {"status": "PENDING"}
+    assert early[0].id is not None, "the first event has no stream id"
+
+    llm.script(Reply("Hello from the fake LLM."))
+    execute(message_id, run_id)
+    reader.join(20)
+    assert not reader.is_alive(), "the first client's stream did not end"
+    later = listen(user.http, message_id).events
+    assert [(e.id, e.type, e.data) for e in later] == [(e.id, e.type, e.data) for e in early]
+    assert early[-1].type == "done" and all(e.id is not None for e in early)
+    # A browser resuming from the first event's id gets exactly the rest.
+    rest = listen(user.http, message_id, headers={"Last-Event-ID": early[0].id}).events
+    assert rest == early[1:]
 
 
 def _id_key(stream_id: str | None) -> tuple[int, int]:
