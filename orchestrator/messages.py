@@ -139,7 +139,7 @@ def public_fragment_file(
     SQLite), so a preview's asset request costs one file, not the whole fragment. NotFound when
     the fragment does not exist.
     """
-    if not all(_addressable(p) for p in paths):  # SQLite's JSON paths cannot quote a `"`
+    if not all(_addressable(p) for p in paths):
         files = public_fragment(session, fragment_id).files or {}
         return next(((p, files[p]) for p in paths if p in files), None)
     columns = [Fragment.files[p].as_string() for p in paths]
@@ -151,7 +151,9 @@ def public_fragment_file(
 
 
 def _addressable(path: str) -> bool:
-    return '"' not in path and "\\" not in path
+    """Whether SQLite's JSON path can name this key: it cannot quote a `"`, and it compares the
+    key as stored, where json.dumps escaped every character outside printable ASCII."""
+    return path.isascii() and path.isprintable() and '"' not in path and "\\" not in path
 
 
 def owned_fragment(
