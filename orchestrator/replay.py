@@ -143,15 +143,15 @@ def plan(
     message_id: str,
     cursor: str | None,
     load: Callable[[], RunState],
-    open_stream: Callable[[], object] | None = None,
+    open_stream: Callable[[str], object] | None = None,
 ) -> Replay:
     """Decide what a client connecting with `cursor` gets first, and where it follows from.
 
     The stream is read before the database: a worker writes its outcome to the database before
     it appends the closing events, so a `done` seen in the stream implies a terminal state.
-    `open_stream` appends a `PENDING` status to a run's stream if it is still empty, atomically:
-    a client that comes before any worker then reads that entry, id and all, like every later
-    client of the run (DESIGN section 13).
+    `open_stream(status)` appends a `status` event to a run's stream if it is still empty,
+    atomically: a client that comes before the worker's first entry then reads that entry, id
+    and all, like every later client of the run (DESIGN section 13).
     """
     key = stream_key(message_id)
     info = _stream_info(client, key)
@@ -159,11 +159,13 @@ def plan(
         state = load()
         if state.terminal:  # the log expired; the database holds the outcome
             return Replay([Item.synthesized("done", status=state.status)], None)
-        if cursor is None and state.status == Status.PENDING:
-            if open_stream is None:
-                return Replay([Item.synthesized("status", status=state.status)], "0-0")
-            open_stream()  # whether this call or a worker wrote the first entry, it is in the log
+        if cursor is None and not state.content and open_stream is not None:
+            # Not claimed yet, or claimed a moment ago: the worker has yet to write its first
+            # entry. Whether this call or the worker writes it, the client reads it from the log.
+            open_stream(state.status)
             return Replay([], "0-0")
+        if cursor is None and state.status == Status.PENDING:
+            return Replay([Item.synthesized("status", status=state.status)], "0-0")
         return Replay(_snapshot(state), "0-0")  # running, but its log was lost
     first, last_id, trimmed = info
     done = _find_done(client, key)

@@ -410,6 +410,28 @@ def test_a_client_before_any_worker_gets_the_same_ids_as_every_later_client(
     assert rest == early[1:]
 
 
+def test_a_client_between_the_claim_and_the_workers_first_event_gets_an_id_too(
+    unclaimed: tuple[Api, Callable[[str, str], Any]], db: Any, redis_client: redis.Redis
+) -> None:
+    """The claim commits STREAMING a moment before the worker appends its first event."""
+    from models import transaction
+    from orchestrator import lifecycle
+
+    user, _ = unclaimed
+    sent = user.send(user.project()["id"]).json()
+    message_id = sent["messageId"]
+    with transaction(db) as session:  # what a worker's claim does, stopped before its append
+        assert lifecycle.claim(session, message_id, sent["runId"]) is not None
+    first = listen(user.http, message_id, stop_after=1).events
+    assert first[0].type == "status" and first[0].data == {"status": "STREAMING"}
+    assert first[0].id is not None
+    entries = redis_client.xrange(stream_key(message_id))
+    assert [e[0].decode() for e in entries] == [first[0].id]  # it is the log's first entry
+    EventLog(redis_client).finish(message_id, "CANCELLED")
+    with transaction(db) as session:
+        lifecycle.cancel(session, user.user_id, message_id)
+
+
 def _id_key(stream_id: str | None) -> tuple[int, int]:
     ms, _, seq = (stream_id or "0-0").partition("-")
     return int(ms), int(seq or 0)

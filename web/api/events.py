@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from models import Status, transaction
+from models import transaction
 from orchestrator import messages, replay
 from orchestrator.errors import Unauthorized
 from orchestrator.events import StatusEvent
@@ -42,7 +42,7 @@ def stream(message_id: str) -> ResponseReturnValue:
         message_id,
         cursor,
         lambda: _run_state(app, message_id),
-        lambda: app.events.open(message_id, StatusEvent(Status.PENDING)),
+        lambda status: app.events.open(message_id, StatusEvent(status)),
     )
     body = EventStream(
         streams,
