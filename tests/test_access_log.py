@@ -3,6 +3,7 @@ and without AUTH_SECRET or AUTH_JWKS_URL it refuses to start, saying what to set
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -131,3 +132,26 @@ def test_redact_scrubs_every_shape_of_token() -> None:
     scrubbed = redact(line)
     assert token not in scrubbed and "abc" not in scrubbed
     assert scrubbed.startswith("GET /api/x?a=1&token=[redacted]&id_token=[redacted]")
+
+
+def test_werkzeugs_request_lines_carry_no_token_either(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from web import create_app
+
+    app = create_app(settings)
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    token = user_token(SECRET, "werkzeug_user")
+    try:
+        with caplog.at_level(logging.INFO, logger="werkzeug"):
+            httpx.get(f"http://127.0.0.1:{http.server_port}/api/me", params={"token": token})
+    finally:
+        http.shutdown()
+    lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert any("/api/me" in line for line in lines), lines
+    assert not any(token in line for line in lines), lines

@@ -11,7 +11,7 @@ from models import make_engine, make_sessionmaker
 from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
-from web import errors, guards
+from web import access_log, errors, guards
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     settings = settings or Settings.from_env(os.environ)
     if not settings.auth_secret and not settings.auth_jwks_url:
         raise ConfigError(NO_AUTH)
+    access_log.install_filter()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ atom is redacted here, so no log format an operator picks can print a token (DES
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -35,3 +36,20 @@ class RedactingLogger(Logger):  # type: ignore[misc]
             if name in atoms:
                 atoms[name] = REDACTED
         return atoms
+
+
+class RedactingFilter(logging.Filter):
+    """The same scrubbing for werkzeug's request lines (`flask run`, the tests' server)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        scrubbed = redact(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        return True
+
+
+def install_filter() -> None:
+    target = logging.getLogger("werkzeug")
+    if not any(isinstance(f, RedactingFilter) for f in target.filters):
+        target.addFilter(RedactingFilter())
