@@ -33,14 +33,15 @@ def _document() -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "bearerFormat": "JWT",
-                    "description": "HS256 with AUTH_SECRET, or RS256 from AUTH_JWKS_URL; `sub` "
-                    "is the user id.",
+                    "description": "HS256 with AUTH_SECRET, or RS256 from AUTH_JWKS_URL (then "
+                    "HS256 is refused unless AUTH_SECRET is set too); `sub` is the user id.",
                 },
                 "eventsToken": {
                     "type": "apiKey",
                     "in": "query",
                     "name": "token",
-                    "description": "From POST /api/messages/{messageId}/events/token",
+                    "description": "From POST /api/messages/{messageId}/events/token: opens "
+                    "that message's event stream and nothing else (401 on every other route)",
                 },
             },
             "schemas": {**request_schemas(), **RESPONSE_SCHEMAS},
