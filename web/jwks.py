@@ -29,7 +29,7 @@ class JwksKeys:
         url: str,
         *,
         refetch_interval: float = 30.0,
-        max_age: float = 3600.0,
+        max_age: float = 300.0,
         timeout: float = 5.0,
     ) -> None:
         # Used as a fetcher only: the cache and its cool-down are ours, the same in every PyJWT.
