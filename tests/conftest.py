@@ -164,6 +164,8 @@ def settings(
         llm_read_timeout=1.0,
         llm_backoff_cap=0.05,
         sandbox_root=sandbox_root,
+        # Bubblewrap when it works; the suite also runs on a machine without it (README).
+        sandbox_isolation="best-effort",
         queue_name=f"test-{uuid.uuid4().hex[:8]}",
         heartbeat_interval=0.5,
         public_url=f"http://127.0.0.1:{free_port()}",

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -491,3 +494,75 @@ def test_only_the_workspace_and_a_private_tmp_are_writable_under_bubblewrap(
     assert "/root" in result.stderr  # not there at all
     assert not Path("/usr/sandbox-test").exists() and not Path("/etc/sandbox-test").exists()
     assert bwrapped.read("w") == "ok\n"
+
+
+# The worker's secrets (DESIGN section 15)
+
+# A stand-in for a worker process: its secrets are in its initial environment, as a worker's are
+# (what /proc/<pid>/environ shows), and it runs commands that go looking for them.
+_WORKER = r"""
+import ctypes, json, os, sys
+from pathlib import Path
+from orchestrator.sandboxes.local import LocalSandboxFactory
+
+root, isolation, as_uid = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+if as_uid:  # a worker started by an unprivileged user, not root that dropped its privileges
+    os.setgroups([])
+    os.setresgid(as_uid, as_uid, as_uid)
+    os.setresuid(as_uid, as_uid, as_uid)
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE 1: undo what setuid did to it
+own = Path(f"/proc/{os.getpid()}/environ").read_bytes().decode()
+factory = LocalSandboxFactory(root, isolation=isolation)
+sandbox = factory.create("secrets", "static")
+found = {"isolation": factory.isolation, "uid": os.getuid()}
+found["own secret"] = own.split("AUTH_SECRET=")[1].split("\0")[0]
+for name, command in {
+    "env": "env",
+    "parent": "cat /proc/$PPID/environ",
+    "worker": f"cat /proc/{os.getpid()}/environ",
+    "every process": "cat /proc/[0-9]*/environ",
+    "worker memory": f"grep -c SECRET /proc/{os.getpid()}/mem",
+}.items():
+    result = sandbox.run(command)
+    found[name] = result.stdout + result.stderr
+found["env names"] = sorted(line.split("=")[0] for line in sandbox.run("env").stdout.splitlines())
+sandbox.close()
+print(json.dumps(found))
+"""
+
+WORKERS = [
+    pytest.param("none", 0, id="subprocess"),
+    pytest.param("none", 65534, id="subprocess-same-uid", marks=needs_root),
+    pytest.param("bwrap", 0, id="bubblewrap", marks=needs_bwrap),
+]
+
+
+@pytest.mark.parametrize(("isolation", "as_uid"), WORKERS)
+def test_commands_find_none_of_the_workers_secrets(root: Path, isolation: str, as_uid: int) -> None:
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    if as_uid:
+        os.chown(root, as_uid, as_uid)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "AUTH_SECRET": secret,
+        "E2B_API_KEY": secret,
+        "OPENROUTER_API_KEY": secret,
+    }
+    worker = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(root), isolation, str(as_uid)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr
+    found = json.loads(worker.stdout)
+
+    expected_isolation = "bubblewrap" if isolation == "bwrap" else "subprocess"
+    assert (found["isolation"], found["uid"]) == (expected_isolation, as_uid or os.getuid())
+    assert found.pop("own secret") == secret  # the worker's /proc shows it, to whom may look
+    leaks = {name: output for name, output in found.items() if secret in str(output)}
+    assert leaks == {}
+    assert set(found["env names"]) <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_"}

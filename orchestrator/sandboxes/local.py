@@ -32,6 +32,7 @@ from orchestrator.sandboxes.local_process import (
     IsolationUnavailable,
     Launcher,
     RunningCommand,
+    hide_from_same_user,
     probe_bubblewrap,
 )
 from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of, kill_orphans
@@ -64,6 +65,9 @@ class LocalSandboxFactory:
         self.drops_privileges = os.geteuid() == 0
         self.root = _prepare_root(Path(root), self.drops_privileges)
         self.isolation = SUBPROCESS if isolation == "none" else self._try_bubblewrap(isolation)
+        if self.isolation == SUBPROCESS and not self.drops_privileges:
+            # Commands share our uid: at least keep them out of our /proc (environment, memory).
+            hide_from_same_user()
 
     def create(self, run_id: str, framework: str) -> LocalSandbox:
         if not _RUN_ID.fullmatch(run_id):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
 import os
 import resource
 import selectors
@@ -99,6 +100,23 @@ def probe_bubblewrap(launcher: Launcher) -> str | None:
     if result.exit_code != 0:
         return f"bwrap exited with {result.exit_code}: {result.stderr.strip()[:300]}"
     return None
+
+
+_PR_SET_DUMPABLE = 4
+
+
+def hide_from_same_user() -> None:
+    """Make this process unreadable to other processes of its own uid (PR_SET_DUMPABLE 0).
+
+    Commands that run as our own uid (no bubblewrap, not root) could otherwise read
+    /proc/<our pid>/environ and /proc/<our pid>/mem, that is the worker's secrets. Children
+    inherit the flag across fork (a prefork pool's processes) and lose it at exec (the
+    commands). It also turns off core dumps and same-user ptrace (debuggers) of this process.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
 
 
 class RunningCommand:

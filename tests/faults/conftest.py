@@ -183,6 +183,7 @@ def fault_settings(
         llm_backoff_cap=0.05,
         agent_max_steps=6,
         sandbox_root=str(fault_home / "sandboxes"),
+        sandbox_isolation="best-effort",  # bubblewrap when it works, as in tests/conftest.py
         public_url="http://127.0.0.1:5000",
         queue_name=f"faults-{uuid.uuid4().hex[:8]}",
         # Short reaper thresholds, so a dead worker is noticed within seconds.
