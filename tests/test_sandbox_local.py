@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import ConfigError
 from orchestrator.sandboxes.base import (
     OUTPUT_LIMIT,
     CommandResult,
@@ -32,6 +33,7 @@ from orchestrator.sandboxes.local import (
     SandboxClosed,
 )
 from orchestrator.sandboxes.local_process import IsolationUnavailable
+from orchestrator.settings import Settings
 
 HAS_BWRAP = shutil.which("bwrap") is not None
 IS_ROOT = os.geteuid() == 0
@@ -566,3 +568,36 @@ def test_commands_find_none_of_the_workers_secrets(root: Path, isolation: str, a
     leaks = {name: output for name, output in found.items() if secret in str(output)}
     assert leaks == {}
     assert set(found["env names"]) <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_"}
+
+
+def test_isolation_is_required_unless_the_environment_says_best_effort() -> None:
+    assert Settings.from_env({}).sandbox_isolation == "required"
+    assert Settings.from_env({"SANDBOX_ISOLATION": "best-effort"}).sandbox_isolation == (
+        "best-effort"
+    )
+    with pytest.raises(ConfigError, match="SANDBOX_ISOLATION"):
+        Settings.from_env({"SANDBOX_ISOLATION": "none"})
+
+
+def test_a_worker_that_requires_isolation_refuses_to_start_without_bubblewrap(
+    root: Path,
+) -> None:
+    root.chmod(0o755)  # as root, sandbox uids must reach through it
+    venv_bin = Path(sys.executable).parent
+    env = {
+        "PATH": f"{venv_bin}:/nonexistent",  # no bwrap on it, whatever this machine has
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "DATA_DIR": str(root),
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # never reached: the check comes first
+        "SANDBOX_ISOLATION": "required",
+    }
+    argv = [str(venv_bin / "celery"), "-A", "workers.celery_app", "worker", "--pool", "threads"]
+    worker = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=root
+    )
+
+    assert worker.returncode != 0
+    assert "SANDBOX_ISOLATION=required" in worker.stderr
+    assert "bwrap is not installed" in worker.stderr
+    assert "SANDBOX_ISOLATION=best-effort" in worker.stderr
+    assert "ready" not in worker.stdout + worker.stderr
