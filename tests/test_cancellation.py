@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import replace
+import uuid
+from pathlib import Path
 from typing import Any
 
 from models import Fragment, transaction
@@ -12,7 +12,7 @@ from orchestrator import accounts
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
-from tests.conftest import SECRET, Api, running_stack, wait_for
+from tests.conftest import SECRET, Api, running_stack, sandbox_processes, wait_for
 from tests.fakes.llm_server import Hang, Reply, ToolCall
 
 
@@ -83,24 +83,12 @@ def test_cancel_while_the_model_is_silent_is_noticed_at_once(api: Api, llm: Any)
     assert len(llm.requests) == 1  # no retry, no fallback after a cancel
 
 
-def _processes_running(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def test_cancel_while_a_tool_command_runs_kills_it_and_writes_no_fragment(
-    api: Api, llm: Any, db: Any
+    api: Api, llm: Any, db: Any, settings: Settings
 ) -> None:
-    marker = f"sleep 6{time.time_ns() % 1000:03d}"
+    # The shell execs a lone command, so the process to find is `sleep`, whose argv (NUL-
+    # separated) holds the marker once its separators read as spaces; bubblewrap's holds it too.
+    marker = f"sleep 7{uuid.uuid4().int % 10**9:09d}"
     llm.script(
         Reply(
             "",
@@ -112,9 +100,12 @@ def test_cancel_while_a_tool_command_runs_kills_it_and_writes_no_fragment(
         Reply("never", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
     )
     body = api.send(api.project()["id"]).json()
-    wait_for(lambda: _processes_running(marker), 15, "the tool command to start")
-    api.request("DELETE", f"/api/messages/{body['messageId']}")
-    wait_for(lambda: not _processes_running(marker), 5, "the tool command to die")
+    running = lambda: sandbox_processes([settings.sandbox_root], marker)  # noqa: E731
+    try:
+        wait_for(running, 15, "the tool command to start")
+    finally:
+        api.request("DELETE", f"/api/messages/{body['messageId']}")
+    wait_for(lambda: not running(), 5, "the tool command to die")
     time.sleep(0.3)
     final = api.message(body["messageId"])
     assert final["status"] == "CANCELLED"
@@ -173,6 +164,8 @@ def test_a_cancelled_run_keeps_no_sandbox(api: Api, llm: Any, settings: Settings
     )
     body = api.send(api.project()["id"]).json()
     assert llm.wait_for_requests(2, timeout=10)
+    # Workspaces are named <runId>.<suffix>: one exists while the model is asked again.
+    workspaces = lambda: list(Path(settings.sandbox_root).glob(f"{body['runId']}.*"))  # noqa: E731
+    assert workspaces(), "the run should have a workspace by its second step"
     api.request("DELETE", f"/api/messages/{body['messageId']}")
-    workspace = os.path.join(replace(settings).sandbox_root, body["runId"])
-    wait_for(lambda: not os.path.exists(workspace), 5, "the workspace to be removed")
+    wait_for(lambda: not workspaces(), 5, "the workspace to be removed")

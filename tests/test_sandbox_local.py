@@ -601,3 +601,49 @@ def test_a_worker_that_requires_isolation_refuses_to_start_without_bubblewrap(
     assert "bwrap is not installed" in worker.stderr
     assert "SANDBOX_ISOLATION=best-effort" in worker.stderr
     assert "ready" not in worker.stdout + worker.stderr
+
+
+_DOOMED_WORKER = r"""
+import ctypes, os, sys, threading
+from pathlib import Path
+from orchestrator.sandboxes.local import LocalSandboxFactory
+
+root, isolation, as_uid, command = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if as_uid:
+    os.setgroups([])
+    os.setresgid(as_uid, as_uid, as_uid)
+    os.setresuid(as_uid, as_uid, as_uid)
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
+sandbox = LocalSandboxFactory(root, isolation=isolation).create("doomed", "static")
+threading.Thread(target=sandbox.run, args=(command,), daemon=True).start()
+print("running", flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize(("isolation", "as_uid"), WORKERS)
+def test_a_command_dies_with_a_worker_killed_outright(
+    root: Path, isolation: str, as_uid: int
+) -> None:
+    marker = str(uuid.uuid4().int % 10**9)
+    if as_uid:
+        os.chown(root, as_uid, as_uid)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-c", _DOOMED_WORKER, str(root), isolation, str(as_uid)]
+    worker = subprocess.Popen(
+        [*argv, f"sleep 1000.{marker}"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "running\n"
+        give_up = time.monotonic() + 10
+        while not live_processes(marker, None) and time.monotonic() < give_up:
+            time.sleep(0.02)
+        assert live_processes(marker, None), "the command should be running"
+    finally:
+        worker.kill()  # SIGKILL: no cleanup of its own runs
+        worker.wait(timeout=10)
+
+    left = leftovers(marker, None)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

@@ -32,7 +32,7 @@ from models import make_engine, make_sessionmaker, utcnow
 from models.migrate import upgrade
 from orchestrator.bundled_redis import free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
-from tests.conftest import SECRET, unavailable
+from tests.conftest import SANDBOX_ROOTS, SECRET, unavailable
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.faults import invariants, stack
 from tests.faults.stack import Stack, running_stack
@@ -133,6 +133,7 @@ def fault_home() -> Iterator[Path]:
     # Sandbox commands run as unprivileged uids, which must reach the workspace.
     home = Path(tempfile.mkdtemp(prefix="appforge-faults-"))
     home.chmod(0o755)
+    SANDBOX_ROOTS.append(str(home / "sandboxes"))
     yield home
     shutil.rmtree(home, ignore_errors=True)
 
