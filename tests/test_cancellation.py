@@ -127,34 +127,40 @@ def test_after_a_cancel_the_conversation_takes_a_new_prompt_at_once(api: Api, ll
 def test_cancel_racing_completion_ends_in_one_state_or_the_other(
     api: Api, llm: Any, db: Any
 ) -> None:
-    llm.default = Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})])
+    def script() -> None:
+        llm.reset()  # a cancelled round may leave its second reply unread
+        llm.script(
+            Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})]),
+            Reply("ok", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
+        )
+
     outcomes = []
     api.get("/api/me")
     with transaction(db) as session:
         accounts.set_credits(session, api.user_id, 100, 5)
-    try:
-        project = api.project()
-        for round_ in range(10):
-            llm.reset()  # a cancelled round may leave its second reply unread
-            llm.script(
-                Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})]),
-                Reply("ok", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
-            )
-            body = api.send(project["id"], f"Round {round_}").json()
-            time.sleep(0.02 * round_)
-            answer = api.request("DELETE", f"/api/messages/{body['messageId']}")
-            final = api.wait_terminal(body["messageId"])
-            with transaction(db) as session:
-                fragments = session.query(Fragment).filter_by(message_id=body["messageId"]).count()
-            if answer.status_code == 200:
-                assert (final["status"], fragments) == ("CANCELLED", 0)
-            else:
-                assert answer.status_code == 409
-                assert (final["status"], fragments) == ("COMPLETE", 1)
-            outcomes.append(final["status"])
-    finally:
-        llm.default = Reply("Hello from the fake LLM.")
-    assert set(outcomes) <= {"CANCELLED", "COMPLETE"}
+    project = api.project()
+    script()
+    probe = api.send(project["id"], "Probe").json()
+    started = time.monotonic()
+    api.wait_terminal(probe["messageId"])
+    duration = time.monotonic() - started
+    rounds = 10
+    for round_ in range(rounds):
+        script()
+        body = api.send(project["id"], f"Round {round_}").json()
+        # From at once (CANCELLED) to 1.5 times a run's duration (COMPLETE), races between.
+        time.sleep(duration * 1.5 * round_ / (rounds - 1))
+        answer = api.request("DELETE", f"/api/messages/{body['messageId']}")
+        final = api.wait_terminal(body["messageId"])
+        with transaction(db) as session:
+            fragments = session.query(Fragment).filter_by(message_id=body["messageId"]).count()
+        if answer.status_code == 200:
+            assert (final["status"], fragments) == ("CANCELLED", 0)
+        else:
+            assert answer.status_code == 409
+            assert (final["status"], fragments) == ("COMPLETE", 1)
+        outcomes.append(final["status"])
+    assert set(outcomes) == {"CANCELLED", "COMPLETE"}, outcomes
 
 
 def test_a_cancelled_run_keeps_no_sandbox(api: Api, llm: Any, settings: Settings) -> None:
