@@ -38,6 +38,10 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_bwrap: needs bubblewrap (fails under CI=true)")
+
+
 def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: a missing service fails the suite)", pytrace=False)

@@ -34,10 +34,12 @@ from orchestrator.sandboxes.local import (
 )
 from orchestrator.sandboxes.local_process import IsolationUnavailable
 from orchestrator.settings import Settings
+from tests.conftest import unavailable
 
 HAS_BWRAP = shutil.which("bwrap") is not None
 IS_ROOT = os.geteuid() == 0
-needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap (bwrap) is not installed")
+# Skipped locally without bubblewrap; under CI=true a missing bubblewrap fails them instead.
+needs_bwrap = pytest.mark.needs_bwrap
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="commands drop privileges only under root")
 ISOLATIONS = [
     pytest.param("none", id="subprocess"),
@@ -49,6 +51,12 @@ LIMITS = SandboxLimits(
     max_processes=64,
     max_file_bytes=1024 * 1024,
 )
+
+
+@pytest.fixture(autouse=True)
+def _bubblewrap_if_needed(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("needs_bwrap") and not HAS_BWRAP:
+        unavailable("bubblewrap (bwrap) is not installed")
 
 
 @pytest.fixture
@@ -86,7 +94,7 @@ def sandbox(request: pytest.FixtureRequest, root: Path) -> Iterator[LocalSandbox
 @pytest.fixture
 def bwrapped(root: Path) -> Iterator[LocalSandbox]:
     if not HAS_BWRAP:
-        pytest.skip("bubblewrap (bwrap) is not installed")
+        unavailable("bubblewrap (bwrap) is not installed")
     sandbox = LocalSandboxFactory(root, LIMITS, isolation="bwrap").create("jailed", "static")
     yield sandbox
     sandbox.close()
