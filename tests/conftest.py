@@ -180,22 +180,21 @@ def sandbox_processes(roots: list[str], marker: str = "") -> list[str]:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        with contextlib.suppress(OSError, IndexError):
+        try:
             if Path(entry.path, "stat").read_text().rpartition(")")[2].split()[0] == "Z":
                 continue
             argv = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            cwd = os.readlink(Path(entry.path, "cwd"))
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if marker not in argv:
+            continue
+        places = [argv]
+        with contextlib.suppress(OSError):  # another user's process, unless we are root
+            places.append(os.readlink(Path(entry.path, "cwd")) + "/")
             environ = Path(entry.path, "environ").read_bytes().decode(errors="replace")
-            homes = [v for v in environ.split("\0") if v.startswith("HOME=")]
-            for root in roots:
-                inside = f"{root}/"
-                if marker in argv and (
-                    inside in argv
-                    or cwd.startswith(inside)
-                    or any(home.startswith(f"HOME={inside}") for home in homes)
-                ):
-                    found.append(f"{entry.name}: {argv[:120]}")
-                    break
+            places += [v[5:] for v in environ.split("\0") if v.startswith("HOME=")]
+        if any(f"{root}/" in place for root in roots for place in places):
+            found.append(f"{entry.name}: {argv[:120]}")
     return found
 
 
