@@ -1,8 +1,10 @@
 """The local sandbox: a workspace directory per run, commands under bubblewrap when it works.
 
 Files are written and read by this process through the path guard; commands run with resource
-limits, as a uid of their own when we are root, and (with bubblewrap) without network, with a
-read-only system and only the workspace writable. See `local_process` for how a command runs.
+limits and a scrubbed environment, as a uid of their own when we are root, and (with bubblewrap)
+without network, with a read-only system and only the workspace writable. Whether commands may
+run without bubblewrap is the caller's choice (`isolation`; SANDBOX_ISOLATION in services.py);
+when they share our uid, this process hides its /proc from them. See `local_process`.
 """
 
 from __future__ import annotations
