@@ -74,6 +74,7 @@ def main() -> None:
             default_credits=10 * args.cancels,
             providers=(ProviderConfig("primary", llm.base_url, "k", "bench-model"),),
             sandbox_root=sandboxes,
+            sandbox_isolation="best-effort",  # runs no command; works without bubblewrap
             queue_name=f"bench-{uuid.uuid4().hex[:8]}",
             public_url=f"http://127.0.0.1:{port}",
         )

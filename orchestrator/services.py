@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from models import make_engine, make_sessionmaker
+from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.providers.base import Provider
 from orchestrator.providers.chain import ChainRun
@@ -47,8 +48,28 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
             domain=settings.e2b_domain,
         )
     from orchestrator.sandboxes.local import LocalSandboxFactory
+    from orchestrator.sandboxes.local_process import IsolationUnavailable
 
-    return LocalSandboxFactory(Path(settings.sandbox_root))
+    # "required" (DESIGN section 15): bubblewrap or nothing; "best-effort" falls back to plain
+    # subprocesses (a scrubbed environment, limits, a uid of their own only when we are root).
+    required = settings.sandbox_isolation == "required"
+    try:
+        return LocalSandboxFactory(
+            Path(settings.sandbox_root), isolation="bwrap" if required else "auto"
+        )
+    except IsolationUnavailable as exc:
+        raise ConfigError(
+            f"SANDBOX_ISOLATION=required, but bubblewrap cannot run sandbox commands here: {exc}. "
+            "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user "
+            "namespaces, or set SANDBOX_ISOLATION=best-effort to run the model's commands "
+            "without isolation (development only: they can read what the worker's user can)."
+        ) from exc
+
+
+def check_sandbox_isolation(settings: Settings) -> None:
+    """At worker start: fail now, with what to set, when sandboxes cannot be built as configured."""
+    if settings.sandbox == "local":
+        build_sandboxes(settings)
 
 
 def redis_client(settings: Settings) -> redis.Redis:

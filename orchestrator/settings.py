@@ -12,6 +12,7 @@ OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 OPENROUTER_DEFAULT_MODEL = "moonshotai/kimi-k2.5"
 CEREBRAS_BASE_URL = "https://api.cerebras.ai/v1"
 CEREBRAS_DEFAULT_MODEL = "zai-glm-4.7"
+SANDBOX_ISOLATIONS = ("required", "best-effort")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class Settings:
     llm_retry_after_cap: float = 30.0
     agent_max_steps: int = 25
     sandbox: str = "local"
+    # DESIGN section 15: "required" refuses to run local commands without bubblewrap.
+    sandbox_isolation: str = "required"
     sandbox_root: str = "./.data/sandboxes"
     e2b_api_key: str | None = None
     # Only to point the SDK somewhere else (a self-hosted E2B, or the offline fake in tests).
@@ -104,6 +107,11 @@ class Settings:
             raise ConfigError(f"SANDBOX must be 'local' or 'e2b', got {sandbox!r}")
         if sandbox == "e2b" and not env.get("E2B_API_KEY"):
             raise ConfigError("SANDBOX=e2b needs E2B_API_KEY")
+        isolation = env.get("SANDBOX_ISOLATION") or cls.sandbox_isolation
+        if isolation not in SANDBOX_ISOLATIONS:
+            raise ConfigError(
+                f"SANDBOX_ISOLATION must be 'required' or 'best-effort', got {isolation!r}"
+            )
         port = int(number("PORT", 5000))
         return cls(
             database_url=normalize_database_url(
@@ -117,6 +125,7 @@ class Settings:
             llm_read_timeout=number("LLM_READ_TIMEOUT", cls.llm_read_timeout),
             agent_max_steps=int(number("AGENT_MAX_STEPS", cls.agent_max_steps)),
             sandbox=sandbox,
+            sandbox_isolation=isolation,
             sandbox_root=str(data_dir / "sandboxes"),
             e2b_api_key=env.get("E2B_API_KEY") or None,
             e2b_api_url=env.get("E2B_API_URL") or None,

@@ -11,12 +11,14 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +36,10 @@ from tests.fakes.llm_server import FakeLLM, Reply
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs_bwrap: needs bubblewrap (fails under CI=true)")
 
 
 def unavailable(reason: str) -> None:
@@ -110,18 +116,48 @@ def _fresh_llms(request: pytest.FixtureRequest) -> None:
 
 
 def _wait_for_idle_runs(settings: Settings, timeout: float = 15) -> None:
-    from sqlalchemy import func, select
+    """Until no run is PENDING/STREAMING; past `timeout`, cancel what is left and fail loudly.
+
+    A run still going here was left by an earlier test (which should have failed for it);
+    cancelling it keeps one failure from making every later test wait out the timeout too.
+    """
+    deadline = time.monotonic() + timeout
+    while (running := _running_runs(settings)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running:
+        cancel_running_runs(settings)
+        pytest.fail(
+            f"runs still PENDING/STREAMING after {timeout}s, left by an earlier test "
+            f"(now cancelled): {running}",
+            pytrace=False,
+        )
+
+
+def _running_runs(settings: Settings) -> list[tuple[str, str, str]]:
+    from sqlalchemy import select
 
     from models import RUNNING, Message
 
-    engine = _engine(settings.database_url)
-    query = select(func.count()).select_from(Message).where(Message.status.in_(RUNNING))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with engine.connect() as conn:
-            if not conn.scalar(query):
-                return
-        time.sleep(0.05)
+    query = select(Message.id, Message.status, Message.user_id).where(Message.status.in_(RUNNING))
+    with _engine(settings.database_url).connect() as conn:
+        rows = conn.execute(query)
+        return [(row.id, getattr(row.status, "value", row.status), row.user_id) for row in rows]
+
+
+def cancel_running_runs(settings: Settings) -> list[str]:
+    """Cancel every PENDING/STREAMING run, as DELETE does (their commands are killed)."""
+    from orchestrator.cancellation import cancel_run
+    from orchestrator.errors import Conflict
+    from orchestrator.events import EventLog
+
+    db = make_sessionmaker(_engine(settings.database_url))
+    client = redis.Redis.from_url(settings.redis_url)
+    cancelled = []
+    for message_id, _status, user_id in _running_runs(settings):
+        with contextlib.suppress(Conflict):  # it ended meanwhile
+            cancel_run(db, client, EventLog(client), user_id, message_id, lambda _run_id: None)
+            cancelled.append(message_id)
+    return cancelled
 
 
 _engines: dict[str, Any] = {}
@@ -133,12 +169,53 @@ def _engine(url: str) -> Any:
     return _engines[url]
 
 
+# Every sandbox root this session made; no process may be left running in one at its end.
+SANDBOX_ROOTS: list[str] = []
+
+
+def sandbox_processes(roots: list[str], marker: str = "") -> list[str]:
+    """Live processes of sandboxes under `roots` (and with `marker` in their command line):
+    a command runs in its workspace with HOME there, and bubblewrap names it in its argv."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(entry.path, "stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                continue
+            argv = Path(entry.path, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if marker not in argv:
+            continue
+        places = [argv]
+        with contextlib.suppress(OSError):  # another user's process, unless we are root
+            places.append(os.readlink(Path(entry.path, "cwd")) + "/")
+            environ = Path(entry.path, "environ").read_bytes().decode(errors="replace")
+            places += [v[5:] for v in environ.split("\0") if v.startswith("HOME=")]
+        if any(f"{root}/" in place for root in roots for place in places):
+            found.append(f"{entry.name}: {argv[:120]}")
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_sandbox_process_outlives_the_session() -> Iterator[None]:
+    yield
+    left = sandbox_processes(SANDBOX_ROOTS)
+    for line in left:
+        with contextlib.suppress(OSError):
+            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    if left:
+        pytest.fail(f"sandbox processes outlived the test session (now killed): {left}")
+
+
 @pytest.fixture(scope="session")
 def sandbox_root() -> Iterator[str]:
     # Sandbox commands run as an unprivileged user, who must be able to reach the workspace;
     # pytest's own temporary directories are private to root.
     root = tempfile.mkdtemp(prefix="appforge-sandboxes-")
     os.chmod(root, 0o755)
+    SANDBOX_ROOTS.append(root)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -164,6 +241,8 @@ def settings(
         llm_read_timeout=1.0,
         llm_backoff_cap=0.05,
         sandbox_root=sandbox_root,
+        # Bubblewrap when it works; the suite also runs on a machine without it (README).
+        sandbox_isolation="best-effort",
         queue_name=f"test-{uuid.uuid4().hex[:8]}",
         heartbeat_interval=0.5,
         public_url=f"http://127.0.0.1:{free_port()}",
@@ -190,7 +269,11 @@ def worker(celery_app: Any) -> Iterator[Any]:
         shutdown_timeout=30,
         loglevel="WARNING",
     ) as running:
-        yield running
+        try:
+            yield running
+        finally:
+            # A run left going would hold the worker's shutdown (and its command) for minutes.
+            _wait_for_idle_runs(celery_app.settings)
 
 
 @pytest.fixture(scope="session")

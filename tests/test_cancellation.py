@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import time
-from dataclasses import replace
+import uuid
+from pathlib import Path
 from typing import Any
 
 from models import Fragment, transaction
@@ -12,7 +12,7 @@ from orchestrator import accounts
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
-from tests.conftest import SECRET, Api, running_stack, wait_for
+from tests.conftest import SECRET, Api, running_stack, sandbox_processes, wait_for
 from tests.fakes.llm_server import Hang, Reply, ToolCall
 
 
@@ -83,24 +83,12 @@ def test_cancel_while_the_model_is_silent_is_noticed_at_once(api: Api, llm: Any)
     assert len(llm.requests) == 1  # no retry, no fallback after a cancel
 
 
-def _processes_running(marker: str) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if marker.encode() in handle.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
-
-
 def test_cancel_while_a_tool_command_runs_kills_it_and_writes_no_fragment(
-    api: Api, llm: Any, db: Any
+    api: Api, llm: Any, db: Any, settings: Settings
 ) -> None:
-    marker = f"sleep 6{time.time_ns() % 1000:03d}"
+    # The shell execs a lone command, so the process to find is `sleep`, whose argv (NUL-
+    # separated) holds the marker once its separators read as spaces; bubblewrap's holds it too.
+    marker = f"sleep 7{uuid.uuid4().int % 10**9:09d}"
     llm.script(
         Reply(
             "",
@@ -112,9 +100,12 @@ def test_cancel_while_a_tool_command_runs_kills_it_and_writes_no_fragment(
         Reply("never", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
     )
     body = api.send(api.project()["id"]).json()
-    wait_for(lambda: _processes_running(marker), 15, "the tool command to start")
-    api.request("DELETE", f"/api/messages/{body['messageId']}")
-    wait_for(lambda: not _processes_running(marker), 5, "the tool command to die")
+    running = lambda: sandbox_processes([settings.sandbox_root], marker)  # noqa: E731
+    try:
+        wait_for(running, 15, "the tool command to start")
+    finally:
+        api.request("DELETE", f"/api/messages/{body['messageId']}")
+    wait_for(lambda: not running(), 5, "the tool command to die")
     time.sleep(0.3)
     final = api.message(body["messageId"])
     assert final["status"] == "CANCELLED"
@@ -136,34 +127,40 @@ def test_after_a_cancel_the_conversation_takes_a_new_prompt_at_once(api: Api, ll
 def test_cancel_racing_completion_ends_in_one_state_or_the_other(
     api: Api, llm: Any, db: Any
 ) -> None:
-    llm.default = Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})])
+    def script() -> None:
+        llm.reset()  # a cancelled round may leave its second reply unread
+        llm.script(
+            Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})]),
+            Reply("ok", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
+        )
+
     outcomes = []
     api.get("/api/me")
     with transaction(db) as session:
         accounts.set_credits(session, api.user_id, 100, 5)
-    try:
-        project = api.project()
-        for round_ in range(10):
-            llm.reset()  # a cancelled round may leave its second reply unread
-            llm.script(
-                Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})]),
-                Reply("ok", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
-            )
-            body = api.send(project["id"], f"Round {round_}").json()
-            time.sleep(0.02 * round_)
-            answer = api.request("DELETE", f"/api/messages/{body['messageId']}")
-            final = api.wait_terminal(body["messageId"])
-            with transaction(db) as session:
-                fragments = session.query(Fragment).filter_by(message_id=body["messageId"]).count()
-            if answer.status_code == 200:
-                assert (final["status"], fragments) == ("CANCELLED", 0)
-            else:
-                assert answer.status_code == 409
-                assert (final["status"], fragments) == ("COMPLETE", 1)
-            outcomes.append(final["status"])
-    finally:
-        llm.default = Reply("Hello from the fake LLM.")
-    assert set(outcomes) <= {"CANCELLED", "COMPLETE"}
+    project = api.project()
+    script()
+    probe = api.send(project["id"], "Probe").json()
+    started = time.monotonic()
+    api.wait_terminal(probe["messageId"])
+    duration = time.monotonic() - started
+    rounds = 10
+    for round_ in range(rounds):
+        script()
+        body = api.send(project["id"], f"Round {round_}").json()
+        # From at once (CANCELLED) to 1.5 times a run's duration (COMPLETE), races between.
+        time.sleep(duration * 1.5 * round_ / (rounds - 1))
+        answer = api.request("DELETE", f"/api/messages/{body['messageId']}")
+        final = api.wait_terminal(body["messageId"])
+        with transaction(db) as session:
+            fragments = session.query(Fragment).filter_by(message_id=body["messageId"]).count()
+        if answer.status_code == 200:
+            assert (final["status"], fragments) == ("CANCELLED", 0)
+        else:
+            assert answer.status_code == 409
+            assert (final["status"], fragments) == ("COMPLETE", 1)
+        outcomes.append(final["status"])
+    assert set(outcomes) == {"CANCELLED", "COMPLETE"}, outcomes
 
 
 def test_a_cancelled_run_keeps_no_sandbox(api: Api, llm: Any, settings: Settings) -> None:
@@ -173,6 +170,8 @@ def test_a_cancelled_run_keeps_no_sandbox(api: Api, llm: Any, settings: Settings
     )
     body = api.send(api.project()["id"]).json()
     assert llm.wait_for_requests(2, timeout=10)
+    # Workspaces are named <runId>.<suffix>: one exists while the model is asked again.
+    workspaces = lambda: list(Path(settings.sandbox_root).glob(f"{body['runId']}.*"))  # noqa: E731
+    assert workspaces(), "the run should have a workspace by its second step"
     api.request("DELETE", f"/api/messages/{body['messageId']}")
-    workspace = os.path.join(replace(settings).sandbox_root, body["runId"])
-    wait_for(lambda: not os.path.exists(workspace), 5, "the workspace to be removed")
+    wait_for(lambda: not workspaces(), 5, "the workspace to be removed")

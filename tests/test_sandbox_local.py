@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.errors import ConfigError
 from orchestrator.sandboxes.base import (
     OUTPUT_LIMIT,
     CommandResult,
@@ -29,10 +33,13 @@ from orchestrator.sandboxes.local import (
     SandboxClosed,
 )
 from orchestrator.sandboxes.local_process import IsolationUnavailable
+from orchestrator.settings import Settings
+from tests.conftest import unavailable
 
 HAS_BWRAP = shutil.which("bwrap") is not None
 IS_ROOT = os.geteuid() == 0
-needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap (bwrap) is not installed")
+# Skipped locally without bubblewrap; under CI=true a missing bubblewrap fails them instead.
+needs_bwrap = pytest.mark.needs_bwrap
 needs_root = pytest.mark.skipif(not IS_ROOT, reason="commands drop privileges only under root")
 ISOLATIONS = [
     pytest.param("none", id="subprocess"),
@@ -44,6 +51,12 @@ LIMITS = SandboxLimits(
     max_processes=64,
     max_file_bytes=1024 * 1024,
 )
+
+
+@pytest.fixture(autouse=True)
+def _bubblewrap_if_needed(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("needs_bwrap") and not HAS_BWRAP:
+        unavailable("bubblewrap (bwrap) is not installed")
 
 
 @pytest.fixture
@@ -81,7 +94,7 @@ def sandbox(request: pytest.FixtureRequest, root: Path) -> Iterator[LocalSandbox
 @pytest.fixture
 def bwrapped(root: Path) -> Iterator[LocalSandbox]:
     if not HAS_BWRAP:
-        pytest.skip("bubblewrap (bwrap) is not installed")
+        unavailable("bubblewrap (bwrap) is not installed")
     sandbox = LocalSandboxFactory(root, LIMITS, isolation="bwrap").create("jailed", "static")
     yield sandbox
     sandbox.close()
@@ -491,3 +504,154 @@ def test_only_the_workspace_and_a_private_tmp_are_writable_under_bubblewrap(
     assert "/root" in result.stderr  # not there at all
     assert not Path("/usr/sandbox-test").exists() and not Path("/etc/sandbox-test").exists()
     assert bwrapped.read("w") == "ok\n"
+
+
+# The worker's secrets (DESIGN section 15)
+
+# A stand-in for a worker process: its secrets are in its initial environment, as a worker's are
+# (what /proc/<pid>/environ shows), and it runs commands that go looking for them.
+_WORKER = r"""
+import ctypes, json, os, sys
+from pathlib import Path
+from orchestrator.sandboxes.local import LocalSandboxFactory
+
+root, isolation, as_uid = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+if as_uid:  # a worker started by an unprivileged user, not root that dropped its privileges
+    os.setgroups([])
+    os.setresgid(as_uid, as_uid, as_uid)
+    os.setresuid(as_uid, as_uid, as_uid)
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE 1: undo what setuid did to it
+own = Path(f"/proc/{os.getpid()}/environ").read_bytes().decode()
+factory = LocalSandboxFactory(root, isolation=isolation)
+sandbox = factory.create("secrets", "static")
+found = {"isolation": factory.isolation, "uid": os.getuid()}
+found["own secret"] = own.split("AUTH_SECRET=")[1].split("\0")[0]
+for name, command in {
+    "env": "env",
+    "parent": "cat /proc/$PPID/environ",
+    "worker": f"cat /proc/{os.getpid()}/environ",
+    "every process": "cat /proc/[0-9]*/environ",
+    "worker memory": f"grep -c SECRET /proc/{os.getpid()}/mem",
+}.items():
+    result = sandbox.run(command)
+    found[name] = result.stdout + result.stderr
+found["env names"] = sorted(line.split("=")[0] for line in sandbox.run("env").stdout.splitlines())
+sandbox.close()
+print(json.dumps(found))
+"""
+
+WORKERS = [
+    pytest.param("none", 0, id="subprocess"),
+    pytest.param("none", 65534, id="subprocess-same-uid", marks=needs_root),
+    pytest.param("bwrap", 0, id="bubblewrap", marks=needs_bwrap),
+]
+
+
+@pytest.mark.parametrize(("isolation", "as_uid"), WORKERS)
+def test_commands_find_none_of_the_workers_secrets(root: Path, isolation: str, as_uid: int) -> None:
+    secret = f"s3cr3t-{uuid.uuid4().hex}"
+    if as_uid:
+        os.chown(root, as_uid, as_uid)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "AUTH_SECRET": secret,
+        "E2B_API_KEY": secret,
+        "OPENROUTER_API_KEY": secret,
+    }
+    worker = subprocess.run(
+        [sys.executable, "-c", _WORKER, str(root), isolation, str(as_uid)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr
+    found = json.loads(worker.stdout)
+
+    expected_isolation = "bubblewrap" if isolation == "bwrap" else "subprocess"
+    assert (found["isolation"], found["uid"]) == (expected_isolation, as_uid or os.getuid())
+    assert found.pop("own secret") == secret  # the worker's /proc shows it, to whom may look
+    leaks = {name: output for name, output in found.items() if secret in str(output)}
+    assert leaks == {}
+    assert set(found["env names"]) <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_"}
+
+
+def test_isolation_is_required_unless_the_environment_says_best_effort() -> None:
+    assert Settings.from_env({}).sandbox_isolation == "required"
+    assert Settings.from_env({"SANDBOX_ISOLATION": "best-effort"}).sandbox_isolation == (
+        "best-effort"
+    )
+    with pytest.raises(ConfigError, match="SANDBOX_ISOLATION"):
+        Settings.from_env({"SANDBOX_ISOLATION": "none"})
+
+
+def test_a_worker_that_requires_isolation_refuses_to_start_without_bubblewrap(
+    root: Path,
+) -> None:
+    root.chmod(0o755)  # as root, sandbox uids must reach through it
+    venv_bin = Path(sys.executable).parent
+    env = {
+        "PATH": f"{venv_bin}:/nonexistent",  # no bwrap on it, whatever this machine has
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "DATA_DIR": str(root),
+        "REDIS_URL": "redis://127.0.0.1:1/0",  # never reached: the check comes first
+        "SANDBOX_ISOLATION": "required",
+    }
+    argv = [str(venv_bin / "celery"), "-A", "workers.celery_app", "worker", "--pool", "threads"]
+    worker = subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=60, check=False, cwd=root
+    )
+
+    assert worker.returncode != 0
+    assert "SANDBOX_ISOLATION=required" in worker.stderr
+    assert "bwrap is not installed" in worker.stderr
+    assert "SANDBOX_ISOLATION=best-effort" in worker.stderr
+    assert "ready" not in worker.stdout + worker.stderr
+
+
+_DOOMED_WORKER = r"""
+import ctypes, os, sys, threading
+from pathlib import Path
+from orchestrator.sandboxes.local import LocalSandboxFactory
+
+root, isolation, as_uid, command = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if as_uid:
+    os.setgroups([])
+    os.setresgid(as_uid, as_uid, as_uid)
+    os.setresuid(as_uid, as_uid, as_uid)
+    ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)
+sandbox = LocalSandboxFactory(root, isolation=isolation).create("doomed", "static")
+threading.Thread(target=sandbox.run, args=(command,), daemon=True).start()
+print("running", flush=True)
+threading.Event().wait()
+"""
+
+
+@pytest.mark.parametrize(("isolation", "as_uid"), WORKERS)
+def test_a_command_dies_with_a_worker_killed_outright(
+    root: Path, isolation: str, as_uid: int
+) -> None:
+    marker = str(uuid.uuid4().int % 10**9)
+    if as_uid:
+        os.chown(root, as_uid, as_uid)
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, "-c", _DOOMED_WORKER, str(root), isolation, str(as_uid)]
+    worker = subprocess.Popen(
+        [*argv, f"sleep 1000.{marker}"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "running\n"
+        give_up = time.monotonic() + 10
+        while not live_processes(marker, None) and time.monotonic() < give_up:
+            time.sleep(0.02)
+        assert live_processes(marker, None), "the command should be running"
+    finally:
+        worker.kill()  # SIGKILL: no cleanup of its own runs
+        worker.wait(timeout=10)
+
+    left = leftovers(marker, None)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

@@ -6,7 +6,7 @@ import os
 import threading
 from typing import Any
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 from orchestrator.runner import RunServices
 from orchestrator.settings import Settings
@@ -48,7 +48,18 @@ def create_celery(settings: Settings) -> ForgeCelery:
     app.conf.beat_schedule = {
         "reap-stuck-runs": {"task": REAP_TASK, "schedule": REAP_EVERY_SECONDS},
     }
+    app.steps["worker"].add(SandboxIsolationCheck)
     from workers import tasks
 
     tasks.register(app)
     return app
+
+
+class SandboxIsolationCheck(bootsteps.Step):  # type: ignore[misc]
+    """A worker refuses to start when its sandboxes cannot be isolated as configured (§15)."""
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        from orchestrator.services import check_sandbox_isolation
+
+        check_sandbox_isolation(parent.app.settings)
+        super().__init__(parent, **kwargs)

@@ -1,8 +1,10 @@
 """The local sandbox: a workspace directory per run, commands under bubblewrap when it works.
 
 Files are written and read by this process through the path guard; commands run with resource
-limits, as a uid of their own when we are root, and (with bubblewrap) without network, with a
-read-only system and only the workspace writable. See `local_process` for how a command runs.
+limits and a scrubbed environment, as a uid of their own when we are root, and (with bubblewrap)
+without network, with a read-only system and only the workspace writable. Whether commands may
+run without bubblewrap is the caller's choice (`isolation`; SANDBOX_ISOLATION in services.py);
+when they share our uid, this process hides its /proc from them. See `local_process`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from orchestrator.sandboxes.local_process import (
     IsolationUnavailable,
     Launcher,
     RunningCommand,
+    hide_from_same_user,
     probe_bubblewrap,
 )
 from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of, kill_orphans
@@ -64,6 +67,9 @@ class LocalSandboxFactory:
         self.drops_privileges = os.geteuid() == 0
         self.root = _prepare_root(Path(root), self.drops_privileges)
         self.isolation = SUBPROCESS if isolation == "none" else self._try_bubblewrap(isolation)
+        if self.isolation == SUBPROCESS and not self.drops_privileges:
+            # Commands share our uid: at least keep them out of our /proc (environment, memory).
+            hide_from_same_user()
 
     def create(self, run_id: str, framework: str) -> LocalSandbox:
         if not _RUN_ID.fullmatch(run_id):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import ctypes
 import os
 import resource
 import selectors
@@ -56,7 +57,9 @@ class Launcher:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
-            preexec_fn=_rlimit_setter(self.limits, self.uid),
+            preexec_fn=_rlimit_setter(
+                self.limits, self.uid, die_with_parent=self.isolation == SUBPROCESS
+            ),
             user=self.uid,
             group=self.uid,
             extra_groups=None if self.uid is None else [],
@@ -99,6 +102,24 @@ def probe_bubblewrap(launcher: Launcher) -> str | None:
     if result.exit_code != 0:
         return f"bwrap exited with {result.exit_code}: {result.stderr.strip()[:300]}"
     return None
+
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+
+
+def hide_from_same_user() -> None:
+    """Make this process unreadable to other processes of its own uid (PR_SET_DUMPABLE 0).
+
+    Commands that run as our own uid (no bubblewrap, not root) could otherwise read
+    /proc/<our pid>/environ and /proc/<our pid>/mem, that is the worker's secrets. Children
+    inherit the flag across fork (a prefork pool's processes) and lose it at exec (the
+    commands). It also turns off core dumps and same-user ptrace (debuggers) of this process.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"prctl(PR_SET_DUMPABLE, 0) failed: {os.strerror(errno)}")
 
 
 class RunningCommand:
@@ -239,8 +260,16 @@ class _Capture:
         return decoder.decode(bytes(self.head[:kept]), final=False) + note
 
 
-def _rlimit_setter(limits: SandboxLimits, uid: int | None) -> Callable[[], None]:
-    """The preexec_fn: plain setrlimit calls on values computed here, before the fork."""
+def _rlimit_setter(
+    limits: SandboxLimits, uid: int | None, *, die_with_parent: bool
+) -> Callable[[], None]:
+    """The preexec_fn: plain setrlimit calls on values computed here, before the fork.
+
+    `die_with_parent` is bubblewrap's --die-with-parent for a plain subprocess: SIGKILL when the
+    thread that started it (the one waiting for it) dies, so a worker that exits or is killed
+    outright takes its running command along. It applies after the uid change, which clears it.
+    """
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if die_with_parent else None
     nproc = limits.max_processes
     if uid is None:
         # Not root: RLIMIT_NPROC counts every process of our own user, so leave room for them.
@@ -257,6 +286,8 @@ def _rlimit_setter(limits: SandboxLimits, uid: int | None) -> Callable[[], None]
     def apply() -> None:
         for which, value in values:
             resource.setrlimit(which, (value, value))
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     return apply
 

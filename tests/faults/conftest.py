@@ -32,7 +32,7 @@ from models import make_engine, make_sessionmaker, utcnow
 from models.migrate import upgrade
 from orchestrator.bundled_redis import free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
-from tests.conftest import SECRET, unavailable
+from tests.conftest import SANDBOX_ROOTS, SECRET, unavailable
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.faults import invariants, stack
 from tests.faults.stack import Stack, running_stack
@@ -133,6 +133,7 @@ def fault_home() -> Iterator[Path]:
     # Sandbox commands run as unprivileged uids, which must reach the workspace.
     home = Path(tempfile.mkdtemp(prefix="appforge-faults-"))
     home.chmod(0o755)
+    SANDBOX_ROOTS.append(str(home / "sandboxes"))
     yield home
     shutil.rmtree(home, ignore_errors=True)
 
@@ -183,6 +184,7 @@ def fault_settings(
         llm_backoff_cap=0.05,
         agent_max_steps=6,
         sandbox_root=str(fault_home / "sandboxes"),
+        sandbox_isolation="best-effort",  # bubblewrap when it works, as in tests/conftest.py
         public_url="http://127.0.0.1:5000",
         queue_name=f"faults-{uuid.uuid4().hex[:8]}",
         # Short reaper thresholds, so a dead worker is noticed within seconds.
