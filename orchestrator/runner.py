@@ -85,11 +85,11 @@ def execute_run(services: RunServices, message_id: str, run_id: str) -> str | No
         log.info("run %s of %s is not pending any more; nothing to do", run_id, message_id)
         return None
     with transaction(services.db) as session:
-        context = load_context(session, message_id)
+        context = load_context(session, message_id, services.sandboxes.serves)
     return _Run(services, lease, context).execute()
 
 
-def load_context(session: Session, message_id: str) -> RunContext:
+def load_context(session: Session, message_id: str, serves: str) -> RunContext:
     assistant = session.get(Message, message_id)
     assert assistant is not None
     project = session.get(Project, assistant.project_id)
@@ -111,7 +111,9 @@ def load_context(session: Session, message_id: str) -> RunContext:
     )
     return RunContext(
         framework=project.framework,
-        messages=prompting.build_messages(project.framework, earlier, prompt, attachments),
+        messages=prompting.build_messages(
+            project.framework, earlier, prompt, attachments, serves=serves
+        ),
         prompt_text=prompt.content,
         image_url=prompt.image_url,
         attempt=assistant.attempts,

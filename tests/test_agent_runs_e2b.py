@@ -88,3 +88,15 @@ def test_the_vm_is_asked_to_outlive_the_run_deadline(
     assert message["status"] == "COMPLETE", message
     (create,) = fake_e2b.calls_to("POST", "/v2/sandboxes")
     assert create.body["timeout"] >= settings.run_deadline
+
+
+def test_an_e2b_run_is_told_its_framework_and_dev_server(
+    e2b_settings: Settings, llm: Any, worker: Any
+) -> None:
+    llm.script(Reply("Nothing to build."))
+    with running_stack(e2b_settings) as (client, execute):
+        message, _fragment = run_prompt(client, execute, "Hello", "NEXTJS")
+    assert message["status"] == "COMPLETE", message
+    text = llm.requests[0]["messages"][0]["content"]
+    assert "Next.js" in text and "app/page.tsx" in text and "dev server" in text
+    assert "static files" not in text

@@ -68,6 +68,8 @@ DEFAULT_RUN_DEADLINE = 900.0
 def sandbox_timeout(run_deadline: float) -> int:
     """The VM timeout a run with this deadline needs: never expire under a run still going."""
     return math.ceil(run_deadline) + TIMEOUT_MARGIN
+
+
 # The path checks run in the VM, on $1 relative to the workspace, and their exit codes.
 _ESCAPES, _MISSING = 45, 44
 # Symlinks resolved, does $1 leave the workspace? realpath prints it absolute when it does.
@@ -111,6 +113,8 @@ class E2BSandboxFactory:
     `api_url`, `sandbox_url` and `domain` left to None fall back to the SDK's defaults (E2B cloud,
     or its `E2B_*` environment variables); tests point them at a local fake.
     """
+
+    serves = "dev-server"  # the template's project, its dependencies and its dev server
 
     def __init__(
         self,
