@@ -42,8 +42,10 @@ class Recorder:
         # True once a flush finds the run is no longer ours (cancelled, reaped).
         self.lost = False
         self.last_flush = time.monotonic()
-        # How much of the text the row holds; 0 at first, so a re-run's first flush rewrites it.
+        # How much of the text the row holds (0 at first, so a re-run's first flush rewrites it),
+        # and the pieces streamed since.
         self._flushed_chars = 0
+        self._unflushed: list[str] = []
         self._calls_changed = False
 
     @property
@@ -52,6 +54,7 @@ class Recorder:
 
     def add_text(self, text: str) -> None:
         self.content.append(text)
+        self._unflushed.append(text)
 
     # -- what the run reports ----------------------------------------------------------------
 
@@ -76,8 +79,8 @@ class Recorder:
 
     def flush(self) -> None:
         self.last_flush = time.monotonic()
-        text = self.text
-        tail = text[self._flushed_chars :]
+        batch = list(self._unflushed)
+        tail = "".join(batch)
         calls = self.tool_calls if self._calls_changed else None
         try:
             with transaction(self.db) as session:
@@ -90,7 +93,8 @@ class Recorder:
         if not held:
             self.lost = True
             return
-        self._flushed_chars = len(text)
+        self._flushed_chars += len(tail)
+        del self._unflushed[: len(batch)]
         if calls is not None:
             self._calls_changed = False
 
