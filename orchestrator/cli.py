@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None, *, revoke: RevokeFactory = _no_revoke) -
     credits.add_argument("user_id")
     credits.add_argument("amount", type=int)
 
-    commands.add_parser("dev", help="run web, worker and beat on embedded defaults")
+    commands.add_parser("dev", help="run every Procfile line on embedded defaults")
 
     args = parser.parse_args(argv)
     try:
