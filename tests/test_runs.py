@@ -243,17 +243,26 @@ def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
 
     chunk, pieces = 8, 300
     text = "".join(f"{i:07d} " for i in range(pieces))  # 300 distinct pieces of 8 characters
-    llm.script(Reply(text, chunk_size=chunk))
+    page = "<!doctype html>" + "x" * 2000  # a tool call as big as a small file
+    write = ToolCall("write_file", {"path": "index.html", "content": page})
+    llm.script(Reply("", tool_calls=[write]), Reply(text, chunk_size=chunk))
     # A flush after every delta: the worst case for a flush that rewrites the whole content.
     services = build_run_services(replace(settings, flush_interval=0.0))
     engine = services.db.kw["bind"]
-    flushes: list[int] = []
+    text_flushes: list[int] = []  # bytes sent by each flush that carried text only
+    call_flushes = 0
 
     def observe(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        nonlocal call_flushes
         sql = " ".join(statement.split()).lower()
-        if sql.startswith("update messages set content") and "status" not in sql.split("where")[0]:
-            values = params.values() if isinstance(params, dict) else params
-            flushes.append(sum(len(v) for v in values if isinstance(v, str | bytes)))
+        assignments = sql.split(" where ")[0]
+        if not sql.startswith("update messages set content") or "status" in assignments:
+            return  # not a flush (a heartbeat, the final write)
+        if "tool_calls" in assignments:
+            call_flushes += 1
+            return
+        values = params.values() if isinstance(params, dict) else params
+        text_flushes.append(sum(len(v) for v in values if isinstance(v, str | bytes)))
 
     project = api.project()
     api.get("/api/me")
@@ -265,13 +274,15 @@ def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
     finally:
         event.remove(engine, "before_cursor_execute", observe)
 
-    assert len(flushes) >= pieces  # one per delta
-    # Each flush carries one piece plus the fences (ids, lease), never the text so far.
+    assert len(text_flushes) >= pieces  # one per delta
+    # Each flush carries one piece plus the fences (ids, lease), never the text so far, and
+    # never the tool calls, which changed only twice (the call, then its result).
     fences = 3 * 64
-    assert max(flushes) <= chunk + fences, max(flushes)
-    assert sum(flushes) <= len(flushes) * (chunk + fences)
+    assert max(text_flushes) <= chunk + fences, max(text_flushes)
+    assert call_flushes == 2
     final = api.message(message.id)
     assert final["content"] == text
+    assert final["toolCalls"][0]["args"]["content"] == page
     deltas = [
         d["text"] for _id, kind, d in EventLog(redis_client).read(message.id) if kind == "delta"
     ]
