@@ -33,5 +33,9 @@ task_send_sent_event = False
 worker_hijack_root_logger = False
 worker_cancel_long_running_tasks_on_connection_loss = False
 
+# Beat keeps its schedule in memory: the only entry runs every few seconds, so there is nothing
+# worth persisting, and no schedule file whose folder must exist before beat can start.
+beat_scheduler = "celery.beat:Scheduler"
+
 # Warm shutdown waits for running tasks; container platforms should allow it (see README).
 worker_soft_shutdown_timeout = 20

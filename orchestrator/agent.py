@@ -22,6 +22,7 @@ from orchestrator.providers.base import (
     Cancelled,
     Message,
     Provider,
+    Restart,
     TextDelta,
     ToolCallDelta,
     ToolSpec,
@@ -81,6 +82,9 @@ def run_agent(
                 call.id = call.id or delta.id
                 call.name = call.name or (delta.name or "")
                 call.arguments.append(delta.arguments)
+            elif isinstance(delta, Restart):
+                # A retry sends the whole answer again: pieces of a cut attempt must not stay.
+                pending.clear()
         text.extend(step_text)
 
         calls = [pending[i] for i in sorted(pending)]

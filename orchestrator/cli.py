@@ -5,6 +5,10 @@ orchestrator token USER_ID [--credits N] [--plan PRO]
 orchestrator runs stuck | cancel MESSAGE_ID | requeue MESSAGE_ID
 orchestrator credits grant USER_ID N
 orchestrator dev            # everything in the Procfile, on embedded defaults
+
+The console script is `workers.cli:main`, this CLI with Celery's revoke handed in (the core does
+not import Celery); run as `python -m orchestrator.cli`, a cancel cannot drop a queued task, which
+then finds its run CANCELLED and does nothing.
 """
 
 from __future__ import annotations
@@ -14,20 +18,29 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmaker, transaction
 from models.migrate import upgrade
-from orchestrator import accounts, dev_secret, lifecycle
+from orchestrator import accounts, dev_secret
 from orchestrator.errors import AppError, ConfigError
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 
+# Given the settings, how to revoke a run's task (dropping it if still queued).
+RevokeFactory = Callable[[Settings], Callable[[str], None]]
 
-def main(argv: list[str] | None = None) -> int:
+
+def _no_revoke(settings: Settings) -> Callable[[str], None]:
+    return lambda run_id: None
+
+
+def main(argv: list[str] | None = None, *, revoke: RevokeFactory = _no_revoke) -> int:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -49,17 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     credits.add_argument("user_id")
     credits.add_argument("amount", type=int)
 
-    commands.add_parser("dev", help="run web, worker and beat on embedded defaults")
+    commands.add_parser("dev", help="run every Procfile line on embedded defaults")
 
     args = parser.parse_args(argv)
     try:
-        return _dispatch(args)
+        return _dispatch(args, revoke)
     except AppError as exc:
         print(f"orchestrator: {exc.message}", file=sys.stderr)
         return 1
 
 
-def _dispatch(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
     settings = Settings.from_env(os.environ)
     if args.command == "dev":
         return dev(settings)
@@ -86,7 +99,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             accounts.give_credit(session, args.user_id, args.amount, "grant", None)
         print(f"granted {args.amount} credits to {args.user_id}")
         return 0
-    return _runs(factory, settings, args.action, args.message_id)
+    return _runs(factory, settings, args.action, args.message_id, revoke)
 
 
 def _data_dir() -> Path:
@@ -111,10 +124,13 @@ def _signing_secret(settings: Settings) -> str:
     return found
 
 
-def _runs(factory: object, settings: Settings, action: str, message_id: str | None) -> int:
-    from sqlalchemy.orm import sessionmaker
-
-    assert isinstance(factory, sessionmaker)
+def _runs(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    action: str,
+    message_id: str | None,
+    revoke: RevokeFactory,
+) -> int:
     if action == "stuck":
         with transaction(factory) as session:
             query = select(Message).where(Message.status.in_(RUNNING)).order_by(Message.created_at)
@@ -130,9 +146,8 @@ def _runs(factory: object, settings: Settings, action: str, message_id: str | No
         if message is None:
             print("no such message", file=sys.stderr)
             return 1
-        if action == "cancel":
-            lifecycle.cancel(session, message.user_id, message_id)
-        else:
+        owner = message.user_id
+        if action == "requeue":
             # Back to PENDING and old enough that the reaper's next sweep sends it again.
             session.execute(
                 update(Message)
@@ -144,11 +159,7 @@ def _runs(factory: object, settings: Settings, action: str, message_id: str | No
                 )
             )
     if action == "cancel":
-        import redis
-
-        from orchestrator.cancellation import request_cancel
-
-        request_cancel(redis.Redis.from_url(settings.redis_url), message_id)
+        _cancel(factory, settings, owner, message_id, revoke(settings))
     print(f"{action} {message_id}: done")
     return 0
 
@@ -160,6 +171,29 @@ def dev_environment(env: dict[str, str]) -> dict[str, str]:
         env["AUTH_SECRET"] = dev_secret.ensure(data_dir)
         print(f"development mode: tokens are signed with the secret in {dev_secret.path(data_dir)}")
     return env
+
+
+def _cancel(
+    factory: sessionmaker[Session],
+    settings: Settings,
+    owner: str,
+    message_id: str,
+    revoke: Callable[[str], None],
+) -> None:
+    """What DELETE does: CANCELLED, the cancel flag, the `done` event, the revoke."""
+    import redis
+
+    from orchestrator.cancellation import cancel_run
+    from orchestrator.events import EventLog
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        events = EventLog(
+            client, maxlen=settings.event_stream_maxlen, ttl=settings.event_stream_ttl
+        )
+        cancel_run(factory, client, events, owner, message_id, revoke)
+    finally:
+        client.close()
 
 
 def dev(settings: Settings) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -93,12 +93,32 @@ def heartbeat(session: Session, lease: Lease) -> bool:
     return _rows(result) == 1
 
 
-def flush(session: Session, lease: Lease, content: str, tool_calls: list[dict[str, Any]]) -> bool:
+def flush(
+    session: Session,
+    lease: Lease,
+    *,
+    tail: str,
+    after: int,
+    tool_calls: list[dict[str, Any]] | None,
+) -> bool:
+    """The text streamed since the last flush, appended after its first `after` characters.
+
+    Only the new text travels; cutting at `after` first makes a flush that was committed but
+    looked failed (a connection lost at commit) harmless to send again. The tool calls are
+    written only when given (they changed).
+    """
     now = utcnow()
+    values: dict[str, Any] = {
+        "content": func.substr(Message.content, 1, after).concat(tail),
+        "heartbeat_at": now,
+        "updated_at": now,
+    }
+    if tool_calls is not None:
+        values["tool_calls"] = tool_calls
     result = session.execute(
         update(Message)
         .where(_held(lease))
-        .values(content=content, tool_calls=tool_calls, heartbeat_at=now, updated_at=now)
+        .values(**values)
         .execution_options(synchronize_session=False)
     )
     return _rows(result) == 1

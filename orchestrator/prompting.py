@@ -21,8 +21,7 @@ _BASE = (
 FRAMEWORK_GUIDES: dict[str, str] = {
     Framework.NEXTJS: (
         "The project is a Next.js 15 app (App Router, TypeScript, Tailwind CSS). Pages live in "
-        "app/ (app/page.tsx, app/layout.tsx); components in components/. The dev server already "
-        "runs on port 3000 in the sandbox; do not start it."
+        "app/ (app/page.tsx, app/layout.tsx); components in components/."
     ),
     Framework.REACT: (
         "The project is a React 19 + Vite + TypeScript app. The entry is src/main.tsx and the "
@@ -42,15 +41,40 @@ FRAMEWORK_GUIDES: dict[str, str] = {
     ),
 }
 
+FRAMEWORK_NAMES: dict[str, str] = {
+    Framework.NEXTJS: "Next.js",
+    Framework.REACT: "React",
+    Framework.VUE: "Vue",
+    Framework.ANGULAR: "Angular",
+    Framework.SVELTE: "Svelte",
+}
+
+# What the sandbox offers decides what the model is told to build (`SandboxFactory.serves`).
+SERVES_STATIC = "static"
+SERVES_DEV_SERVER = "dev-server"
+
 STATIC_GUIDE = (
-    "If no build tooling is available, make the app work as plain static files: an index.html "
-    "at the root that loads its CSS and JavaScript by relative paths."
+    "This sandbox has no build tooling, no package installs and no network, and no dev server "
+    "runs in it: the preview serves the workspace's files exactly as they are written. Build "
+    "the app as plain static files that a browser opens directly: an index.html at the root "
+    "that loads its CSS and JavaScript by relative paths, with no JSX, TypeScript, imports of "
+    "npm packages or build step."
+)
+
+DEV_SERVER_GUIDE = (
+    "The project's dependencies are installed in the sandbox. When you finish, the framework's "
+    "dev server is started to preview the app; do not start it yourself."
 )
 
 
-def system_prompt(framework: str) -> str:
-    guide = FRAMEWORK_GUIDES.get(framework, FRAMEWORK_GUIDES[Framework.NEXTJS])
-    return f"{_BASE}\n\n{guide}\n{STATIC_GUIDE}"
+def system_prompt(framework: str, serves: str = SERVES_STATIC) -> str:
+    if serves == SERVES_DEV_SERVER:
+        guide = FRAMEWORK_GUIDES.get(framework, FRAMEWORK_GUIDES[Framework.NEXTJS])
+        return f"{_BASE}\n\n{guide}\n{DEV_SERVER_GUIDE}"
+    # A framework the sandbox cannot build is only named, so the model does not write for it.
+    name = FRAMEWORK_NAMES.get(framework, "web")
+    wanted = f"The project is set up as a {name} project, but this sandbox cannot build one."
+    return f"{_BASE}\n\n{wanted}\n{STATIC_GUIDE}"
 
 
 def build_messages(
@@ -58,9 +82,11 @@ def build_messages(
     history: list[Message],
     prompt: Message,
     attachments: list[Attachment],
+    serves: str = SERVES_STATIC,
 ) -> list[dict[str, Any]]:
     """The chat-completions `messages` for the first step of a run."""
-    out: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(framework)}]
+    system = system_prompt(framework, serves)
+    out: list[dict[str, Any]] = [{"role": "system", "content": system}]
     for past in history[-HISTORY_LIMIT:]:
         if past.role == Role.USER:
             out.append({"role": "user", "content": past.content})

@@ -1,8 +1,10 @@
 """The reaper: no run stays PENDING or STREAMING forever (DESIGN section 9).
 
 A STREAMING run whose worker stopped heartbeating goes back to PENDING and is sent again; a
-PENDING run that no worker picked up is sent again; past `max_run_attempts` it ends FAILED with
-its credit back. Sending twice is harmless: a run is claimed atomically.
+PENDING run that no worker picked up is sent again, once per `pending_grace`; past
+`max_run_attempts` claims, or once it has waited `max_resends` re-sends long without a worker
+taking it, it ends FAILED with its credit back. Sending twice is harmless (a run is claimed
+atomically), and the bound keeps a backlog from filling the queue with copies.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ GAVE_UP = (
     "Sorry, this request could not be completed after several attempts. "
     "Your credit was refunded; please try again."
 )
+NOT_STARTED = (
+    "Sorry, no worker was free to take this request in time. "
+    "Your credit was refunded; please try again."
+)
 
 
 @dataclass
@@ -45,19 +51,31 @@ def reap(services: RunServices, dispatch: Callable[[str, str], None]) -> ReapRep
         stale = lifecycle.stale_runs(
             session, stale_after=settings.stale_after, pending_grace=settings.pending_grace
         )
-        candidates = [(m.id, m.run_id, m.status, m.attempts, m.content) for m in stale]
-    cutoff = utcnow() - timedelta(seconds=settings.stale_after)
-    for message_id, run_id, status, attempts, content in candidates:
+        candidates = [
+            (m.id, m.run_id, m.status, m.attempts, m.content, m.heartbeat_at or m.created_at)
+            for m in stale
+        ]
+    now = utcnow()
+    cutoff = now - timedelta(seconds=settings.stale_after)
+    # Waiting since before this, a queued run has been re-sent `max_resends` times already.
+    resent_enough = now - timedelta(seconds=(settings.max_resends + 1) * settings.pending_grace)
+    for message_id, run_id, status, attempts, content, waiting_since in candidates:
         assert run_id is not None
+        gave_up = None
         if attempts >= settings.max_run_attempts:
-            kept = content or GAVE_UP  # text that reached clients is kept
+            gave_up = ("gave up after retries", GAVE_UP)
+        elif status == Status.PENDING and waiting_since < resent_enough:
+            gave_up = ("no worker picked the run up", NOT_STARTED)
+        if gave_up is not None:
+            error, words = gave_up
+            kept = content or words  # text that reached clients is kept
             with transaction(services.db) as session:
                 failed = lifecycle.fail_unclaimed(
-                    session, message_id, "gave up after retries", kept, stale_before=cutoff
+                    session, message_id, error, kept, stale_before=cutoff
                 )
             if failed:  # announced and cleaned up only once it is committed
                 report.failed += 1
-                _announce_failure(services, message_id, content)
+                _announce_failure(services, message_id, error)
                 _discard_sandbox(services, run_id)
             continue
         with transaction(services.db) as session:
@@ -97,13 +115,10 @@ def _discard_sandbox(services: RunServices, run_id: str) -> None:
         log.warning("could not discard the sandbox of run %s", run_id, exc_info=True)
 
 
-def _announce_failure(services: RunServices, message_id: str, content: str) -> None:
+def _announce_failure(services: RunServices, message_id: str, error: str) -> None:
     try:
         services.events.finish(
-            message_id,
-            Status.FAILED,
-            ErrorEvent("gave up after retries"),
-            StatusEvent(Status.FAILED),
+            message_id, Status.FAILED, ErrorEvent(error), StatusEvent(Status.FAILED)
         )
     except Exception:
         log.warning("could not announce the failure of %s", message_id)

@@ -22,19 +22,11 @@ from orchestrator import lifecycle, prompting
 from orchestrator.agent import Outcome, run_agent
 from orchestrator.cancellation import RunWatch
 from orchestrator.errors import ProviderError, SandboxError
-from orchestrator.events import (
-    DeltaEvent,
-    ErrorEvent,
-    Event,
-    EventLog,
-    FragmentEvent,
-    StatusEvent,
-    ToolCallEvent,
-    ToolResultEvent,
-)
+from orchestrator.events import DeltaEvent, ErrorEvent, Event, EventLog, FragmentEvent, StatusEvent
 from orchestrator.lifecycle import FragmentValues, Lease
 from orchestrator.providers.base import Cancelled
 from orchestrator.providers.chain import ChainRun
+from orchestrator.recorder import Recorder
 from orchestrator.sandboxes.base import SandboxFactory
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.serialize import fragment_json
@@ -85,11 +77,11 @@ def execute_run(services: RunServices, message_id: str, run_id: str) -> str | No
         log.info("run %s of %s is not pending any more; nothing to do", run_id, message_id)
         return None
     with transaction(services.db) as session:
-        context = load_context(session, message_id)
+        context = load_context(session, message_id, services.sandboxes.serves)
     return _Run(services, lease, context).execute()
 
 
-def load_context(session: Session, message_id: str) -> RunContext:
+def load_context(session: Session, message_id: str, serves: str) -> RunContext:
     assistant = session.get(Message, message_id)
     assert assistant is not None
     project = session.get(Project, assistant.project_id)
@@ -111,7 +103,9 @@ def load_context(session: Session, message_id: str) -> RunContext:
     )
     return RunContext(
         framework=project.framework,
-        messages=prompting.build_messages(project.framework, earlier, prompt, attachments),
+        messages=prompting.build_messages(
+            project.framework, earlier, prompt, attachments, serves=serves
+        ),
         prompt_text=prompt.content,
         image_url=prompt.image_url,
         attempt=assistant.attempts,
@@ -120,7 +114,31 @@ def load_context(session: Session, message_id: str) -> RunContext:
     )
 
 
+@dataclass(frozen=True)
+class Completed:
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class Failed:
+    kind: str  # a key of FAILED_TEXT
+    reason: str
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Cancelled, past the deadline, or lost to another writer: `_stopped` tells which."""
+
+
+Ending = Completed | Failed | Stopped
+
+
 class _Run:
+    """One run: the agent's work, then exactly one ending, then the sandbox released.
+
+    execute = work -> ending -> end(ending) -> release the sandbox, whatever happened in between.
+    """
+
     def __init__(self, services: RunServices, lease: Lease, context: RunContext) -> None:
         self.services = services
         self.settings = services.settings
@@ -130,10 +148,11 @@ class _Run:
         self.sandbox = LazySandbox(
             lambda: services.sandboxes.create(lease.run_id, context.framework)
         )
-        self.content: list[str] = []
-        self.tool_calls: list[dict[str, Any]] = []
-        self.lost = False
-        self.last_flush = time.monotonic()
+        self.record = Recorder(
+            services.db, services.events, lease, flush_interval=self.settings.flush_interval
+        )
+        # Set once the sandbox was closed as a COMPLETE run wants it (a kept-alive preview).
+        self.released = False
         self.deadline = time.monotonic() + self.settings.run_deadline
         self.watch = RunWatch(
             services.redis,
@@ -147,92 +166,62 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     def execute(self) -> str | None:
-        self._publish(StatusEvent(Status.STREAMING))
-        self._carry_over_earlier_attempt()
+        self.record.publish(StatusEvent(Status.STREAMING))
+        if self.context.attempt > 1:
+            self.record.carry_over(self.context.earlier_content, self.context.earlier_tool_calls)
         with self.watch:
             try:
-                outcome = run_agent(
-                    self.context.messages,
-                    self.chain,
-                    self.sandbox,
-                    self.emit,
-                    self.cancelled,
-                    max_steps=self.settings.agent_max_steps,
-                )
-            except Cancelled:
-                return self._stopped()
-            except ProviderError as exc:
-                return self._fail("provider", str(exc.__cause__ or exc))
-            except SandboxError as exc:
-                return self._fail("internal", exc.message)
-            except Exception as exc:
-                log.exception("run %s failed", self.lease.run_id)
-                return self._fail("internal", f"{type(exc).__name__}: {exc}")
-            else:
-                return self._complete(outcome)
+                return self._end(self._work())
             finally:
-                if self.cancelled():
-                    self.sandbox.kill()
+                # Whatever happened, nothing of the run outlives it (a COMPLETE run's preview
+                # was kept on purpose).
+                if not self.released:
+                    self._kill_sandbox()
 
-    def _carry_over_earlier_attempt(self) -> None:
-        """A re-run keeps what clients already saw, so the deltas still add up to the content.
-
-        The stream is the record of what reached clients; the database may lag it by one flush.
-        """
-        if self.context.attempt <= 1:
-            return
-        streamed = self._streamed_text()
-        earlier = streamed if streamed is not None else self.context.earlier_content
-        if not earlier:
-            return
-        self.content.append(earlier)
-        self.tool_calls.extend(dict(call) for call in self.context.earlier_tool_calls)
-        if streamed is None:  # the stream was lost: clients rebuild from the database
-            return
-        self.emit(DeltaEvent("\n\n"))
-
-    def _streamed_text(self) -> str | None:
+    def _work(self) -> Ending:
         try:
-            entries = self.services.events.read(self.lease.message_id, count=100_000)
-        except redis.RedisError:
-            return None
-        if not entries:
-            return None
-        return "".join(data["text"] for _id, kind, data in entries if kind == "delta")
+            outcome = run_agent(
+                self.context.messages,
+                self.chain,
+                self.sandbox,
+                self.emit,
+                self.cancelled,
+                max_steps=self.settings.agent_max_steps,
+            )
+        except Cancelled:
+            return Stopped()
+        except ProviderError as exc:
+            return Failed("provider", str(exc.__cause__ or exc))
+        except SandboxError as exc:
+            return Failed("internal", exc.message)
+        except Exception as exc:
+            log.exception("run %s failed", self.lease.run_id)
+            return Failed("internal", f"{type(exc).__name__}: {exc}")
+        return Completed(outcome)
+
+    def _end(self, ending: Ending) -> str | None:
+        """The one way out of a run: COMPLETE, FAILED, CANCELLED, or nothing if it is not ours."""
+        if isinstance(ending, Completed):
+            try:
+                return self._complete(ending.outcome)
+            except Exception as exc:  # the preview, the sandbox's close, the final write
+                log.exception("run %s failed while completing", self.lease.run_id)
+                if self.cancelled():
+                    return self._stopped()
+                return self._fail("internal", f"while completing: {type(exc).__name__}: {exc}")
+        if isinstance(ending, Failed):
+            return self._fail(ending.kind, ending.reason)
+        return self._stopped()
 
     def cancelled(self) -> bool:
-        return self.watch.cancelled() or self.lost or time.monotonic() > self.deadline
+        return self.watch.cancelled() or self.record.lost or time.monotonic() > self.deadline
 
     # -- what the loop reports -------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
         if self.cancelled():
             raise Cancelled()
-        force = False
-        if isinstance(event, DeltaEvent):
-            self.content.append(event.text)
-        elif isinstance(event, ToolCallEvent):
-            self.tool_calls.append(
-                {"id": event.id, "name": event.name, "args": event.args, "result": None}
-            )
-            force = True
-        elif isinstance(event, ToolResultEvent):
-            for call in self.tool_calls:
-                if call["id"] == event.id:
-                    call["result"] = event.result
-            force = True
-        self._publish(event)
-        if force or time.monotonic() - self.last_flush >= self.settings.flush_interval:
-            self._flush()
-
-    def _flush(self) -> None:
-        self.last_flush = time.monotonic()
-        try:
-            with transaction(self.services.db) as session:
-                if not lifecycle.flush(session, self.lease, "".join(self.content), self.tool_calls):
-                    self.lost = True
-        except OperationalError:  # a database blip: what is not flushed goes with the next flush
-            log.warning("could not flush %s; will try again", self.lease.message_id)
+        self.record.record(event)
 
     def _write(self, write: Callable[[Session], T]) -> T:
         """A run's last write, retried through a database blip while its lease can still hold."""
@@ -253,17 +242,11 @@ class _Run:
         with transaction(self.services.db) as session:
             return lifecycle.heartbeat(session, self.lease)
 
-    def _publish(self, *events: Event) -> None:
+    def _kill_sandbox(self) -> None:
         try:
-            self.services.events.append(self.lease.message_id, *events)
-        except redis.RedisError:  # the database keeps the outcome; live followers catch up from it
-            log.warning("could not publish events of %s", self.lease.message_id, exc_info=True)
-
-    def _finish_stream(self, status: str, *events: Event) -> None:
-        try:
-            self.services.events.finish(self.lease.message_id, status, *events)
-        except redis.RedisError:
-            log.warning("could not close the event stream of %s", self.lease.message_id)
+            self.sandbox.kill()
+        except Exception:  # kill() must not raise; if it does, the ending still stands
+            log.exception("could not kill the sandbox of run %s", self.lease.run_id)
 
     # -- endings ---------------------------------------------------------------------------
 
@@ -302,8 +285,8 @@ class _Run:
             written = lifecycle.complete(
                 session,
                 self.lease,
-                content="".join(self.content),
-                tool_calls=self.tool_calls,
+                content=self.record.text,
+                tool_calls=self.record.tool_calls,
                 metadata=metadata,
                 fragment=fragment_values,
             )
@@ -313,15 +296,15 @@ class _Run:
         self.sandbox.close(keep_alive=keep_alive)
         written, fragment = self._write(write)
         if written is False:
-            self.sandbox.kill()
-            return None
+            return None  # not ours any more: execute() kills what close() kept alive
+        self.released = True
         tail: list[Event] = [FragmentEvent(fragment)] if fragment is not None else []
-        self._finish_stream(Status.COMPLETE, *tail, StatusEvent(Status.COMPLETE))
+        self.record.finish_stream(Status.COMPLETE, *tail, StatusEvent(Status.COMPLETE))
         return Status.COMPLETE
 
     def _fail(self, kind: str, reason: str) -> str | None:
-        self.sandbox.kill()
-        content = "".join(self.content)
+        self._kill_sandbox()
+        content = self.record.text
         tail: list[Event] = []
         if not content:
             # Clients rebuild content from the deltas, so the explanation is streamed too.
@@ -334,20 +317,22 @@ class _Run:
                 self.lease,
                 content=content,
                 error=error,
-                tool_calls=self.tool_calls,
+                tool_calls=self.record.tool_calls,
                 metadata=self._metadata(failure=kind),
             )
         )
         if not ok:
             return None
-        self._finish_stream(Status.FAILED, *tail, ErrorEvent(error), StatusEvent(Status.FAILED))
+        self.record.finish_stream(
+            Status.FAILED, *tail, ErrorEvent(error), StatusEvent(Status.FAILED)
+        )
         return Status.FAILED
 
     def _stopped(self) -> str | None:
-        self.sandbox.kill()
+        self._kill_sandbox()
         if self.watch.cancelled() and self.watch.reason == "cancelled":
-            self._finish_stream(Status.CANCELLED)
+            self.record.finish_stream(Status.CANCELLED)
             return Status.CANCELLED
-        if not self.lost and time.monotonic() > self.deadline:
+        if not self.record.lost and time.monotonic() > self.deadline:
             return self._fail("deadline", "the run went past its deadline")
         return None

@@ -46,6 +46,7 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
             api_url=settings.e2b_api_url,
             sandbox_url=settings.e2b_sandbox_url,
             domain=settings.e2b_domain,
+            run_deadline=settings.run_deadline,
         )
     from orchestrator.sandboxes.local import LocalSandboxFactory
     from orchestrator.sandboxes.local_process import IsolationUnavailable

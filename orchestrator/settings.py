@@ -75,6 +75,8 @@ class Settings:
     stale_after: float = 30.0
     pending_grace: float = 120.0
     max_run_attempts: int = 3
+    # A run no worker claimed is re-sent once per pending_grace, this many times, then FAILED.
+    max_resends: int = 10
     # Kept well under the broker's visibility timeout so a slow run is never delivered twice.
     run_deadline: float = 900.0
     event_stream_ttl: int = 3600
@@ -138,6 +140,7 @@ class Settings:
             stale_after=number("RUN_STALE_AFTER", cls.stale_after),
             pending_grace=number("RUN_PENDING_GRACE", cls.pending_grace),
             max_run_attempts=int(number("RUN_MAX_ATTEMPTS", cls.max_run_attempts)),
+            max_resends=int(number("RUN_MAX_RESENDS", cls.max_resends)),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0)),
             sse_ping_interval=number("SSE_PING_INTERVAL", cls.sse_ping_interval),
         )

@@ -190,3 +190,18 @@ def test_the_offline_demo_builds_a_static_app_that_opens_in_the_preview(
         page = client.get("/" + path)
         assert page.status_code == 200 and b"To-Do List App" in page.data
         assert client.get("/" + path + "styles.css").content_type.startswith("text/css")
+
+
+def test_a_nextjs_project_on_the_local_sandbox_is_told_to_build_static_files(
+    api: Api, llm: Any
+) -> None:
+    # The local sandbox runs no dev server: a model told one runs writes .tsx nobody serves.
+    project = api.project(framework="NEXTJS")
+    api.wait_terminal(api.send(project["id"]).json()["messageId"])
+    system = llm.requests[0]["messages"][0]
+    assert system["role"] == "system"
+    text = system["content"]
+    assert "index.html" in text and "static files" in text
+    assert "dev server" in text and "no dev server" in text  # only ever denied
+    for claim in ("port 3000", "already runs", "app/page.tsx", "is started to preview"):
+        assert claim not in text, claim

@@ -72,3 +72,31 @@ def test_a_failed_e2b_run_kills_its_sandbox(
     assert fragment is None
     (sandbox,) = fake_e2b.sandboxes.values()
     assert sandbox.state == "killed"
+
+
+def test_the_vm_is_asked_to_outlive_the_run_deadline(
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
+) -> None:
+    # A VM that expires before the run's deadline dies under a run that is still allowed to work.
+    settings = replace(e2b_settings, run_deadline=1500.0)
+    llm.script(
+        Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "x"})]),
+        Reply("Done.", tool_calls=[ToolCall("finish", {"title": "App", "summary": "S"})]),
+    )
+    with running_stack(settings) as (client, execute):
+        message, _fragment = run_prompt(client, execute, "Build a counter", "REACT")
+    assert message["status"] == "COMPLETE", message
+    (create,) = fake_e2b.calls_to("POST", "/v2/sandboxes")
+    assert create.body["timeout"] >= settings.run_deadline
+
+
+def test_an_e2b_run_is_told_its_framework_and_dev_server(
+    e2b_settings: Settings, llm: Any, worker: Any
+) -> None:
+    llm.script(Reply("Nothing to build."))
+    with running_stack(e2b_settings) as (client, execute):
+        message, _fragment = run_prompt(client, execute, "Hello", "NEXTJS")
+    assert message["status"] == "COMPLETE", message
+    text = llm.requests[0]["messages"][0]["content"]
+    assert "Next.js" in text and "app/page.tsx" in text and "dev server" in text
+    assert "static files" not in text

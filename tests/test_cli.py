@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import jwt
+import pytest
+
+from orchestrator.settings import Settings
+from tests.conftest import SECRET as API_SECRET
+from tests.conftest import Api, wait_for
+from tests.fakes.llm_server import Reply
 
 SECRET = "cli-test-secret-cli-test-secret-0123456789"
 
@@ -57,3 +65,56 @@ def test_ops_commands_answer_in_words(tmp_path: Path) -> None:
     missing = run(database, "runs", "cancel", "no-such-message")
     assert missing.returncode == 1 and "no such message" in missing.stderr
     assert run(database, "runs", "requeue").returncode == 2
+
+
+@pytest.mark.parametrize("when", ["queued", "streaming"])
+def test_runs_cancel_does_what_delete_does_done_event_revoke_and_the_run_stops(
+    api: Api, llm: Any, settings: Settings, db: Any, redis_client: Any, when: str
+) -> None:
+    from celery.worker import state
+
+    from models import transaction
+    from orchestrator.events import EventLog
+    from tests.test_events import listen
+    from tests.test_runs import _pending_message
+
+    project = api.project()
+    if when == "queued":  # stored, never sent: no worker would ever end its stream
+        api.get("/api/me")
+        with transaction(db) as session:
+            pending = _pending_message(session, api, project["id"])
+        message_id, run_id = pending.id, pending.run_id
+    else:
+        llm.script(Reply("word " * 400, chunk_size=5, delay=0.05))
+        body = api.send(project["id"]).json()
+        message_id, run_id = body["messageId"], body["runId"]
+        wait_for(lambda: api.message(message_id)["content"], 15, "the run to stream")
+    heard: list[Any] = []
+    follower = threading.Thread(target=lambda: heard.append(listen(api.http, message_id)))
+    follower.start()
+    env = dict(
+        os.environ,
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        AUTH_SECRET=API_SECRET,
+        QUEUE_NAME=settings.queue_name,
+    )
+    # The console script's module: the CLI at the Celery edge, as operators run it.
+    command = [sys.executable, "-m", "workers.cli", "runs", "cancel", message_id]
+    cancel = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert cancel.returncode == 0, cancel.stderr
+    follower.join(timeout=20)
+    assert not follower.is_alive(), "the events stream never ended"
+    assert heard, "the events stream broke off before its done event"
+    last = heard[0].events[-1]
+    assert (last.type, last.data) == ("done", {"status": "CANCELLED"})
+    assert api.message(message_id)["status"] == "CANCELLED"
+    if when == "streaming":
+        assert llm.wait_for_disconnect(timeout=5)  # the run closed the model's stream
+    else:
+        assert api.get("/api/me").json()["credits"] == 5  # never started: credit back
+    wait_for(lambda: run_id in state.revoked, 10, "the worker to get the revoke")
+    kinds = [kind for _id, kind, _data in EventLog(redis_client).read(message_id)]
+    assert kinds.count("done") == 1
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "not being processed" in again.stderr

@@ -231,6 +231,22 @@ def test_a_cut_stream_yields_what_was_sent_then_raises_api_connection_error(
     assert received == ["partial ", "partial "]
 
 
+def test_a_reply_cut_inside_a_tool_call_sends_part_of_its_arguments_then_breaks(
+    llm: FakeLLM, client: openai.OpenAI
+) -> None:
+    call = ToolCall("write_file", {"path": "a.txt", "content": "abcdefgh"})
+    llm.script(Reply("", tool_calls=[call], chunk_size=4, cut_after=4))
+    pieces: list[str] = []
+
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in stream(client):
+            for delta in chunk.choices[0].delta.tool_calls or []:
+                pieces.append(delta.function.arguments or "" if delta.function else "")
+
+    # The role, the call's head, then two pieces of its arguments: cut mid-arguments.
+    assert "".join(pieces) == call.arguments_json[:8]
+
+
 def test_a_cut_non_streamed_response_raises_api_connection_error(
     llm: FakeLLM, client: openai.OpenAI
 ) -> None:

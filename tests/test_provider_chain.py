@@ -8,7 +8,7 @@ from typing import Any
 from models import transaction
 from orchestrator import accounts
 from tests.conftest import Api
-from tests.fakes.llm_server import Cut, Error, Hang, Reply
+from tests.fakes.llm_server import Cut, Error, Hang, Reply, ToolCall
 
 
 def test_primary_500s_hand_the_run_to_the_fallback(api: Api, llm: Any, fallback_llm: Any) -> None:
@@ -84,3 +84,45 @@ def test_every_provider_down_fails_cleanly_and_refunds(
     with transaction(db) as session:
         assert accounts.ledger_balance(session, api.user_id) == 5
     assert len(llm.requests) == 3 and len(fallback_llm.requests) == 3
+
+
+PAGE = "<!doctype html><title>second</title>"
+
+
+def _write(content: str, cut_after: int | None = None) -> Reply:
+    # chunk_size 4: the arguments arrive in many pieces, so a cut lands inside them.
+    call = ToolCall("write_file", {"path": "index.html", "content": content})
+    return Reply("", tool_calls=[call], chunk_size=4, cut_after=cut_after)
+
+
+def _finish() -> Reply:
+    return Reply("Done.", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})])
+
+
+def test_a_stream_cut_mid_tool_call_is_retried_with_the_arguments_afresh(
+    api: Api, llm: Any
+) -> None:
+    llm.script(_write("<!doctype html><title>first attempt</title>", cut_after=8), _write(PAGE))
+    llm.script(_finish())
+    final = api.wait_terminal(api.send(api.project()["id"]).json()["messageId"])
+    assert final["status"] == "COMPLETE", final
+    assert len(llm.requests) == 3
+    write = final["toolCalls"][0]
+    assert write["args"] == {"path": "index.html", "content": PAGE}, write
+    assert write["result"]["success"] is True, write
+    fragment = api.get(f"/api/messages/{final['id']}/fragment").json()
+    assert fragment["files"] == {"index.html": PAGE}
+
+
+def test_a_fallback_after_cuts_mid_tool_call_starts_the_call_afresh(
+    api: Api, llm: Any, fallback_llm: Any
+) -> None:
+    cut = _write("<!doctype html><title>primary</title>", cut_after=8)
+    llm.script(cut, cut, cut, _finish())
+    fallback_llm.script(_write(PAGE))
+    final = api.wait_terminal(api.send(api.project()["id"]).json()["messageId"])
+    assert final["status"] == "COMPLETE", final
+    assert len(fallback_llm.requests) == 1
+    assert final["toolCalls"][0]["args"] == {"path": "index.html", "content": PAGE}
+    fragment = api.get(f"/api/messages/{final['id']}/fragment").json()
+    assert fragment["files"] == {"index.html": PAGE}

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from models import Message, Status, transaction
 from orchestrator import lifecycle
+from orchestrator.errors import SandboxError
 from orchestrator.runner import execute_run
+from orchestrator.settings import Settings
 from tests.conftest import Api
-from tests.fakes.llm_server import Reply
+from tests.fakes.llm_server import Reply, ToolCall
 from workers.dispatch import enqueue_run
 
 
@@ -59,7 +65,7 @@ def test_a_stale_worker_can_not_write_after_the_run_was_cancelled(api: Api, db: 
     with transaction(db) as session:
         lifecycle.cancel(session, api.user_id, lifecycle_message.id)
     with transaction(db) as session:
-        assert not lifecycle.flush(session, lease, "late text", [])
+        assert not lifecycle.flush(session, lease, tail="late text", after=0, tool_calls=[])
         assert not lifecycle.heartbeat(session, lease)
         assert (
             lifecycle.complete(
@@ -108,7 +114,7 @@ def test_a_rerun_keeps_what_clients_saw_so_deltas_still_add_up(
     with transaction(db) as session:
         dead = lifecycle.claim(session, message.id, message.run_id)
         assert dead is not None
-        lifecycle.flush(session, dead, "Half a ", [])
+        lifecycle.flush(session, dead, tail="Half a ", after=0, tool_calls=[])
     # The first worker streamed one piece more than it flushed, then died.
     EventLog(redis_client).append(message.id, DeltaEvent("Half a "), DeltaEvent("thought"))
     with transaction(db) as session:
@@ -123,3 +129,161 @@ def test_a_rerun_keeps_what_clients_saw_so_deltas_still_add_up(
         if kind == "delta"
     ]
     assert "".join(deltas) == final["content"]
+
+
+class _BreaksWhileCompleting:
+    """A real sandbox (the local one) whose preview or close raises: a run's last steps failing.
+
+    It passes every call on to the local sandbox it wraps, so files and commands are real.
+    """
+
+    def __init__(self, inner: Any, breaks: str) -> None:
+        self.inner = inner
+        self.breaks = breaks
+        self.killed = False
+        self.kind = inner.kind
+
+    @property
+    def id(self) -> str:
+        return str(self.inner.id)
+
+    @property
+    def metadata(self) -> dict[str, object]:
+        return dict(self.inner.metadata)
+
+    def write(self, path: str, content: str) -> None:
+        self.inner.write(path, content)
+
+    def read(self, path: str) -> str:
+        return str(self.inner.read(path))
+
+    def list(self, path: str = ".") -> list[str]:
+        return list(self.inner.list(path))
+
+    def run(self, command: str, timeout: float = 60.0) -> Any:
+        return self.inner.run(command, timeout)
+
+    def preview(self) -> str | None:
+        if self.breaks == "preview":
+            raise SandboxError("the preview would not start")
+        return self.inner.preview()  # type: ignore[no-any-return]
+
+    def close(self, keep_alive: bool = False) -> None:
+        if self.breaks == "close":
+            raise OSError("the workspace could not be cleaned up")
+        self.inner.close(keep_alive)
+
+    def kill(self) -> None:
+        self.killed = True
+        self.inner.kill()
+
+
+class _Factory:
+    serves = "static"
+
+    def __init__(self, inner: Any, breaks: str) -> None:
+        self.inner = inner
+        self.breaks = breaks
+        self.made: list[_BreaksWhileCompleting] = []
+
+    def create(self, run_id: str, framework: str) -> _BreaksWhileCompleting:
+        sandbox = _BreaksWhileCompleting(self.inner.create(run_id, framework), self.breaks)
+        self.made.append(sandbox)
+        return sandbox
+
+
+@pytest.mark.parametrize("breaks", ["preview", "close"])
+def test_a_failure_while_completing_fails_the_run_refunds_and_releases_the_sandbox(
+    api: Api, db: Any, llm: Any, settings: Settings, redis_client: Any, breaks: str
+) -> None:
+    from orchestrator import reaper
+    from orchestrator.events import EventLog
+    from orchestrator.services import build_run_services
+
+    llm.script(
+        Reply("Writing.", tool_calls=[ToolCall("write_file", {"path": "a.html", "content": "x"})]),
+        Reply("Done.", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
+    )
+    # The reaper of this test sees every run at once: stale and pending as soon as it looks.
+    quick = replace(settings, stale_after=0.0, pending_grace=0.0)
+    built = build_run_services(quick)
+    factory = _Factory(built.sandboxes, breaks)
+    services = replace(built, sandboxes=factory)
+    project = api.project()
+    api.get("/api/me")
+    with transaction(db) as session:
+        message = _pending_message(session, api, project["id"])
+    assert execute_run(services, message.id, message.run_id) == "FAILED"
+
+    final = api.message(message.id)
+    assert (final["status"], final["type"]) == ("FAILED", "ERROR")
+    assert final["content"] == "Writing.Done."  # the text clients saw is kept
+    assert breaks in final["error"] or "completing" in final["error"]
+    assert api.get("/api/me").json()["credits"] == 5
+    (sandbox,) = factory.made
+    assert sandbox.killed
+    assert not Path(sandbox.inner.workspace).exists()
+    kinds = [kind for _id, kind, _data in EventLog(redis_client).read(message.id)]
+    assert kinds[-1] == "done"
+    # Nothing left for the reaper: the model is not paid again.
+    sent: list[tuple[str, str]] = []
+    reaper.reap(services, dispatch=lambda m, r: sent.append((m, r)))
+    assert message.id not in [m for m, _r in sent]
+    assert api.message(message.id)["status"] == "FAILED"
+    assert len(llm.requests) == 2
+
+
+def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
+    api: Api, db: Any, llm: Any, settings: Settings, redis_client: Any
+) -> None:
+    from sqlalchemy import event
+
+    from orchestrator.events import EventLog
+    from orchestrator.services import build_run_services
+
+    chunk, pieces = 8, 300
+    text = "".join(f"{i:07d} " for i in range(pieces))  # 300 distinct pieces of 8 characters
+    page = "<!doctype html>" + "x" * 2000  # a tool call as big as a small file
+    write = ToolCall("write_file", {"path": "index.html", "content": page})
+    llm.script(Reply("", tool_calls=[write]), Reply(text, chunk_size=chunk))
+    # A flush after every delta: the worst case for a flush that rewrites the whole content.
+    services = build_run_services(replace(settings, flush_interval=0.0))
+    engine = services.db.kw["bind"]
+    text_flushes: list[int] = []  # bytes sent by each flush that carried text only
+    call_flushes = 0
+
+    def observe(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        nonlocal call_flushes
+        sql = " ".join(statement.split()).lower()
+        assignments = sql.split(" where ")[0]
+        if not sql.startswith("update messages set content") or "status" in assignments:
+            return  # not a flush (a heartbeat, the final write)
+        if "tool_calls" in assignments:
+            call_flushes += 1
+            return
+        values = params.values() if isinstance(params, dict) else params
+        text_flushes.append(sum(len(v) for v in values if isinstance(v, str | bytes)))
+
+    project = api.project()
+    api.get("/api/me")
+    with transaction(db) as session:
+        message = _pending_message(session, api, project["id"])
+    event.listen(engine, "before_cursor_execute", observe)
+    try:
+        assert execute_run(services, message.id, message.run_id) == "COMPLETE"
+    finally:
+        event.remove(engine, "before_cursor_execute", observe)
+
+    assert len(text_flushes) >= pieces  # one per delta
+    # Each flush carries one piece plus the fences (ids, lease), never the text so far, and
+    # never the tool calls, which changed only twice (the call, then its result).
+    fences = 3 * 64
+    assert max(text_flushes) <= chunk + fences, max(text_flushes)
+    assert call_flushes == 2
+    final = api.message(message.id)
+    assert final["content"] == text
+    assert final["toolCalls"][0]["args"]["content"] == page
+    deltas = [
+        d["text"] for _id, kind, d in EventLog(redis_client).read(message.id) if kind == "delta"
+    ]
+    assert "".join(deltas) == text

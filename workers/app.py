@@ -14,6 +14,13 @@ from orchestrator.settings import Settings
 RUN_TASK = "workers.run_message"
 REAP_TASK = "workers.reap_runs"
 REAP_EVERY_SECONDS = 15.0
+# A sweep not started by the time the next is sent is dropped: sweeps never pile up in a queue.
+REAP_EXPIRES_SECONDS = REAP_EVERY_SECONDS * 0.8
+
+
+def maintenance_queue(settings: Settings) -> str:
+    """The reaper's own queue, so it never waits behind runs (Procfile `reaper` consumes it)."""
+    return f"{settings.queue_name}.maintenance"
 
 
 class ForgeCelery(Celery):  # type: ignore[misc]
@@ -44,9 +51,16 @@ def create_celery(settings: Settings) -> ForgeCelery:
     app.config_from_object("celeryconfig")
     app.conf.broker_url = settings.redis_url
     app.conf.task_default_queue = settings.queue_name
-    app.conf.task_routes = {RUN_TASK: {"queue": settings.queue_name}}
+    app.conf.task_routes = {
+        RUN_TASK: {"queue": settings.queue_name},
+        REAP_TASK: {"queue": maintenance_queue(settings)},
+    }
     app.conf.beat_schedule = {
-        "reap-stuck-runs": {"task": REAP_TASK, "schedule": REAP_EVERY_SECONDS},
+        "reap-stuck-runs": {
+            "task": REAP_TASK,
+            "schedule": REAP_EVERY_SECONDS,
+            "options": {"queue": maintenance_queue(settings), "expires": REAP_EXPIRES_SECONDS},
+        },
     }
     app.steps["worker"].add(SandboxIsolationCheck)
     from workers import tasks

@@ -36,7 +36,15 @@ class Finish:
     reason: str | None
 
 
-Delta = TextDelta | ToolCallDelta | Usage | Finish
+@dataclass(frozen=True)
+class Restart:
+    """The step starts again (a retry, or the next provider): drop every piece received so far.
+
+    Only a provider chain yields it, and only before any text reached clients.
+    """
+
+
+Delta = TextDelta | ToolCallDelta | Usage | Finish | Restart
 
 
 class Cancelled(Exception):

@@ -16,6 +16,7 @@ from orchestrator.providers.base import (
     Delta,
     Message,
     Provider,
+    Restart,
     TextDelta,
     ToolSpec,
     Usage,
@@ -49,12 +50,15 @@ class ChainRun:
     completion_tokens: int = 0
     name: str = "chain"
     model: str = ""
+    # Attempts made for the step being streamed: every one after the first begins with Restart.
+    _step_attempts: int = field(default=0, init=False, repr=False)
 
     def stream(
         self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
     ) -> Iterator[Delta]:
         # Once text reached clients the run stays with the provider that wrote it.
         candidates = [self.served_by] if self.text_sent and self.served_by else self.providers
+        self._step_attempts = 0
         last: BaseException | None = None
         for provider in candidates:
             try:
@@ -92,6 +96,11 @@ class ChainRun:
             with attempt:
                 record = Attempt(provider.name, provider.model)
                 self.attempts.append(record)
+                if self._step_attempts:
+                    # The attempt before may have sent pieces of a tool call (no text: that is
+                    # never retried); this one sends the whole answer again.
+                    yield Restart()
+                self._step_attempts += 1
                 started = False
                 try:
                     for delta in provider.stream(messages, tools, cancelled):

@@ -78,6 +78,10 @@ class Sandbox(Protocol):
 
 
 class SandboxFactory(Protocol):
+    # What its sandboxes preview, so the model is told what to build: "static" (the files as they
+    # are, no build tooling) or "dev-server" (the framework's project and its dev server).
+    serves: str
+
     def create(self, run_id: str, framework: str) -> Sandbox: ...
 
 

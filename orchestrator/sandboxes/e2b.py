@@ -58,6 +58,18 @@ MAX_WRITE_BYTES = 2 * 1024 * 1024
 MAX_READ_BYTES = 2 * 1024 * 1024
 MAX_LIST_ENTRIES = 1000
 MIN_COMMAND_TIMEOUT = 1.0  # also: a deadline of 0 would mean "none" to the SDK
+# A VM outlives its run's deadline by this much, so the run's last steps (the preview, the final
+# write) still find it up; the preview then extends it to `preview_ttl`.
+TIMEOUT_MARGIN = 120
+# Settings.run_deadline's default, for a factory built without one.
+DEFAULT_RUN_DEADLINE = 900.0
+
+
+def sandbox_timeout(run_deadline: float) -> int:
+    """The VM timeout a run with this deadline needs: never expire under a run still going."""
+    return math.ceil(run_deadline) + TIMEOUT_MARGIN
+
+
 # The path checks run in the VM, on $1 relative to the workspace, and their exit codes.
 _ESCAPES, _MISSING = 45, 44
 # Symlinks resolved, does $1 leave the workspace? realpath prints it absolute when it does.
@@ -102,12 +114,15 @@ class E2BSandboxFactory:
     or its `E2B_*` environment variables); tests point them at a local fake.
     """
 
+    serves = "dev-server"  # the template's project, its dependencies and its dev server
+
     def __init__(
         self,
         api_key: str,
         *,
         templates: Mapping[str, str] | None = None,
-        timeout: int = 600,
+        run_deadline: float = DEFAULT_RUN_DEADLINE,
+        timeout: int | None = None,
         preview_ttl: int = 3600,
         api_url: str | None = None,
         sandbox_url: str | None = None,
@@ -116,7 +131,8 @@ class E2BSandboxFactory:
     ) -> None:
         self._api_key = api_key
         self._templates = {k.upper(): v for k, v in (templates or {}).items()}
-        self._timeout = timeout
+        # The VM's life while the run works; `timeout` overrides it (tests), never below need.
+        self._timeout = timeout if timeout is not None else sandbox_timeout(run_deadline)
         self._preview_ttl = preview_ttl
         self._api_url = api_url
         self._sandbox_url = sandbox_url

@@ -58,6 +58,8 @@ class SandboxClosed(RuntimeError):
 class LocalSandboxFactory:
     """Makes one workspace per run under `root`; `isolation` is "auto", "bwrap" or "none"."""
 
+    serves = "static"  # the web app serves the workspace's files as they are: no build, no server
+
     def __init__(
         self, root: Path, limits: SandboxLimits | None = None, isolation: str = "auto"
     ) -> None:

@@ -51,13 +51,18 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Reply:
-    """A successful answer: text in `chunk_size` pieces, `delay` seconds apart, then tool calls."""
+    """A successful answer: text in `chunk_size` pieces, `delay` seconds apart, then tool calls.
+
+    With `cut_after`, a streamed answer is cut (TCP shutdown, no finish, no [DONE]) after that
+    many deltas, the role's included: a connection lost in the middle of a tool call's arguments.
+    """
 
     text: str = ""
     tool_calls: Sequence[ToolCall] = ()
     chunk_size: int = 8
     delay: float = 0.0
     finish_reason: str | None = None
+    cut_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -295,6 +300,9 @@ class _Exchange:
             return
         self.start_sse()
         for i, delta in enumerate(deltas):
+            if i == reply.cut_after:
+                self.hang_up()
+                return
             if i and reply.delay and not self.pause(reply.delay):
                 return
             self.send_event(self.chunk(delta))

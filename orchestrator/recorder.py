@@ -1,0 +1,142 @@
+"""A run's recorder and event sink: what it streamed, its tool calls, and when they are flushed.
+
+Every event goes to the run's Redis Stream (what clients follow) and into the recorder; the
+recorder flushes to the message row at least every `flush_interval`, and at once on a tool event.
+A flush sends only the text added since the last one, and the tool calls only when they changed,
+so a long run writes bytes in proportion to what it streamed (not its square).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import redis
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import transaction
+from orchestrator import lifecycle
+from orchestrator.events import DeltaEvent, Event, EventLog, ToolCallEvent, ToolResultEvent
+from orchestrator.lifecycle import Lease
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    def __init__(
+        self,
+        db: sessionmaker[Session],
+        events: EventLog,
+        lease: Lease,
+        *,
+        flush_interval: float,
+    ) -> None:
+        self.db = db
+        self.events = events
+        self.lease = lease
+        self.flush_interval = flush_interval
+        self.content: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        # True once a flush finds the run is no longer ours (cancelled, reaped).
+        self.lost = False
+        self.last_flush = time.monotonic()
+        # How much of the text the row holds (0 at first, so a re-run's first flush rewrites it),
+        # and the pieces streamed since.
+        self._flushed_chars = 0
+        self._unflushed: list[str] = []
+        self._calls_changed = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.content)
+
+    def add_text(self, text: str) -> None:
+        self.content.append(text)
+        self._unflushed.append(text)
+
+    # -- what the run reports ----------------------------------------------------------------
+
+    def record(self, event: Event) -> None:
+        """Publish one event and keep what it changes; flush when it is time."""
+        force = False
+        if isinstance(event, DeltaEvent):
+            self.add_text(event.text)
+        elif isinstance(event, ToolCallEvent):
+            self.tool_calls.append(
+                {"id": event.id, "name": event.name, "args": event.args, "result": None}
+            )
+            self._calls_changed = force = True
+        elif isinstance(event, ToolResultEvent):
+            for call in self.tool_calls:
+                if call["id"] == event.id:
+                    call["result"] = event.result
+            self._calls_changed = force = True
+        self.publish(event)
+        if force or time.monotonic() - self.last_flush >= self.flush_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        batch = list(self._unflushed)
+        tail = "".join(batch)
+        calls = self.tool_calls if self._calls_changed else None
+        try:
+            with transaction(self.db) as session:
+                held = lifecycle.flush(
+                    session, self.lease, tail=tail, after=self._flushed_chars, tool_calls=calls
+                )
+        except OperationalError:  # a database blip: what is not flushed goes with the next flush
+            log.warning("could not flush %s; will try again", self.lease.message_id)
+            return
+        if not held:
+            self.lost = True
+            return
+        self._flushed_chars += len(tail)
+        del self._unflushed[: len(batch)]
+        if calls is not None:
+            self._calls_changed = False
+
+    # -- the event sink ----------------------------------------------------------------------
+
+    def publish(self, *events: Event) -> None:
+        try:
+            self.events.append(self.lease.message_id, *events)
+        except redis.RedisError:  # the database keeps the outcome; live followers catch up from it
+            log.warning("could not publish events of %s", self.lease.message_id, exc_info=True)
+
+    def finish_stream(self, status: str, *events: Event) -> None:
+        try:
+            self.events.finish(self.lease.message_id, status, *events)
+        except redis.RedisError:
+            log.warning("could not close the event stream of %s", self.lease.message_id)
+
+    # -- a re-run ------------------------------------------------------------------------------
+
+    def carry_over(
+        self, earlier_content: str, earlier_tool_calls: tuple[dict[str, Any], ...]
+    ) -> None:
+        """A re-run keeps what clients already saw, so the deltas still add up to the content.
+
+        The stream is the record of what reached clients; the database may lag it by one flush.
+        """
+        streamed = self._streamed_text()
+        earlier = streamed if streamed is not None else earlier_content
+        if not earlier:
+            return
+        self.add_text(earlier)
+        self.tool_calls.extend(dict(call) for call in earlier_tool_calls)
+        self._calls_changed = True
+        if streamed is None:  # the stream was lost: clients rebuild from the database
+            return
+        self.record(DeltaEvent("\n\n"))
+
+    def _streamed_text(self) -> str | None:
+        try:
+            entries = self.events.read(self.lease.message_id, count=100_000)
+        except redis.RedisError:
+            return None
+        if not entries:
+            return None
+        return "".join(data["text"] for _id, kind, data in entries if kind == "delta")
