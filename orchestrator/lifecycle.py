@@ -25,6 +25,7 @@ from models import (
 )
 from orchestrator import accounts
 from orchestrator.errors import Conflict, NotFound
+from orchestrator.versions import record as versions
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class FragmentValues:
     sandbox_url: str | None
     metadata: dict[str, Any]
     image_url: str | None = None
+    # The version it was built on (the run's base; None for none); by default the newest one.
+    parent_id: str | None = versions.LATEST
 
 
 def _rows(result: Any) -> int:
@@ -152,7 +155,10 @@ def upsert_fragment(session: Session, message_id: str, values: FragmentValues) -
     target.fragment_metadata = values.metadata
     target.image_url = values.image_url
     if existing is None:
+        versions.place_new(session, target, message_id, values.parent_id)
         session.add(target)
+    else:
+        versions.refresh_changes(session, target)
     session.flush()
     return target
 
