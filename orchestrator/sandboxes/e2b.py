@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from e2b import (
     CommandExitException,
     FileNotFoundException,
+    SandboxNotFoundException,
     SandboxNotRunningException,
     SandboxUnreachableException,
     TimeoutException,
@@ -165,6 +166,31 @@ class E2BSandboxFactory:
             raise SandboxError(f"E2B sandbox {sdk.sandbox_id} is not usable: {exc}") from exc
         return sandbox
 
+    @property
+    def preview_ttl(self) -> int:
+        return self._preview_ttl
+
+    def connect(self, sandbox_id: str, framework: str) -> E2BSandbox | None:
+        """A still-running sandbox, kept up `preview_ttl` more seconds; None once it is gone."""
+        server = DEV_SERVERS.get(framework.upper())
+        if server is None:
+            raise SandboxError(f"No E2B template for framework {framework!r}")
+        try:
+            sdk = SDKSandbox.connect(
+                sandbox_id,
+                timeout=self._preview_ttl,
+                api_key=self._api_key,
+                api_url=self._api_url,
+                sandbox_url=self._sandbox_url,
+                domain=self._domain,
+                debug=False,
+            )
+        except SandboxNotFoundException:
+            return None
+        except Exception as exc:
+            raise SandboxError(f"E2B could not reach sandbox {sandbox_id}: {exc}") from exc
+        return E2BSandbox(sdk, template="", server=server, preview_ttl=self._preview_ttl)
+
 
 class E2BSandbox:
     """One run's E2B VM behind the `Sandbox` protocol."""
@@ -283,6 +309,10 @@ class E2BSandbox:
                         continue
                     snapshot.add(path, bytes(data))
         return snapshot
+
+    def host_url(self) -> str:
+        """Where the dev server of this sandbox answers, started or not."""
+        return f"https://{self._sdk.get_host(self._server.port)}"
 
     def preview(self) -> str:
         """Start the dev server in the background and keep the VM up `preview_ttl` seconds."""

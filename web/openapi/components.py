@@ -119,8 +119,40 @@ FRAGMENT = shape(
         "framework": FRAMEWORK,
         "imageUrl": nullable({"type": "string"}),
         "designSpec": {"description": "Any JSON value, or null."},
+        "version": {"type": "integer", "minimum": 1},
+        "parentId": nullable(UUID),
+        "changes": ref("Changes"),
         "createdAt": ISO_TIME,
         "updatedAt": ISO_TIME,
+    }
+)
+PATHS = {"type": "array", "items": {"type": "string"}}
+CHANGES = shape({"added": PATHS, "modified": PATHS, "deleted": PATHS})
+VERSION = shape(
+    {
+        "id": UUID,
+        "messageId": UUID,
+        "version": {"type": "integer", "minimum": 1},
+        "parentId": nullable(UUID),
+        "title": {"type": "string"},
+        "changes": ref("Changes"),
+        "createdAt": ISO_TIME,
+    }
+)
+DIFF = shape(
+    {
+        "fragmentId": UUID,
+        "parentId": nullable(UUID),
+        "files": {
+            "type": "array",
+            "items": shape(
+                {
+                    "path": {"type": "string"},
+                    "change": {"type": "string", "enum": ["added", "modified", "deleted"]},
+                    "diff": {"type": "string", "description": "A unified diff against the parent"},
+                }
+            ),
+        },
     }
 )
 ATTACHMENT = shape(
@@ -171,6 +203,17 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         MESSAGE, success={"const": True}, runId=UUID, messageId=UUID, role={"const": "USER"}
     ),
     "Fragment": FRAGMENT,
+    "Changes": CHANGES,
+    "Version": VERSION,
+    "Diff": DIFF,
+    "Restored": shape({"message": ref("Message"), "fragment": ref("Fragment")}),
+    "LivePreview": shape(
+        {
+            "sandboxUrl": {"type": "string"},
+            "sandboxId": nullable({"type": "string"}),
+            "expiresAt": nullable(ISO_TIME),
+        }
+    ),
     "FragmentWithOwner": shape(
         {"fragment": ref("Fragment"), "message": ref("Message"), "project": ref("Project")}
     ),
@@ -190,6 +233,7 @@ REQUEST_MODELS = (
     schemas.SendMessage,
     schemas.AttachmentBody,
     schemas.CancelMessage,
+    schemas.RestoreFragment,
 )
 
 
