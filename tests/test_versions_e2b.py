@@ -94,3 +94,43 @@ def test_an_e2b_follow_up_starts_from_the_base_and_reads_the_workspace_back(
     assert two["metadata"]["sandbox"]["base"] == {"how": "written", "files": 2}
     uploads = [c for c in fake_e2b.calls_to("POST", "/files") if c.sandbox_id == two["sandboxId"]]
     assert len(uploads) == 1  # the base in one multipart request
+
+
+def test_a_live_preview_reuses_a_running_sandbox_and_rebuilds_an_expired_one(
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
+) -> None:
+    llm.script(
+        Reply("", tool_calls=[ToolCall("write_file", {"path": "index.html", "content": "<p>"})]),
+        finish(),
+    )
+    with running_stack(e2b_settings) as (client, execute):
+        stack = Stack(client, execute)
+        _, one = stack.turn("Build a page")
+        old_id = one["sandboxId"]
+        assert fake_e2b.sandboxes[old_id].state == "alive"
+
+        alive = stack.post(f"/api/fragments/{one['id']}/sandbox")
+        assert alive.status_code == 200, alive.get_json()
+        body = alive.get_json()
+        assert (body["sandboxId"], body["sandboxUrl"]) == (old_id, one["sandboxUrl"])
+        assert body["expiresAt"] is not None
+        assert fake_e2b.calls_to("POST", f"/v2/sandboxes/{old_id}/connect")
+        assert len(fake_e2b.calls_to("POST", "/v2/sandboxes")) == 1  # nothing new was created
+
+        fake_e2b.expire(old_id)
+        revived = stack.post(f"/api/fragments/{one['id']}/sandbox").get_json()
+        new_id = revived["sandboxId"]
+        assert new_id != old_id and new_id in fake_e2b.sandboxes
+        assert revived["sandboxUrl"] == f"https://5173-{new_id}.{fake_e2b.domain}"
+        sandbox = fake_e2b.sandboxes[new_id]
+        assert sandbox.host_path("/home/user/app/index.html").read_text() == "<p>"
+        assert any("npm run dev" in p.command for p in sandbox.processes.values())
+        assert sandbox.state == "alive"
+        stored = stack.get(f"/api/messages/{one['messageId']}/fragment").get_json()
+        assert (stored["sandboxId"], stored["sandboxUrl"]) == (new_id, revived["sandboxUrl"])
+
+        # Someone else's version looks missing, and creates nothing.
+        stranger = {"Authorization": f"Bearer {user_token(SECRET, 'e2b-stranger')}"}
+        theirs = client.post(f"/api/fragments/{one['id']}/sandbox", json={}, headers=stranger)
+        assert theirs.status_code == 404
+        assert len(fake_e2b.calls_to("POST", "/v2/sandboxes")) == 2
