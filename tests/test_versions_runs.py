@@ -146,3 +146,52 @@ def test_edit_file_changes_one_exact_occurrence_and_explains_what_it_cannot_do(
     assert "error" in results[4] and "error" in results[5]
     assert two["files"]["style.css"] == STYLE.replace("black", "blue")
     assert two["changes"] == {"added": [], "modified": ["style.css"], "deleted": []}
+
+
+def test_the_offline_demo_changes_the_app_it_built_on_a_follow_up(
+    settings: Any, worker: Any
+) -> None:
+    from dataclasses import replace
+
+    from orchestrator.tokens import user_token
+    from tests.conftest import SECRET, running_stack
+
+    with running_stack(replace(settings, providers=())) as (client, execute):
+        headers = {"Authorization": f"Bearer {user_token(SECRET, 'demo-follow-up')}"}
+        project = client.post("/api/projects", json={"name": "d"}, headers=headers).get_json()
+
+        def turn(prompt: str) -> tuple[Any, Any]:
+            sent = client.post(
+                "/api/messages",
+                json={"message": prompt, "projectId": project["id"]},
+                headers=headers,
+            ).get_json()
+            execute(sent["messageId"], sent["runId"])
+            message = client.get(f"/api/messages/{sent['messageId']}", headers=headers).get_json()
+            fragment = client.get(f"/api/messages/{sent['messageId']}/fragment", headers=headers)
+            return message, fragment.get_json()
+
+        _, one = turn("Build a to-do list app")
+        message, two = turn("Now add a dark mode toggle")
+        _, three = turn("Make the buttons green")
+    assert message["status"] == "COMPLETE", message
+    assert [c["name"] for c in message["toolCalls"]] == ["read_file"] * 3 + ["edit_file"] * 3 + [
+        "finish"
+    ]
+    assert all(c["result"].get("success") for c in message["toolCalls"][3:6]), message["toolCalls"]
+    assert two["title"] == one["title"] == "To-Do List App"
+    assert two["changes"] == {
+        "added": [],
+        "modified": ["app.js", "index.html", "styles.css"],
+        "deleted": [],
+    }
+    assert "dark mode toggle" in message["content"] and "theme-toggle" in two["files"]["index.html"]
+    assert one["files"]["index.html"] in two["files"]["index.html"].replace(
+        '\n    <button id="theme-toggle" type="button" class="theme-toggle">🌙 Dark mode</button>',
+        "",
+    )
+    assert (
+        three["changes"]["modified"] == ["styles.css"] and "#16a34a" in three["files"]["styles.css"]
+    )
+    assert three["files"]["app.js"] == two["files"]["app.js"]
+    assert (three["version"], three["parentId"]) == (3, two["id"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,14 @@ def load_base(session: Session, project_id: str) -> Base | None:
     return Base(latest.id, latest.version, dict(latest.files or {}), latest.sandbox_id)
 
 
+TREE_HEADING = "The workspace already holds the app as version"
+_TREE_LINE = re.compile(r"^- (.+) \((\d+)\)$")
+
+
 def file_tree(base: Base) -> str:
     """Every path of the base with its size: the model knows what exists without the contents."""
     lines = [
-        f"The workspace already holds the app as version {base.version} left it "
+        f"{TREE_HEADING} {base.version} left it "
         f"({len(base.files)} files). Change it in place: read_file a file before changing it, "
         "edit_file for small changes, write_file only for new files or complete rewrites; keep "
         "what the user did not ask to change. Files (bytes):"
@@ -46,3 +51,12 @@ def with_file_tree(messages: list[dict[str, Any]], base: Base | None) -> list[di
         return messages
     system = {**messages[0], "content": f"{messages[0]['content']}\n\n{file_tree(base)}"}
     return [system, *messages[1:]]
+
+
+def paths_in_tree(system_prompt: str) -> dict[str, int]:
+    """The paths and sizes a file tree names (what the offline demo reads), else nothing."""
+    if TREE_HEADING not in system_prompt:
+        return {}
+    tree = system_prompt.split(TREE_HEADING, 1)[1]
+    found = (_TREE_LINE.match(line) for line in tree.splitlines())
+    return {match[1]: int(match[2]) for match in found if match}
