@@ -145,8 +145,10 @@ def test_cancel_racing_completion_ends_in_one_state_or_the_other(
         project = api.project()
         for round_ in range(10):
             llm.reset()  # a cancelled round may leave its second reply unread
+            # Each round changes the app: a run that changes nothing makes no version (DESIGN 12).
+            write = ToolCall("write_file", {"path": "a.txt", "content": f"a{round_}"})
             llm.script(
-                Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})]),
+                Reply("", tool_calls=[write]),
                 Reply("ok", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
             )
             body = api.send(project["id"], f"Round {round_}").json()
