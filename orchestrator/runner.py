@@ -40,7 +40,7 @@ from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.serialize import fragment_json
 from orchestrator.settings import Settings
 from orchestrator.versions.base import Base, load_base, with_file_tree
-from orchestrator.versions.result import run_files
+from orchestrator.versions.result import first_changes, run_files
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,7 @@ class _Run:
                 ),
                 image_url=self.context.image_url,
                 parent_id=self.context.base.fragment_id if self.context.base else None,
+                changes=first_changes(self.context.base, produced),
             )
         metadata = self._metadata(
             summary=outcome.summary,

@@ -134,3 +134,29 @@ def test_a_live_preview_reuses_a_running_sandbox_and_rebuilds_an_expired_one(
         theirs = client.post(f"/api/fragments/{one['id']}/sandbox", json={}, headers=stranger)
         assert theirs.status_code == 404
         assert len(fake_e2b.calls_to("POST", "/v2/sandboxes")) == 2
+
+
+def test_a_first_e2b_version_is_compared_with_its_template_and_a_look_makes_none(
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
+) -> None:
+    fake_e2b.template_files = {"package.json": "{}", "src/App.tsx": "template"}
+    llm.script(
+        Reply("", tool_calls=[ToolCall("run_command", {"command": "ls -R"})]),
+        finish(),
+        Reply(
+            "",
+            tool_calls=[
+                ToolCall("edit_file", {"path": "src/App.tsx", "old": "template", "new": "mine"})
+            ],
+        ),
+        finish(),
+    )
+    with running_stack(e2b_settings) as (client, execute):
+        stack = Stack(client, execute)
+        looked, nothing = stack.turn("What is in there?")
+        _, one = stack.turn("Make it mine")
+    assert "package.json" in looked["toolCalls"][0]["result"]["stdout"]
+    assert nothing is None  # the template alone is no version
+    assert one["files"] == {"package.json": "{}", "src/App.tsx": "mine"}
+    assert (one["version"], one["parentId"]) == (1, None)
+    assert one["changes"] == {"added": [], "modified": ["src/App.tsx"], "deleted": []}

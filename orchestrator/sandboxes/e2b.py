@@ -196,6 +196,8 @@ class E2BSandbox:
     """One run's E2B VM behind the `Sandbox` protocol."""
 
     kind = "e2b"
+    # Its workspace starts with the framework template's project, not empty.
+    starts_from_template = True
 
     def __init__(
         self, sdk: SDKSandbox, *, template: str, server: DevServer, preview_ttl: int

@@ -17,6 +17,8 @@ class LazySandbox:
         self._create = create
         # The base version's files: the workspace holds them from its creation on.
         self._seed = seed or {}
+        # What a new sandbox held before the run touched it: a template's files, else nothing.
+        self.starting_files: dict[str, str] = dict(self._seed)
         self._sandbox: Sandbox | None = None
         self._lock = threading.Lock()
         self._killed = False
@@ -47,6 +49,8 @@ class LazySandbox:
                 try:
                     if self._seed:
                         sandbox.seed(self._seed)
+                    elif getattr(sandbox, "starts_from_template", False):
+                        self.starting_files = sandbox.snapshot().files
                 except BaseException:
                     sandbox.kill()
                     raise

@@ -12,7 +12,13 @@ from orchestrator.versions import changes, numbering
 LATEST = "latest"
 
 
-def place_new(session: Session, fragment: Fragment, message_id: str, parent_id: str | None) -> None:
+def place_new(
+    session: Session,
+    fragment: Fragment,
+    message_id: str,
+    parent_id: str | None,
+    known_changes: dict[str, list[str]] | None = None,
+) -> None:
     """Number `fragment` (not yet flushed) as its project's next version, against its parent."""
     project_id = session.scalar(select(Message.project_id).where(Message.id == message_id))
     assert project_id is not None
@@ -22,10 +28,16 @@ def place_new(session: Session, fragment: Fragment, message_id: str, parent_id: 
         newest = numbering.latest(session, project_id)
         parent_id = newest.id if newest is not None else None
     fragment.parent_id = parent_id
-    refresh_changes(session, fragment)
+    refresh_changes(session, fragment, known_changes)
 
 
-def refresh_changes(session: Session, fragment: Fragment) -> None:
+def refresh_changes(
+    session: Session, fragment: Fragment, known_changes: dict[str, list[str]] | None = None
+) -> None:
+    """Against the parent; a first version may bring its own (compared with its template)."""
+    if known_changes is not None and fragment.parent_id is None:
+        fragment.changes = known_changes
+        return
     parent = session.get(Fragment, fragment.parent_id) if fragment.parent_id else None
     before = (parent.files or {}) if parent is not None else {}
     fragment.changes = changes.compute(before, fragment.files or {})

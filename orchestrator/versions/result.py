@@ -29,10 +29,11 @@ def run_files(base: Base | None, sandbox: LazySandbox, written: dict[str, str]) 
     A sandbox never started means no tool touched the workspace. When reading back fails (the
     sandbox died), the base with what write_file wrote is the best account of the run.
     """
-    before = base.files if base is not None else {}
     started = sandbox.started
     if started is None:
         return None
+    # Against the base; a first version against the template the sandbox started with, if any.
+    before = base.files if base is not None else sandbox.starting_files
     try:
         snapshot = started.snapshot()
         files, skipped = snapshot.files, snapshot.skipped
@@ -44,3 +45,8 @@ def run_files(base: Base | None, sandbox: LazySandbox, written: dict[str, str]) 
     if changes.is_empty(diff):
         return None
     return RunFiles(files, diff, skipped)
+
+
+def first_changes(base: Base | None, produced: RunFiles) -> dict[str, list[str]] | None:
+    """The changes to record when they are not against a parent (a template's first version)."""
+    return produced.changes if base is None else None

@@ -130,6 +130,8 @@ class FakeE2B:
         self.sandboxes: dict[str, FakeSandbox] = {}
         # Set to (status, message) and every create answers that error instead.
         self.create_error: tuple[int, str] | None = None
+        # What a template ships in /home/user/app (a framework's starting project), per create.
+        self.template_files: dict[str, str] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="fake-e2b-"))
         # Programs a test drops here shadow the host's (e.g. a slow `npm` for the dev server).
         self.bin_dir = self._dir / "bin"
@@ -192,6 +194,10 @@ class FakeE2B:
         sandbox_id = "i" + secrets.token_hex(9)
         root = self._dir / sandbox_id
         (root / "home" / "user").mkdir(parents=True)
+        for path, content in self.template_files.items():
+            target = root / "home" / "user" / "app" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
         sandbox = FakeSandbox(
             id=sandbox_id,
             template=body["templateID"],
