@@ -166,6 +166,18 @@ def test_an_existing_database_migrates_its_fragments_into_versions_in_creation_o
     engine.dispose()
 
 
+def test_the_migration_goes_down_and_up_again(empty_database_url: str) -> None:
+    from models.migrate import downgrade
+
+    upgrade(empty_database_url)
+    downgrade(empty_database_url, "0001")
+    engine = make_engine(empty_database_url)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("fragments")}
+    assert not columns & {"project_id", "version", "parent_id", "changes"}
+    engine.dispose()
+    upgrade(empty_database_url)
+
+
 def test_runs_finishing_together_in_many_conversations_get_consecutive_versions(db: Any) -> None:
     """Real concurrency: every thread writes its fragment in its own transaction at once."""
     racers = 8
