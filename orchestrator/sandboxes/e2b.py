@@ -78,6 +78,8 @@ _TREE_SCRIPT = (
     rf"find . -mindepth 1 \( -type d \( {_SKIPPED} \) -printf 'd\t0\t%P\0' -prune \) "
     r"-o -type f -printf 'f\t%s\t%P\0' -o -type l -printf 'l\t0\t%P\0' "
     r"-o ! -type d -printf 'o\t0\t%P\0'"
+    # An unreadable folder is left out, not a reason to lose the whole listing.
+    " 2>/dev/null; exit 0"
 )
 _SEED_BATCH = 100
 
