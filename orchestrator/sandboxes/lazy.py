@@ -7,18 +7,25 @@ from collections.abc import Callable
 
 from orchestrator.errors import SandboxError
 from orchestrator.sandboxes.base import DEFAULT_COMMAND_TIMEOUT, CommandResult, Sandbox
-from orchestrator.sandboxes.snapshot import Snapshot
+from orchestrator.sandboxes.snapshot import Snapshot, VersionBudget
 
 
 class LazySandbox:
     kind = "lazy"
 
-    def __init__(self, create: Callable[[], Sandbox], seed: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        create: Callable[[], Sandbox],
+        seed: dict[str, str] | None = None,
+        budget: VersionBudget | None = None,
+    ) -> None:
         self._create = create
         # The base version's files: the workspace holds them from its creation on.
         self._seed = seed or {}
         # What a new sandbox held before the run touched it: a template's files, else nothing.
         self.starting_files: dict[str, str] = dict(self._seed)
+        # write_file's view of the version's caps (commands' files are capped when read back).
+        self.budget = budget or VersionBudget.holding(self._seed)
         self._sandbox: Sandbox | None = None
         self._lock = threading.Lock()
         self._killed = False
@@ -51,6 +58,7 @@ class LazySandbox:
                         sandbox.seed(self._seed)
                     elif getattr(sandbox, "starts_from_template", False):
                         self.starting_files = sandbox.snapshot().files
+                        self.budget.sizes.update(VersionBudget.holding(self.starting_files).sizes)
                 except BaseException:
                     sandbox.kill()
                     raise
@@ -61,7 +69,11 @@ class LazySandbox:
             return self._sandbox
 
     def write(self, path: str, content: str) -> None:
-        self._get().write(path, content)
+        sandbox = self._get()
+        size = len(content.encode())
+        self.budget.check(path, size)
+        sandbox.write(path, content)
+        self.budget.record(path, size)
 
     def read(self, path: str) -> str:
         return self._get().read(path)

@@ -81,6 +81,40 @@ class Snapshot:
         self.total_bytes += len(data)
 
 
+class VersionLimitError(ValueError):
+    """A write would make the app larger than one version may be."""
+
+
+@dataclass
+class VersionBudget:
+    """What write_file may still add, so the model hears of the version's caps when it writes."""
+
+    sizes: dict[str, int] = field(default_factory=dict)
+    max_bytes: int = MAX_VERSION_BYTES
+    max_files: int = MAX_VERSION_FILES
+
+    @classmethod
+    def holding(cls, files: dict[str, str], **limits: int) -> VersionBudget:
+        return cls({path: len(text.encode()) for path, text in files.items()}, **limits)
+
+    def check(self, path: str, size: int) -> None:
+        total = sum(self.sizes.values()) - self.sizes.get(path, 0) + size
+        if total > self.max_bytes:
+            raise VersionLimitError(
+                f"writing {path} would make the app {total} bytes, over the {self.max_bytes} "
+                "bytes a version holds (dependency and build folders do not count); make files "
+                "smaller or remove some"
+            )
+        if path not in self.sizes and len(self.sizes) >= self.max_files:
+            raise VersionLimitError(
+                f"writing {path} would make the app more than {self.max_files} files, the most "
+                "a version holds; remove files you do not need"
+            )
+
+    def record(self, path: str, size: int) -> None:
+        self.sizes[path] = size
+
+
 def read_tree(root: Path) -> Snapshot:
     """The regular files under `root`, read through directory fds, never following a symlink."""
     snapshot = Snapshot()
