@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -183,12 +184,27 @@ class Message(Timestamps, Base):
 
 
 class Fragment(Timestamps, Base):
+    """One version of its project's app (DESIGN section 12): the whole app after a run."""
+
     __tablename__ = "fragments"
+    __table_args__ = (
+        # Versions are numbered by the database: two runs finishing together cannot share one.
+        UniqueConstraint("project_id", "version", name="uq_fragments_project_version"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     message_id: Mapped[str] = mapped_column(
         ForeignKey("messages.id", ondelete="CASCADE"), unique=True
     )
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE", name="fk_fragments_project")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    # The base's id. No foreign key: SQLite's table rebuilds (batch migrations) would fire its
+    # ON DELETE and wipe every parent; versions are only ever deleted with their project.
+    parent_id: Mapped[str | None] = mapped_column(String(36))
+    # {added, modified, deleted}: sorted paths, against the parent.
+    changes: Mapped[dict[str, list[str]]] = mapped_column(JSON, default=dict)
     sandbox_id: Mapped[str | None] = mapped_column(String(255))
     sandbox_url: Mapped[str | None] = mapped_column(Text)
     title: Mapped[str] = mapped_column(String(200))

@@ -25,6 +25,7 @@ from models import (
 )
 from orchestrator import accounts
 from orchestrator.errors import Conflict, NotFound
+from orchestrator.versions import record as versions
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class FragmentValues:
     sandbox_url: str | None
     metadata: dict[str, Any]
     image_url: str | None = None
+    # The version it was built on (the run's base; None for none); by default the newest one.
+    parent_id: str | None = versions.LATEST
+    # Against what a first version was compared (its sandbox's template); None: its parent.
+    changes: dict[str, list[str]] | None = None
 
 
 def _rows(result: Any) -> int:
@@ -172,7 +177,10 @@ def upsert_fragment(session: Session, message_id: str, values: FragmentValues) -
     target.fragment_metadata = values.metadata
     target.image_url = values.image_url
     if existing is None:
+        versions.place_new(session, target, message_id, values.parent_id, values.changes)
         session.add(target)
+    else:
+        versions.refresh_changes(session, target, values.changes)
     session.flush()
     return target
 

@@ -31,6 +31,8 @@ from orchestrator.sandboxes.base import SandboxFactory
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.serialize import fragment_json
 from orchestrator.settings import Settings
+from orchestrator.versions.base import Base, load_base, with_file_tree
+from orchestrator.versions.result import first_changes, run_files
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class RunContext:
     # What an earlier attempt of this run already wrote (a re-run after a worker died).
     earlier_content: str = ""
     earlier_tool_calls: tuple[dict[str, Any], ...] = ()
+    # The project's latest version when the run was claimed: what the workspace starts with.
+    base: Base | None = None
 
 
 def execute_run(services: RunServices, message_id: str, run_id: str) -> str | None:
@@ -101,11 +105,14 @@ def load_context(session: Session, message_id: str, serves: str) -> RunContext:
     attachments = list(
         session.scalars(select(Attachment).where(Attachment.message_id == prompt.id))
     )
+    base = load_base(session, project.id)
+    messages = prompting.build_messages(
+        project.framework, earlier, prompt, attachments, serves=serves
+    )
     return RunContext(
         framework=project.framework,
-        messages=prompting.build_messages(
-            project.framework, earlier, prompt, attachments, serves=serves
-        ),
+        messages=with_file_tree(messages, base),
+        base=base,
         prompt_text=prompt.content,
         image_url=prompt.image_url,
         attempt=assistant.attempts,
@@ -146,7 +153,8 @@ class _Run:
         self.context = context
         self.chain = services.new_chain()
         self.sandbox = LazySandbox(
-            lambda: services.sandboxes.create(lease.run_id, context.framework)
+            lambda: services.sandboxes.create(lease.run_id, context.framework),
+            seed=context.base.files if context.base else None,
         )
         self.record = Recorder(
             services.db, services.events, lease, flush_interval=self.settings.flush_interval
@@ -259,20 +267,27 @@ class _Run:
     def _complete(self, outcome: Outcome) -> str | None:
         fragment_values = None
         keep_alive = False
-        if outcome.files:
+        # The whole app: the base with this run's changes, read back from the workspace.
+        produced = run_files(self.context.base, self.sandbox, outcome.files)
+        if produced is not None:
             url = self.sandbox.preview()
             keep_alive = url is not None
             started = self.sandbox.started
             fragment_values = FragmentValues(
                 title=outcome.title or self.context.prompt_text[:60],
-                files=outcome.files,
+                files=produced.files,
                 framework=self.context.framework,
                 sandbox_id=started.id if started else None,
                 sandbox_url=url or f"{self.settings.public_url}/preview/{{fragment_id}}/",
                 metadata=self._metadata(
-                    summary=outcome.summary, steps=outcome.steps, stopReason=outcome.stop_reason
+                    summary=outcome.summary,
+                    steps=outcome.steps,
+                    stopReason=outcome.stop_reason,
+                    **produced.metadata(self.context.base),
                 ),
                 image_url=self.context.image_url,
+                parent_id=self.context.base.fragment_id if self.context.base else None,
+                changes=first_changes(self.context.base, produced),
             )
         metadata = self._metadata(
             summary=outcome.summary,

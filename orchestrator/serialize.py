@@ -74,6 +74,10 @@ def fragment_json(fragment: Fragment) -> dict[str, Any]:
         "framework": fragment.framework,
         "imageUrl": fragment.image_url,
         "designSpec": fragment.design_spec,
+        # DESIGN section 12: the fragment as a version of its project's app.
+        "version": fragment.version,
+        "parentId": fragment.parent_id,
+        "changes": fragment.changes or {"added": [], "modified": [], "deleted": []},
         "createdAt": iso(fragment.created_at),
         "updatedAt": iso(fragment.updated_at),
     }

@@ -49,6 +49,17 @@ TOOL_SPECS: list[dict[str, Any]] = [
         ["path", "content"],
     ),
     _function(
+        "edit_file",
+        "Change part of an existing file: replace the one exact occurrence of `old` with `new`. "
+        "Prefer it to write_file for small changes; `old` must appear exactly once.",
+        {
+            "path": {"type": "string", "description": "Path relative to the workspace root."},
+            "old": {"type": "string", "description": "The exact text to replace, unique."},
+            "new": {"type": "string", "description": "The text to put in its place."},
+        },
+        ["path", "old", "new"],
+    ),
+    _function(
         "read_file",
         "Read a file from the project workspace.",
         {"path": {"type": "string", "description": "Path relative to the workspace root."}},
@@ -111,6 +122,8 @@ class Workspace:
             self.sandbox.write(path, content)
             self.written[path] = content
             return {"success": True, "path": path, "bytes": len(content.encode())}
+        if name == "edit_file":
+            return self._edit(args)
         if name == "read_file":
             path = safe_relative_path(_string(args, "path"))
             return {"path": path, "content": self.sandbox.read(path)}
@@ -127,6 +140,31 @@ class Workspace:
             result = self.sandbox.run(command, timeout=min(float(timeout), MAX_COMMAND_TIMEOUT))
             return result.as_tool_result()
         raise ToolError(f"unknown tool: {name}")
+
+    def _edit(self, args: dict[str, Any]) -> dict[str, Any]:
+        path = safe_relative_path(_string(args, "path"))
+        old = _string(args, "old", allow_empty=True)
+        new = _string(args, "new", allow_empty=True)
+        content = edited(self.sandbox.read(path), old, new, path)
+        if len(content) > MAX_FILE_CHARS:
+            raise ToolError(f"the edited file would be larger than {MAX_FILE_CHARS} characters")
+        self.sandbox.write(path, content)
+        self.written[path] = content
+        return {"success": True, "path": path, "bytes": len(content.encode())}
+
+
+def edited(content: str, old: str, new: str, path: str) -> str:
+    """`content` with the one occurrence of `old` replaced by `new`, or a ToolError saying why."""
+    if not old:
+        raise ToolError("'old' must be the exact, non-empty text to replace")
+    count = content.count(old)
+    if count == 0:
+        raise ToolError(f"'old' does not appear in {path}; read_file it and copy the text exactly")
+    if count > 1:
+        raise ToolError(
+            f"'old' appears {count} times in {path}; include more surrounding text so it is unique"
+        )
+    return content.replace(old, new, 1)
 
 
 def parse_arguments(raw: str) -> dict[str, Any]:

@@ -127,10 +127,14 @@ def test_after_a_cancel_the_conversation_takes_a_new_prompt_at_once(api: Api, ll
 def test_cancel_racing_completion_ends_in_one_state_or_the_other(
     api: Api, llm: Any, db: Any
 ) -> None:
+    written = iter(range(1_000))
+
     def script() -> None:
         llm.reset()  # a cancelled round may leave its second reply unread
+        # Each round changes the app: a run that changes nothing makes no version (DESIGN 12).
+        write = ToolCall("write_file", {"path": "a.txt", "content": f"a{next(written)}"})
         llm.script(
-            Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "a"})]),
+            Reply("", tool_calls=[write]),
             Reply("ok", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
         )
 

@@ -58,10 +58,12 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
         messages,
         preview,
         projects,
+        versions,
     )
 
     for module in (me, projects, conversations, messages, events, fragments, health, preview, docs):
         app.register_blueprint(module.bp)
+    app.register_blueprint(versions.bp)
     guards.register(app)
     errors.register(app)
     return app

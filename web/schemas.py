@@ -97,3 +97,7 @@ class SendMessage(Body):
 
 class CancelMessage(Body):
     messageId: str = Field(min_length=1, max_length=64)
+
+
+class RestoreFragment(Body):
+    conversationId: str | None = Id

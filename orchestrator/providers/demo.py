@@ -22,6 +22,8 @@ from orchestrator.providers.base import (
     ToolSpec,
     Usage,
 )
+from orchestrator.providers.demo_edits import plan_change
+from orchestrator.versions.base import paths_in_tree
 
 CHUNK_DELAY_SECONDS = 0.01
 
@@ -41,7 +43,11 @@ class DemoProvider:
         step = _steps_since_last_user(messages)
         title = _title_for(prompt)
         tool_names = {t.get("function", {}).get("name") for t in tools}
-        if step == 0:
+        existing = paths_in_tree(str(messages[0].get("content") or "")) if messages else {}
+        if "index.html" in existing and {"read_file", "edit_file", "finish"} <= tool_names:
+            # A follow-up: change the app that is there, never start a new one.
+            yield from self._follow_up(messages, prompt, step, existing, cancelled)
+        elif step == 0:
             text = (
                 f"I'll build **{title}** as a small static web app: an `index.html` page, "
                 "a stylesheet and a script, so it opens right away in the preview."
@@ -65,6 +71,41 @@ class DemoProvider:
             completion_tokens=64,
         )
 
+    def _follow_up(
+        self,
+        messages: list[Message],
+        prompt: str,
+        step: int,
+        existing: dict[str, int],
+        cancelled: Callable[[], bool],
+    ) -> Iterator[Delta]:
+        """Read the app's files, edit them in place, finish saying what changed."""
+        if step == 0:
+            yield from self._text(
+                "I'll change the existing app rather than start over; first I read its files.",
+                cancelled,
+            )
+            wanted = [p for p in ("index.html", "styles.css", "app.js") if p in existing]
+            for index, path in enumerate(wanted):
+                yield from _tool_call(index, "read_file", {"path": path})
+            yield Finish("tool_calls")
+            return
+        files = _files_read(messages)
+        change = plan_change(prompt, files)
+        if step == 1 and change.edits:
+            yield from self._text(" Now the edits.", cancelled)
+            for index, item in enumerate(change.edits):
+                args = {"path": item.path, "old": item.old, "new": item.new}
+                yield from _tool_call(index, "edit_file", args)
+            yield Finish("tool_calls")
+            return
+        summary = change.summary or "I could not find where to make that change in this app."
+        yield from self._text(f" Done: {summary}", cancelled)
+        found = re.search(r"<title>(.*?)</title>", files.get("index.html", ""), re.S)
+        title = html.unescape(found[1]).strip() if found else "Demo App"
+        yield from _tool_call(0, "finish", {"title": title, "summary": summary})
+        yield Finish("tool_calls")
+
     def _text(self, text: str, cancelled: Callable[[], bool]) -> Iterator[Delta]:
         for piece in re.findall(r"\S+\s*|\s+", text):
             if cancelled():
@@ -78,6 +119,22 @@ def _tool_call(index: int, name: str, args: dict[str, str]) -> Iterator[Delta]:
     yield ToolCallDelta(index=index, id=f"demo_{name}_{index}", name=name, arguments="")
     for start in range(0, len(raw), 256):
         yield ToolCallDelta(index=index, arguments=raw[start : start + 256])
+
+
+def _files_read(messages: list[Message]) -> dict[str, str]:
+    """What read_file returned since the prompt: {path: content}."""
+    files: dict[str, str] = {}
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            break
+        if message.get("role") == "tool":
+            try:
+                result = json.loads(str(message.get("content") or ""))
+            except json.JSONDecodeError:
+                continue
+            if isinstance(result, dict) and isinstance(result.get("content"), str):
+                files.setdefault(str(result.get("path")), result["content"])
+    return files
 
 
 def _last_user_text(messages: list[Message]) -> str:

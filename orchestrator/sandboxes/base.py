@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from orchestrator.sandboxes.snapshot import Snapshot
+
 # What a command may print back to the model, per stream, before it is cut.
 OUTPUT_LIMIT = 16 * 1024
 DEFAULT_COMMAND_TIMEOUT = 60.0
@@ -63,6 +65,15 @@ class Sandbox(Protocol):
     def list(self, path: str = ".") -> list[str]: ...
 
     def run(self, command: str, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult: ...
+
+    # -- versions (DESIGN section 12) --
+    def seed(self, files: dict[str, str]) -> None:
+        """Write a base version's files into the empty workspace, before the model's first step."""
+        ...
+
+    def snapshot(self) -> Snapshot:
+        """The workspace's regular text files, read back (see `snapshot`); never follows links."""
+        ...
 
     def preview(self) -> str | None:
         """Start what serves the app; its public URL, or None when the web app serves it."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from e2b import (
     CommandExitException,
     FileNotFoundException,
+    SandboxNotFoundException,
     SandboxNotRunningException,
     SandboxUnreachableException,
     TimeoutException,
@@ -45,6 +46,7 @@ from orchestrator.sandboxes.base import (
     SandboxPathError,
 )
 from orchestrator.sandboxes.paths import safe_relative_path
+from orchestrator.sandboxes.snapshot import SKIPPED_DIRS, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,18 @@ _LIST_SCRIPT = (
     r'find "$1" \( -name node_modules -o -name .git \) -prune -o -type f -print '
     f"| LC_ALL=C sort | head -n {MAX_LIST_ENTRIES}"
 )
+
+# Every entry under the workspace as `kind<TAB>size<TAB>path<NUL>` (f file, l link, d skipped
+# folder, o other); find never follows a symlink, and skipped folders are pruned, not entered.
+_SKIPPED = " -o ".join(f"-name {shlex.quote(name)}" for name in sorted(SKIPPED_DIRS))
+_TREE_SCRIPT = (
+    rf"find . -mindepth 1 \( -type d \( {_SKIPPED} \) -printf 'd\t0\t%P\0' -prune \) "
+    r"-o -type f -printf 'f\t%s\t%P\0' -o -type l -printf 'l\t0\t%P\0' "
+    r"-o ! -type d -printf 'o\t0\t%P\0'"
+    # An unreadable folder is left out, not a reason to lose the whole listing.
+    " 2>/dev/null; exit 0"
+)
+_SEED_BATCH = 100
 
 
 @dataclass(frozen=True)
@@ -170,11 +184,38 @@ class E2BSandboxFactory:
             raise SandboxError(f"E2B sandbox {sdk.sandbox_id} is not usable: {exc}") from exc
         return sandbox
 
+    @property
+    def preview_ttl(self) -> int:
+        return self._preview_ttl
+
+    def connect(self, sandbox_id: str, framework: str) -> E2BSandbox | None:
+        """A still-running sandbox, kept up `preview_ttl` more seconds; None once it is gone."""
+        server = DEV_SERVERS.get(framework.upper())
+        if server is None:
+            raise SandboxError(f"No E2B template for framework {framework!r}")
+        try:
+            sdk = SDKSandbox.connect(
+                sandbox_id,
+                timeout=self._preview_ttl,
+                api_key=self._api_key,
+                api_url=self._api_url,
+                sandbox_url=self._sandbox_url,
+                domain=self._domain,
+                debug=False,
+            )
+        except SandboxNotFoundException:
+            return None
+        except Exception as exc:
+            raise SandboxError(f"E2B could not reach sandbox {sandbox_id}: {exc}") from exc
+        return E2BSandbox(sdk, template="", server=server, preview_ttl=self._preview_ttl)
+
 
 class E2BSandbox:
     """One run's E2B VM behind the `Sandbox` protocol."""
 
     kind = "e2b"
+    # Its workspace starts with the framework template's project, not empty.
+    starts_from_template = True
 
     def __init__(
         self, sdk: SDKSandbox, *, template: str, server: DevServer, preview_ttl: int
@@ -256,6 +297,42 @@ class E2BSandbox:
             stderr=stderr.text,
             truncated=stdout.truncated or stderr.truncated,
         )
+
+    # -- versions (DESIGN section 12) ------------------------------------------------------
+    def seed(self, files: dict[str, str]) -> None:
+        """A base's files in a few multipart uploads rather than one request per file."""
+        entries = [
+            {"path": _absolute(_file_path(path)), "data": content.encode("utf-8")}
+            for path, content in sorted(files.items())
+        ]
+        with self._sdk_errors("seed", "."):
+            for start in range(0, len(entries), _SEED_BATCH):
+                self._sdk.files.write_files(entries[start : start + _SEED_BATCH])  # type: ignore[arg-type]
+
+    def snapshot(self) -> Snapshot:
+        """The workspace read back: listed by `find` in the VM, each file read by the files API."""
+        snapshot = Snapshot()
+        with self._sdk_errors("snapshot", "."):
+            listing = self._sdk.commands.run(_TREE_SCRIPT, cwd=WORKSPACE, timeout=60).stdout
+            entries = [e.split("\t", 2) for e in listing.split("\0") if e.count("\t") >= 2]
+            for kind, size, path in sorted(entries, key=lambda e: e[2]):
+                if kind == "d":
+                    snapshot.skip(path + "/", "dependency or build folder")
+                elif kind == "l":
+                    snapshot.skip(path, "symlink")
+                elif kind != "f":
+                    snapshot.skip(path, "not a regular file")
+                elif snapshot.room_for(path, int(size)):
+                    try:
+                        data = self._sdk.files.read(_absolute(path), format="bytes")
+                    except FileNotFoundException:  # gone since it was listed
+                        continue
+                    snapshot.add(path, bytes(data))
+        return snapshot
+
+    def host_url(self) -> str:
+        """Where the dev server of this sandbox answers, started or not."""
+        return f"https://{self._sdk.get_host(self._server.port)}"
 
     def preview(self) -> str:
         """Start the dev server in the background and keep the VM up `preview_ttl` seconds."""

@@ -7,13 +7,25 @@ from collections.abc import Callable
 
 from orchestrator.errors import SandboxError
 from orchestrator.sandboxes.base import DEFAULT_COMMAND_TIMEOUT, CommandResult, Sandbox
+from orchestrator.sandboxes.snapshot import Snapshot, VersionBudget
 
 
 class LazySandbox:
     kind = "lazy"
 
-    def __init__(self, create: Callable[[], Sandbox]) -> None:
+    def __init__(
+        self,
+        create: Callable[[], Sandbox],
+        seed: dict[str, str] | None = None,
+        budget: VersionBudget | None = None,
+    ) -> None:
         self._create = create
+        # The base version's files: the workspace holds them from its creation on.
+        self._seed = seed or {}
+        # What a new sandbox held before the run touched it: a template's files, else nothing.
+        self.starting_files: dict[str, str] = dict(self._seed)
+        # write_file's view of the version's caps (commands' files are capped when read back).
+        self.budget = budget or VersionBudget.holding(self._seed)
         self._sandbox: Sandbox | None = None
         self._lock = threading.Lock()
         self._killed = False
@@ -28,21 +40,40 @@ class LazySandbox:
 
     @property
     def metadata(self) -> dict[str, object]:
-        return dict(self._sandbox.metadata) if self._sandbox else {}
+        if self._sandbox is None:
+            return {}
+        meta = dict(self._sandbox.metadata)
+        if self._seed:  # how the base reached the workspace: its files written into a new one
+            meta["base"] = {"how": "written", "files": len(self._seed)}
+        return meta
 
     def _get(self) -> Sandbox:
         with self._lock:
             if self._killed:
                 raise SandboxError("the sandbox was stopped")
             if self._sandbox is None:
-                self._sandbox = self._create()
+                sandbox = self._create()
+                try:
+                    if self._seed:
+                        sandbox.seed(self._seed)
+                    elif getattr(sandbox, "starts_from_template", False):
+                        self.starting_files = sandbox.snapshot().files
+                        self.budget.sizes.update(VersionBudget.holding(self.starting_files).sizes)
+                except BaseException:
+                    sandbox.kill()
+                    raise
+                self._sandbox = sandbox
                 if self._killed:  # killed while it was being created
                     self._sandbox.kill()
                     raise SandboxError("the sandbox was stopped")
             return self._sandbox
 
     def write(self, path: str, content: str) -> None:
-        self._get().write(path, content)
+        sandbox = self._get()
+        size = len(content.encode())
+        self.budget.check(path, size)
+        sandbox.write(path, content)
+        self.budget.record(path, size)
 
     def read(self, path: str) -> str:
         return self._get().read(path)
@@ -52,6 +83,12 @@ class LazySandbox:
 
     def run(self, command: str, timeout: float = DEFAULT_COMMAND_TIMEOUT) -> CommandResult:
         return self._get().run(command, timeout)
+
+    def seed(self, files: dict[str, str]) -> None:
+        self._get().seed(files)
+
+    def snapshot(self) -> Snapshot:
+        return self._get().snapshot()
 
     def preview(self) -> str | None:
         return self._sandbox.preview() if self._sandbox else None

@@ -39,6 +39,7 @@ from orchestrator.sandboxes.local_process import (
 )
 from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of, kill_orphans
 from orchestrator.sandboxes.paths import resolve_inside
+from orchestrator.sandboxes.snapshot import Snapshot, read_tree
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +213,15 @@ class LocalSandbox:
         finally:
             with self._lock:
                 self._running = None
+
+    # -- versions (DESIGN section 12) ------------------------------------------------------
+    def seed(self, files: dict[str, str]) -> None:
+        for path, content in files.items():
+            self.write(path, content)
+
+    def snapshot(self) -> Snapshot:
+        self._ensure_open()
+        return read_tree(self.workspace)
 
     def preview(self) -> str | None:
         return None  # the web app serves a local preview from the fragment's files

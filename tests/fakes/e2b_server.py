@@ -5,6 +5,7 @@ The real `e2b` SDK talks to it unchanged: `FakeE2B().factory_kwargs()` gives `ap
 Only what `orchestrator.sandboxes.e2b` uses is faked, with the SDK's own routes and JSON shapes:
 
     POST   /v2/sandboxes                          create           201 {sandboxID, envdVersion, ...}
+    POST   /v2/sandboxes/{id}/connect             connect          200 as create, 404 when gone
     POST   /sandboxes/{id}/timeout                set_timeout      204
     DELETE /sandboxes/{id}                        kill             204, 404 when unknown or dead
     GET    /health                                envd health      204, 502 "... was not found"
@@ -129,6 +130,8 @@ class FakeE2B:
         self.sandboxes: dict[str, FakeSandbox] = {}
         # Set to (status, message) and every create answers that error instead.
         self.create_error: tuple[int, str] | None = None
+        # What a template ships in /home/user/app (a framework's starting project), per create.
+        self.template_files: dict[str, str] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="fake-e2b-"))
         # Programs a test drops here shadow the host's (e.g. a slow `npm` for the dev server).
         self.bin_dir = self._dir / "bin"
@@ -191,6 +194,10 @@ class FakeE2B:
         sandbox_id = "i" + secrets.token_hex(9)
         root = self._dir / sandbox_id
         (root / "home" / "user").mkdir(parents=True)
+        for path, content in self.template_files.items():
+            target = root / "home" / "user" / "app" / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
         sandbox = FakeSandbox(
             id=sandbox_id,
             template=body["templateID"],
@@ -203,6 +210,12 @@ class FakeE2B:
         with self._lock:
             self.sandboxes[sandbox_id] = sandbox
         return sandbox
+
+    def expire(self, sandbox_id: str) -> None:
+        """What E2B does at a sandbox's timeout: it is gone, its processes with it."""
+        sandbox = self.sandboxes[sandbox_id]
+        sandbox.state = "expired"
+        sandbox.kill_processes()
 
     def alive(self, sandbox_id: str | None) -> FakeSandbox | None:
         sandbox = self.sandboxes.get(sandbox_id or "")
@@ -274,7 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         raw = self._read_body()
         path = url.path
-        if path == "/v2/sandboxes" or path.startswith("/sandboxes/"):
+        if path == "/v2/sandboxes" or path.startswith(("/sandboxes/", "/v2/sandboxes/")):
             self._control_plane(path, raw)
         else:
             self._envd(path, query, raw)
@@ -286,6 +299,8 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if self.command == "POST" and path == "/v2/sandboxes":
             return self._create(body)
+        if self.command == "POST" and parts[:2] == ["v2", "sandboxes"] and parts[3:] == ["connect"]:
+            return self._connect(parts[2], body)
         sandbox_id = parts[1] if len(parts) > 1 else None
         self.fake.record(Call(self.command, path, sandbox_id, body))
         if self.headers.get("X-API-KEY") != self.fake.api_key:
@@ -302,6 +317,28 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(204)
         return self._api_error(404, f"no route {self.command} {path}")
 
+    def _connect(self, sandbox_id: str, body: dict[str, Any]) -> None:
+        self.fake.record(Call("POST", f"/v2/sandboxes/{sandbox_id}/connect", sandbox_id, body))
+        if self.headers.get("X-API-KEY") != self.fake.api_key:
+            return self._api_error(401, "Invalid API key")
+        sandbox = self.fake.alive(sandbox_id)
+        if sandbox is None:  # killed or timed out: E2B no longer knows it
+            return self._api_error(404, f"sandbox {sandbox_id} not found")
+        # A running sandbox's timeout only ever grows on connect.
+        sandbox.timeout = max(sandbox.timeout, int(body.get("timeout") or 0))
+        return self._json(200, self._created(sandbox))
+
+    def _created(self, sandbox: FakeSandbox) -> dict[str, Any]:
+        return {
+            "templateID": sandbox.template,
+            "sandboxID": sandbox.id,
+            "clientID": "fake",
+            "envdVersion": self.fake.envd_version,
+            "envdAccessToken": sandbox.access_token,
+            # No domain: the SDK falls back to its configured one, as with E2B cloud.
+            "domain": None,
+        }
+
     def _create(self, body: dict[str, Any]) -> None:
         error: tuple[int, str] | None = self.fake.create_error
         if self.headers.get("X-API-KEY") != self.fake.api_key:
@@ -312,18 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
         sandbox = self.fake.create_sandbox(body)
         # Recorded with the new id, so a test can tell which create made which sandbox.
         self.fake.record(Call("POST", "/v2/sandboxes", sandbox.id, body))
-        return self._json(
-            201,
-            {
-                "templateID": sandbox.template,
-                "sandboxID": sandbox.id,
-                "clientID": "fake",
-                "envdVersion": self.fake.envd_version,
-                "envdAccessToken": sandbox.access_token,
-                # No domain: the SDK falls back to its configured one, as with E2B cloud.
-                "domain": None,
-            },
-        )
+        return self._json(201, self._created(sandbox))
 
     # -- envd ----------------------------------------------------------------------------------
 

@@ -30,12 +30,18 @@ ROUNDS = 20
 SPREAD = 1.5  # DELETEs spread over this many times a run's duration
 
 
+def page_for(prompt: str) -> str:
+    """Each run's own page: a run that changes nothing would make no version (DESIGN 12)."""
+    return f"{PAGE}<p>{prompt}</p>"
+
+
 def agent_script(request: dict[str, Any]) -> Reply:
     """Write a page, then finish once the tool result came back: two model calls per run."""
     if request["messages"][-1]["role"] == "tool":
         finish = ToolCall("finish", {"title": "Race", "summary": "Won or lost."})
         return Reply("Done.", tool_calls=[finish], chunk_size=12, delay=0.005)
-    page = ToolCall("write_file", {"path": "index.html", "content": PAGE})
+    prompt = request["messages"][-1]["content"]
+    page = ToolCall("write_file", {"path": "index.html", "content": page_for(prompt)})
     return Reply("Writing the page.", tool_calls=[page], chunk_size=12, delay=0.005)
 
 
@@ -72,7 +78,7 @@ def test_delete_racing_completion_ends_in_one_state_never_a_mix(
         deleted = api.delete(f"/api/messages/{sent.json()['messageId']}")
         assert deleted.status_code in (200, 409), deleted.text
         final = api.wait_terminal(sent.json()["messageId"], 20)
-        outcomes.append((sent.json()["messageId"], deleted.status_code, final["status"]))
+        outcomes.append((sent.json()["messageId"], deleted.status_code, final["status"], i))
     fault.inject(
         f"{ROUNDS} runs (write_file then finish, ~{duration * 1000:.0f} ms each), each DELETEd "
         f"after 0..{duration * SPREAD * 1000:.0f} ms"
@@ -84,7 +90,7 @@ def test_delete_racing_completion_ends_in_one_state_never_a_mix(
         time.sleep(0.05)
     time.sleep(1.0)
     counts = {"CANCELLED": 0, "COMPLETE": 0}
-    for message_id, code, status in outcomes:
+    for message_id, code, status, i in outcomes:
         row = stack.row(message_id)
         fragments = stack.fragments(message_id)
         assert row.status == status, (message_id, status, row.status)  # terminal stays terminal
@@ -92,7 +98,8 @@ def test_delete_racing_completion_ends_in_one_state_never_a_mix(
             assert status == "CANCELLED" and fragments == [], (message_id, status, fragments)
         else:
             assert status == "COMPLETE", (message_id, status)
-            assert len(fragments) == 1 and fragments[0].files == {"index.html": PAGE}
+            page = page_for(f"Race number {i}")
+            assert len(fragments) == 1 and fragments[0].files == {"index.html": page}
         counts[status] += 1
     assert counts["CANCELLED"] and counts["COMPLETE"], f"one outcome never happened: {counts}"
     fault.check(

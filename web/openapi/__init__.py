@@ -7,7 +7,13 @@ import functools
 from typing import Any
 
 from web.openapi.components import BEARER, RESPONSE_SCHEMAS, request_schemas
-from web.openapi.paths import fragment_paths, message_paths, operations_paths, resource_paths
+from web.openapi.paths import (
+    fragment_paths,
+    message_paths,
+    operations_paths,
+    resource_paths,
+    version_paths,
+)
 
 
 @functools.cache
@@ -26,7 +32,11 @@ def _document() -> dict[str, Any]:
             ),
         },
         "security": BEARER,
-        "paths": resource_paths() | message_paths() | fragment_paths() | operations_paths(),
+        "paths": resource_paths()
+        | message_paths()
+        | fragment_paths()
+        | version_paths()
+        | operations_paths(),
         "components": {
             "securitySchemes": {
                 "bearerAuth": {

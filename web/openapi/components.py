@@ -119,6 +119,9 @@ FRAGMENT = shape(
         "framework": FRAMEWORK,
         "imageUrl": nullable({"type": "string"}),
         "designSpec": {"description": "Any JSON value, or null."},
+        "version": {"type": "integer", "minimum": 1},
+        "parentId": nullable(UUID),
+        "changes": ref("Changes"),
         "createdAt": ISO_TIME,
         "updatedAt": ISO_TIME,
     }
@@ -144,6 +147,35 @@ PUBLIC_FRAGMENT = shape(
                 "stopReason": {},
             },
             "additionalProperties": False,
+        },
+    }
+)
+PATHS = {"type": "array", "items": {"type": "string"}}
+CHANGES = shape({"added": PATHS, "modified": PATHS, "deleted": PATHS})
+VERSION = shape(
+    {
+        "id": UUID,
+        "messageId": UUID,
+        "version": {"type": "integer", "minimum": 1},
+        "parentId": nullable(UUID),
+        "title": {"type": "string"},
+        "changes": ref("Changes"),
+        "createdAt": ISO_TIME,
+    }
+)
+DIFF = shape(
+    {
+        "fragmentId": UUID,
+        "parentId": nullable(UUID),
+        "files": {
+            "type": "array",
+            "items": shape(
+                {
+                    "path": {"type": "string"},
+                    "change": {"type": "string", "enum": ["added", "modified", "deleted"]},
+                    "diff": {"type": "string", "description": "A unified diff against the parent"},
+                }
+            ),
         },
     }
 )
@@ -197,6 +229,17 @@ RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
     "Fragment": FRAGMENT,
     "ListedFragment": LISTED_FRAGMENT,
     "PublicFragment": PUBLIC_FRAGMENT,
+    "Changes": CHANGES,
+    "Version": VERSION,
+    "Diff": DIFF,
+    "Restored": shape({"message": ref("Message"), "fragment": ref("Fragment")}),
+    "LivePreview": shape(
+        {
+            "sandboxUrl": {"type": "string"},
+            "sandboxId": nullable({"type": "string"}),
+            "expiresAt": nullable(ISO_TIME),
+        }
+    ),
     "FragmentWithOwner": shape(
         {"fragment": ref("Fragment"), "message": ref("Message"), "project": ref("Project")}
     ),
@@ -216,6 +259,7 @@ REQUEST_MODELS = (
     schemas.SendMessage,
     schemas.AttachmentBody,
     schemas.CancelMessage,
+    schemas.RestoreFragment,
 )
 
 

@@ -328,6 +328,53 @@ def fragment_paths() -> dict[str, Any]:
     }
 
 
+def version_paths() -> dict[str, Any]:
+    """DESIGN section 12: every fragment is a version of its project's app; owner-only."""
+    fragment_id = path_id("fragmentId")
+    restore = operation(
+        "Make this version the latest again: a new version with its files, on an assistant "
+        "message in the conversation (default: the project's default one). No credit, no model.",
+        "versions",
+        {"201": answer("The new message and its fragment", ref("Restored"))},
+        "400 401 404 413",
+        body="RestoreFragment",
+        parameters=[fragment_id],
+    )
+    restore["responses"]["409"] = failure(
+        "A run of that conversation is in progress", "RunInProgress"
+    )
+    return {
+        "/api/projects/{projectId}/versions": {
+            "get": operation(
+                "The project's versions, oldest first, without files",
+                "versions",
+                {"200": answer("Versions", array("Version"))},
+                "400 401 404",
+                parameters=[path_id("projectId")],
+            )
+        },
+        "/api/fragments/{fragmentId}/diff": {
+            "get": operation(
+                "What this version changed against its parent, as unified diffs",
+                "versions",
+                {"200": answer("The changed files", ref("Diff"))},
+                "400 401 404",
+                parameters=[fragment_id],
+            )
+        },
+        "/api/fragments/{fragmentId}/restore": {"post": restore},
+        "/api/fragments/{fragmentId}/sandbox": {
+            "post": operation(
+                "A live preview of this version (E2B: its sandbox if alive, else a new one)",
+                "versions",
+                {"200": answer("Where the preview answers", ref("LivePreview"))},
+                "400 401 404 503",
+                parameters=[fragment_id],
+            )
+        },
+    }
+
+
 def operations_paths() -> dict[str, Any]:
     status = shape({"status": {"type": "string"}}, ["status"])
     status["additionalProperties"] = {"type": "string"}

@@ -1,0 +1,48 @@
+"""Reading a project's versions and what one changed, always scoped to the owner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Fragment
+from orchestrator import messages, projects
+from orchestrator.serialize import iso
+from orchestrator.versions import changes
+
+
+def list_versions(session: Session, user_id: str, project_id: str) -> list[Fragment]:
+    projects.get_project(session, user_id, project_id)
+    query = select(Fragment).where(Fragment.project_id == project_id)
+    return list(session.scalars(query.order_by(Fragment.version)))
+
+
+def version_json(fragment: Fragment) -> dict[str, Any]:
+    """A version as the list shows it: everything but the files."""
+    return {
+        "id": fragment.id,
+        "messageId": fragment.message_id,
+        "version": fragment.version,
+        "parentId": fragment.parent_id,
+        "title": fragment.title,
+        "changes": fragment.changes,
+        "createdAt": iso(fragment.created_at),
+    }
+
+
+def owned(session: Session, user_id: str, fragment_id: str) -> Fragment:
+    """The caller's fragment; another user's answers as a missing one."""
+    return messages.owned_fragment(session, user_id, fragment_id)[0]
+
+
+def diff(session: Session, user_id: str, fragment_id: str) -> dict[str, Any]:
+    fragment = owned(session, user_id, fragment_id)
+    parent = session.get(Fragment, fragment.parent_id) if fragment.parent_id else None
+    before = (parent.files or {}) if parent is not None else {}
+    return {
+        "fragmentId": fragment.id,
+        "parentId": fragment.parent_id,
+        "files": changes.file_diffs(before, fragment.files or {}),
+    }
