@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -643,10 +644,19 @@ def test_a_command_dies_with_a_worker_killed_outright(
     )
     try:
         assert worker.stdout is not None and worker.stdout.readline() == "running\n"
+
+        # The worker's own argv carries the marker too: wait for the command itself.
+        def command_started() -> bool:
+            for pid in live_processes(marker, None):
+                with contextlib.suppress(OSError):
+                    if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\0"):
+                        return True
+            return False
+
         give_up = time.monotonic() + 10
-        while not live_processes(marker, None) and time.monotonic() < give_up:
+        while not command_started() and time.monotonic() < give_up:
             time.sleep(0.02)
-        assert live_processes(marker, None), "the command should be running"
+        assert command_started(), "the command should be running"
     finally:
         worker.kill()  # SIGKILL: no cleanup of its own runs
         worker.wait(timeout=10)

@@ -282,12 +282,16 @@ def _rlimit_setter(
         (resource.RLIMIT_CORE, 0),
     ]
     values = [(which, _at_most_hard_limit(which, value)) for which, value in wanted]
+    parent = os.getpid()
 
     def apply() -> None:
         for which, value in values:
             resource.setrlimit(which, (value, value))
         if prctl is not None:
             prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            # A parent that died between the fork and the prctl sends no signal: go now.
+            if os.getppid() != parent:
+                os._exit(1)
 
     return apply
 
