@@ -11,6 +11,7 @@ from models import make_engine, make_sessionmaker
 from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.providers.base import Provider
+from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
 from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
@@ -86,8 +87,22 @@ def redis_client(settings: Settings) -> redis.Redis:
     return redis.Redis(connection_pool=pool)
 
 
+def build_breaker(settings: Settings) -> Breaker | None:
+    if settings.demo_mode or settings.breaker_failures <= 0:
+        return None
+    config = BreakerConfig(
+        failures=settings.breaker_failures,
+        window=settings.breaker_window,
+        cooldown=settings.breaker_cooldown,
+        probe_ttl=max(settings.breaker_cooldown, 2 * settings.llm_read_timeout + 10),
+    )
+    # One breaker per worker pool: every process consuming the queue shares its keys.
+    return Breaker(breaker_client(settings.redis_url), settings.queue_name, config)
+
+
 def build_run_services(settings: Settings) -> RunServices:
     providers = build_providers(settings)
+    breaker = build_breaker(settings)
     wait = BackoffWait(cap=settings.llm_backoff_cap, retry_cap=settings.llm_retry_after_cap)
     client = redis_client(settings)
     return RunServices(
@@ -96,7 +111,10 @@ def build_run_services(settings: Settings) -> RunServices:
         redis=client,
         events=EventLog(client, maxlen=settings.event_stream_maxlen, ttl=settings.event_stream_ttl),
         new_chain=lambda: ChainRun(
-            providers, attempts_per_provider=settings.llm_attempts_per_provider, wait=wait
+            providers,
+            attempts_per_provider=settings.llm_attempts_per_provider,
+            wait=wait,
+            breaker=breaker,
         ),
         sandboxes=build_sandboxes(settings),
     )

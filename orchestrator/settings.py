@@ -86,6 +86,10 @@ class Settings:
     idempotency_ttl_hours: int = 24
     rate_limit_per_minute: int = 0
     max_body_bytes: int = 1024 * 1024
+    # The shared circuit breaker per provider (providers/breaker.py); 0 failures = no breaker.
+    breaker_failures: int = 5
+    breaker_window: float = 60.0
+    breaker_cooldown: float = 30.0
 
     @property
     def demo_mode(self) -> bool:
@@ -143,6 +147,9 @@ class Settings:
             max_resends=int(number("RUN_MAX_RESENDS", cls.max_resends)),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0)),
             sse_ping_interval=number("SSE_PING_INTERVAL", cls.sse_ping_interval),
+            breaker_failures=int(number("BREAKER_FAILURES", cls.breaker_failures)),
+            breaker_window=number("BREAKER_WINDOW", cls.breaker_window),
+            breaker_cooldown=number("BREAKER_COOLDOWN", cls.breaker_cooldown),
         )
 
 

@@ -108,11 +108,22 @@ def _fresh_llms(request: pytest.FixtureRequest) -> None:
     """
     if "worker" in request.fixturenames or "api" in request.fixturenames:
         _wait_for_idle_runs(request.getfixturevalue("settings"))
+        _reset_breakers(request.getfixturevalue("settings"))
     for name in ("llm", "fallback_llm"):
         if name in request.fixturenames:
             server = request.getfixturevalue(name)
             server.reset()
             server.default = Reply("Hello from the fake LLM.")
+
+
+def _reset_breakers(settings: Settings) -> None:
+    """The session's circuit breakers start closed in every test (a test's failures are its own)."""
+    from orchestrator.providers.breaker import KEY_PREFIX
+
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = list(client.scan_iter(f"{KEY_PREFIX}:{settings.queue_name}:*"))
+    if keys:
+        client.delete(*keys)
 
 
 def _wait_for_idle_runs(settings: Settings, timeout: float = 15) -> None:

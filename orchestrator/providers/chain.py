@@ -21,6 +21,7 @@ from orchestrator.providers.base import (
     ToolSpec,
     Usage,
 )
+from orchestrator.providers.breaker import Breaker, Gate, counts_against
 from orchestrator.providers.retry import BackoffWait, is_transient
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class ChainRun:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     name: str = "chain"
+    # The circuit breaker shared by every worker (providers/breaker.py); None: no breaker.
+    breaker: Breaker | None = None
+    # Why a provider after the first served the run: "circuit open", or the first one's error.
+    fallback_reason: str | None = None
     model: str = ""
     # Attempts made for the step being streamed: every one after the first begins with Restart.
     _step_attempts: int = field(default=0, init=False, repr=False)
@@ -60,9 +65,16 @@ class ChainRun:
         candidates = [self.served_by] if self.text_sent and self.served_by else self.providers
         self._step_attempts = 0
         last: BaseException | None = None
-        for provider in candidates:
+        for index, provider in enumerate(candidates):
+            # The breaker only decides whether to skip to the next one: the last is always tried.
+            gate = self._gate(provider, last=index == len(candidates) - 1)
+            if gate is Gate.OPEN:
+                self.fallback_reason = "circuit open"
+                log.info("provider %s skipped: its circuit breaker is open", provider.name)
+                continue
+            attempts = 1 if gate is Gate.PROBE else self.attempts_per_provider
             try:
-                yield from self._with_retries(provider, messages, tools, cancelled)
+                yield from self._with_retries(provider, messages, tools, cancelled, attempts)
                 return
             except Cancelled:
                 raise
@@ -72,6 +84,7 @@ class ChainRun:
                 ) from exc.__cause__
             except Exception as exc:
                 last = exc
+                self.fallback_reason = f"{provider.name}: {type(exc).__name__}: {exc}"[:300]
                 log.warning("provider %s gave up: %s", provider.name, exc)
         raise ProviderError() from last
 
@@ -81,12 +94,13 @@ class ChainRun:
         messages: list[Message],
         tools: list[ToolSpec],
         cancelled: Callable[[], bool],
+        attempts: int,
     ) -> Iterator[Delta]:
         def sleep(seconds: float) -> None:
             _sleep_unless_cancelled(seconds, cancelled)
 
         retrying = Retrying(
-            stop=stop_after_attempt(self.attempts_per_provider),
+            stop=stop_after_attempt(attempts),
             wait=self.wait,
             retry=retry_if_exception(lambda e: is_transient(e) and not isinstance(e, _AfterText)),
             sleep=sleep,
@@ -102,8 +116,12 @@ class ChainRun:
                     yield Restart()
                 self._step_attempts += 1
                 started = False
+                answered = False
                 try:
                     for delta in provider.stream(messages, tools, cancelled):
+                        if not answered:
+                            answered = True
+                            self._answered(provider)
                         if isinstance(delta, Usage):
                             self.prompt_tokens += delta.prompt_tokens
                             self.completion_tokens += delta.completion_tokens
@@ -117,10 +135,25 @@ class ChainRun:
                     raise
                 except Exception as exc:
                     record.error = f"{type(exc).__name__}: {exc}"[:300]
+                    if self.breaker is not None and counts_against(exc):
+                        self.breaker.failure(provider.name)
                     if started:
                         raise _AfterText() from exc
                     raise
+                if not answered:
+                    self._answered(provider)
                 self.served_by = provider
+
+    def _gate(self, provider: Provider, *, last: bool) -> Gate:
+        if self.breaker is None:
+            return Gate.CLOSED
+        gate = self.breaker.allow(provider.name)
+        return Gate.CLOSED if last and gate is Gate.OPEN else gate
+
+    def _answered(self, provider: Provider) -> None:
+        # The provider answers: that closes its breaker (or keeps it closed).
+        if self.breaker is not None:
+            self.breaker.success(provider.name)
 
     def metadata(self) -> dict[str, Any]:
         served = self.served_by
@@ -129,6 +162,7 @@ class ChainRun:
             "model": served.model if served else None,
             "attempts": len(self.attempts),
             "attemptLog": [a.__dict__ for a in self.attempts],
+            "fallbackReason": None if served in (None, self.providers[0]) else self.fallback_reason,
             "usage": {
                 "promptTokens": self.prompt_tokens,
                 "completionTokens": self.completion_tokens,
