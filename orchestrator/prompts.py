@@ -28,7 +28,7 @@ from models import (
     transaction,
     utcnow,
 )
-from orchestrator import accounts, projects
+from orchestrator import accounts, metrics, projects
 from orchestrator.errors import (
     Conflict,
     Forbidden,
@@ -125,6 +125,7 @@ def send_prompt(
         with transaction(db) as session:
             _undo_turn(session, request, accepted)
         raise QueueUnavailable() from exc
+    metrics.PROMPTS_ACCEPTED.inc()
     return accepted
 
 

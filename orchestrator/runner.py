@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Attachment, Fragment, Message, Project, Status, transaction
-from orchestrator import lifecycle, prompting
+from orchestrator import lifecycle, metrics, prompting
 from orchestrator.agent import Outcome, run_agent
 from orchestrator.cancellation import RunWatch
 from orchestrator.errors import ProviderError, SandboxError
@@ -82,7 +82,13 @@ def execute_run(services: RunServices, message_id: str, run_id: str) -> str | No
         return None
     with transaction(services.db) as session:
         context = load_context(session, message_id, services.sandboxes.serves)
-    return _Run(services, lease, context).execute()
+    run = _Run(services, lease, context)
+    status = None
+    try:
+        status = run.execute()
+        return status
+    finally:  # metrics (orchestrator/metrics.py)
+        metrics.run_ended(run.metrics, status, run.chain, services.redis, message_id)
 
 
 def load_context(session: Session, message_id: str, serves: str) -> RunContext:
@@ -170,6 +176,7 @@ class _Run:
             heartbeat_interval=self.settings.heartbeat_interval,
             on_cancel=self.sandbox.kill,
         )
+        self.metrics = metrics.RunMetrics()
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -229,6 +236,8 @@ class _Run:
     def emit(self, event: Event) -> None:
         if self.cancelled():
             raise Cancelled()
+        if isinstance(event, DeltaEvent):
+            self.metrics.delta()
         self.record.record(event)
 
     def _write(self, write: Callable[[Session], T]) -> T:

@@ -90,6 +90,8 @@ class Settings:
     breaker_failures: int = 5
     breaker_window: float = 60.0
     breaker_cooldown: float = 30.0
+    # The worker machine's /metrics port (DESIGN section 11); None or 0: no endpoint.
+    worker_metrics_port: int | None = None
 
     @property
     def demo_mode(self) -> bool:
@@ -150,6 +152,7 @@ class Settings:
             breaker_failures=int(number("BREAKER_FAILURES", cls.breaker_failures)),
             breaker_window=number("BREAKER_WINDOW", cls.breaker_window),
             breaker_cooldown=number("BREAKER_COOLDOWN", cls.breaker_cooldown),
+            worker_metrics_port=int(number("WORKER_METRICS_PORT", 9540)) or None,
         )
 
 

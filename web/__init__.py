@@ -11,7 +11,7 @@ from models import make_engine, make_sessionmaker
 from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
-from web import access_log, errors, guards
+from web import access_log, errors, guards, metrics
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
@@ -66,4 +66,5 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     app.register_blueprint(versions.bp)
     guards.register(app)
     errors.register(app)
+    metrics.register(app)  # HTTP requests by route and status (web/metrics.py)
     return app

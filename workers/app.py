@@ -63,6 +63,9 @@ def create_celery(settings: Settings) -> ForgeCelery:
         },
     }
     app.steps["worker"].add(SandboxIsolationCheck)
+    from workers.metrics_server import MetricsServer
+
+    app.steps["worker"].add(MetricsServer)  # WORKER_METRICS_PORT (workers/metrics_server.py)
     from workers import tasks
 
     tasks.register(app)

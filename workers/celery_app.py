@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 import os
 
-from orchestrator.settings import Settings
-from workers.app import create_celery
+from workers.metrics_server import default_multiprocess_dir
+
+default_multiprocess_dir()  # before prometheus-client is imported (workers/metrics_server.py)
+
+from orchestrator.settings import Settings  # noqa: E402
+from workers.app import create_celery  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
 

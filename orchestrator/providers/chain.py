@@ -10,6 +10,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+from orchestrator import metrics
 from orchestrator.errors import ProviderError
 from orchestrator.providers.base import (
     Cancelled,
@@ -70,6 +71,7 @@ class ChainRun:
             gate = self._gate(provider, last=index == len(candidates) - 1)
             if gate is Gate.OPEN:
                 self.fallback_reason = "circuit open"
+                metrics.provider_call(provider.name, "skipped")
                 log.info("provider %s skipped: its circuit breaker is open", provider.name)
                 continue
             attempts = 1 if gate is Gate.PROBE else self.attempts_per_provider
@@ -135,6 +137,7 @@ class ChainRun:
                     raise
                 except Exception as exc:
                     record.error = f"{type(exc).__name__}: {exc}"[:300]
+                    metrics.provider_call(provider.name, "error")
                     if self.breaker is not None and counts_against(exc):
                         self.breaker.failure(provider.name)
                     if started:
@@ -142,6 +145,7 @@ class ChainRun:
                     raise
                 if not answered:
                     self._answered(provider)
+                metrics.provider_call(provider.name, "ok")
                 self.served_by = provider
 
     def _gate(self, provider: Provider, *, last: bool) -> Gate:

@@ -55,6 +55,7 @@ SHARED_FIELDS = (
     "stale_after",
     "pending_grace",
     "max_run_attempts",
+    "worker_metrics_port",
 )
 
 
@@ -81,6 +82,7 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         "RUN_STALE_AFTER": str(settings.stale_after),
         "RUN_PENDING_GRACE": str(settings.pending_grace),
         "RUN_MAX_ATTEMPTS": str(settings.max_run_attempts),
+        "WORKER_METRICS_PORT": str(settings.worker_metrics_port or 0),
     }
     for provider in settings.providers:
         slot = provider.name.upper()

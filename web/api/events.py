@@ -10,7 +10,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from models import transaction
-from orchestrator import messages, replay
+from orchestrator import messages, metrics, replay
 from orchestrator.errors import Unauthorized
 from orchestrator.events import StatusEvent
 from orchestrator.serialize import iso
@@ -52,7 +52,9 @@ def stream(message_id: str) -> ResponseReturnValue:
         ping_interval=app.settings.sse_ping_interval,
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return Response(iter(body), mimetype="text/event-stream", headers=headers)
+    return Response(
+        metrics.counted_stream(iter(body)), mimetype="text/event-stream", headers=headers
+    )
 
 
 @bp.post("/api/messages/<message_id>/events/token")

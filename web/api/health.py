@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from web import metrics as web_metrics
 from web.state import state
 
 bp = Blueprint("health", __name__)
@@ -35,4 +35,4 @@ def readyz() -> ResponseReturnValue:
 
 @bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    return web_metrics.answer()

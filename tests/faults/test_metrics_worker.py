@@ -1,0 +1,72 @@
+"""The worker machine's metrics endpoint (DESIGN section 11), scraped from a real prefork worker.
+
+The run executes in a prefork child; the endpoint is served by the worker's main process, which
+never runs it: the run is counted only if the child's values reach the scrape (multiprocess mode).
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import redis
+
+from orchestrator.bundled_redis import free_port
+from orchestrator.providers.breaker import Breaker, BreakerConfig
+from tests.conftest import wait_for
+from tests.faults.conftest import FaultRecord, MakeStack, Providers
+from tests.test_metrics import samples, value
+
+pytestmark = pytest.mark.faults
+
+
+def test_the_worker_machine_serves_the_metrics_of_its_children(
+    make_stack: MakeStack, providers: Providers, fault: FaultRecord
+) -> None:
+    fault.name = "worker-metrics[prefork child counted by the main process]"
+    port = free_port()
+    stack = make_stack(in_process_worker=False, worker_metrics_port=port)
+    worker = stack.worker_process()
+    worker.wait_ready()
+    url = f"http://127.0.0.1:{port}/metrics"
+    before = samples(wait_for(lambda: _scrape(url), 10, "the worker's metrics endpoint"))
+    assert value(before, "appforge_runs_total", status="COMPLETE") == 0
+    fault.inject(f"one run through a prefork worker serving /metrics on port {port}")
+
+    api = stack.api()
+    sent = api.send(api.project()["id"])
+    assert sent.status_code == 201, sent.text
+    final = stack.wait_terminal(sent.json()["messageId"], 30)
+    assert final.status == "COMPLETE", (final.status, final.error, worker.log()[-2000:])
+
+    after = samples(_scrape(url) or "")
+    assert value(after, "appforge_runs_started_total") == 1
+    assert value(after, "appforge_runs_total", status="COMPLETE") == 1
+    assert value(after, "appforge_run_seconds_count") == 1
+    assert value(after, "appforge_first_delta_seconds_count") == 1
+    assert value(after, "appforge_provider_calls_total", provider="primary", outcome="ok") >= 1
+    assert value(after, "appforge_runs_in_progress") == 0
+    queue = stack.settings.queue_name
+    assert ("appforge_queue_length", (("queue", queue),)) in after
+    assert value(after, "appforge_circuit_open", provider="primary") == 0
+
+    # The breaker is shared through Redis: opened by anyone, the worker's scrape shows it.
+    breaker = Breaker(redis.Redis.from_url(stack.settings.redis_url), queue, BreakerConfig())
+    for _ in range(BreakerConfig().failures):
+        breaker.failure("primary")
+    opened = samples(_scrape(url) or "")
+    assert value(opened, "appforge_circuit_open", provider="primary") == 1
+    assert value(opened, "appforge_circuit_open", provider="fallback") == 0
+    breaker.success("primary")
+    fault.check(
+        "scrape after the run: runs_total{COMPLETE}=1, runs_started=1, run_seconds and "
+        "first_delta counted once, runs_in_progress 0, queue_length present; "
+        "circuit_open{primary} 0, then 1 once the shared breaker opened"
+    )
+
+
+def _scrape(url: str) -> str | None:
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return answer.text if answer.status_code == 200 else None

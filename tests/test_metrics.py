@@ -1,0 +1,53 @@
+"""The web app's /metrics after a run (DESIGN section 11): the run and its requests are counted.
+
+The session's worker runs in this process, so this one scrape shows both sides; the worker
+machine's own endpoint is scraped from a real prefork worker in tests/faults/test_metrics_worker.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Api
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(found: dict[Any, float], name: str, **labels: str) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_web_metrics_count_the_run_and_its_requests(api: Api, server: str) -> None:
+    before = samples(httpx.get(f"{server}/metrics").text)
+    final = api.wait_terminal(api.send(api.project()["id"]).json()["messageId"])
+    assert final["status"] == "COMPLETE", final
+    api.get(f"/api/messages/{final['id']}")
+    scraped = httpx.get(f"{server}/metrics")
+    assert scraped.status_code == 200
+    assert scraped.headers["content-type"].startswith("text/plain")
+    after = samples(scraped.text)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # By URL rule, not by raw path: one series for every message id.
+    assert grew("appforge_http_requests_total", route="/api/messages", status="201") == 1
+    assert grew("appforge_http_requests_total", route="/api/messages/<message_id>", status="200")
+    assert grew("appforge_prompts_accepted_total") == 1
+    assert grew("appforge_runs_started_total") == 1
+    assert grew("appforge_runs_total", status="COMPLETE") == 1
+    assert grew("appforge_run_seconds_count") == 1
+    assert grew("appforge_first_delta_seconds_count") == 1
+    assert grew("appforge_provider_calls_total", provider="primary", outcome="ok") >= 1
+    assert grew("appforge_tokens_total", direction="out") >= 0
+    assert value(after, "appforge_runs_in_progress") == 0
+    assert ("appforge_sse_streams_open", ()) in after
