@@ -1,0 +1,72 @@
+"""The web /metrics covers every gunicorn worker (prometheus-client's multiprocess mode).
+
+gunicorn as the Procfile runs it (its hooks in gunicorn_conf.py), with two workers: requests
+spread over both, and whichever worker answers a scrape counts all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from orchestrator.bundled_redis import free_port
+from tests.conftest import SECRET, wait_for
+from tests.test_metrics import samples, value
+
+ROOT = Path(__file__).resolve().parents[1]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def test_every_gunicorn_worker_is_counted_by_any_scrape(database_url: str, redis_url: str) -> None:
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="gunicorn-metrics-"))
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "PYTHONPATH": str(ROOT),
+        "DATA_DIR": str(data),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "AUTH_SECRET": SECRET,
+    }
+    argv = [GUNICORN, "web:create_app()", "--config", "python:gunicorn_conf"]
+    argv += ["--bind", f"127.0.0.1:{port}", "--worker-class", "gevent", "--workers", "2"]
+    log = (data / "gunicorn.log").open("wb")
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: _get(f"{base}/healthz"), 30, "gunicorn to answer")
+        sent = 40
+        for _ in range(sent):  # fresh connections: both workers take some
+            answer = httpx.get(f"{base}/api/me", headers={"Connection": "close"})
+            assert answer.status_code == 401
+        (folder,) = (data / "metrics").glob("web-*")
+        writers = {f.stem.rsplit("_", 1)[1] for f in folder.glob("counter_*.db")}
+        assert len(writers) >= 2, f"only {writers} wrote metrics"
+        for _ in range(4):  # whichever worker answers the scrape
+            scraped = samples(httpx.get(f"{base}/metrics", headers={"Connection": "close"}).text)
+            counted = value(scraped, "appforge_http_requests_total", route="/api/me", status="401")
+            assert counted == sent
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+    # The default metrics folder was gunicorn's own: removed on exit.
+    assert not list((data / "metrics").glob("web-*")), (data / "gunicorn.log").read_text()
+
+
+def _get(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.HTTPError:
+        return False
