@@ -51,3 +51,30 @@ def test_web_metrics_count_the_run_and_its_requests(api: Api, server: str) -> No
     assert grew("appforge_tokens_total", direction="out") >= 0
     assert value(after, "appforge_runs_in_progress") == 0
     assert ("appforge_sse_streams_open", ()) in after
+
+
+def test_the_grafana_dashboard_reads_only_metrics_we_export() -> None:
+    import json
+    import re
+    from pathlib import Path
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    from orchestrator import metrics
+
+    exported = {"appforge_queue_length", "appforge_circuit_open"}  # collectors read at scrape
+    for item in vars(metrics).values():
+        if isinstance(item, MetricWrapperBase):
+            exported.add(item._name)
+    dashboard = json.loads((Path(__file__).parents[1] / "ops/grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {
+        re.sub(r"_(total|bucket|count|sum)$", "", name)
+        for expr in exprs
+        for name in re.findall(r"appforge_\w+", expr)
+    }
+    assert used <= exported, used - exported
+    pinned = {"appforge_runs", "appforge_runs_in_progress", "appforge_queue_length"}
+    pinned |= {"appforge_run_seconds", "appforge_first_delta_seconds", "appforge_provider_calls"}
+    pinned |= {"appforge_circuit_open", "appforge_http_requests"}
+    assert pinned <= used
