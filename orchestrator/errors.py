@@ -10,6 +10,7 @@ AppError
 ├── Conflict             state forbids it (a run in progress, a run already over)
 ├── IdempotencyMismatch  an Idempotency-Key reused with another body
 ├── RateLimited          too many prompts in a window
+│   └── TooManyRuns      the user's cap of runs in progress is reached
 ├── QueueUnavailable     the broker cannot be reached
 ├── ProviderError        every LLM provider failed
 └── SandboxError         the sandbox failed outside a tool call
@@ -81,6 +82,17 @@ class RateLimited(AppError):
     def __init__(self, retry_after: int) -> None:
         super().__init__(None)
         self.retry_after = retry_after
+
+
+class TooManyRuns(RateLimited):
+    """MAX_RUNS_PER_USER runs of this user are already PENDING or STREAMING."""
+
+    def __init__(self, cap: int, retry_after: int = 10) -> None:
+        super().__init__(retry_after)
+        self.message = (
+            f"You already have {cap} {'run' if cap == 1 else 'runs'} in progress, the most "
+            "allowed at once; wait for one to finish (or stop one) and send again"
+        )
 
 
 class QueueUnavailable(AppError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +36,7 @@ from orchestrator.errors import (
     InvalidRequest,
     NotFound,
     QueueUnavailable,
+    TooManyRuns,
 )
 
 log = logging.getLogger(__name__)
@@ -104,10 +105,11 @@ def send_prompt(
     default_credits: int,
     dispatch: Dispatch,
     idempotency_ttl: timedelta = timedelta(hours=24),
+    max_runs: int = 0,
 ) -> PromptAccepted:
     try:
         with transaction(db) as session:
-            accepted = _store_turn(session, request, default_credits, idempotency_ttl)
+            accepted = _store_turn(session, request, default_credits, idempotency_ttl, max_runs)
     except _AlreadyRunning as exc:
         with transaction(db) as session:
             running = session.scalar(
@@ -135,7 +137,11 @@ class _AlreadyRunning(Exception):
 
 
 def _store_turn(
-    session: Session, request: PromptRequest, default_credits: int, ttl: timedelta
+    session: Session,
+    request: PromptRequest,
+    default_credits: int,
+    ttl: timedelta,
+    max_runs: int = 0,
 ) -> PromptAccepted:
     """The hot path of the API, so it speaks Core: about six statements in one transaction."""
     if request.idempotency_key:
@@ -148,6 +154,8 @@ def _store_turn(
     plan = accounts.take_credit(session, request.user_id, assistant_id, default_credits)
     if request.image_url and plan != Plan.PRO:
         raise Forbidden("Image uploads require the Pro plan")
+    if max_runs > 0:
+        _check_runs_in_progress(session, request.user_id, max_runs)
 
     now = utcnow()
     common = {
@@ -215,6 +223,25 @@ def _store_turn(
             "runId": run_id,
         }
     return accepted
+
+
+def _check_runs_in_progress(session: Session, user_id: str, cap: int) -> None:
+    """MAX_RUNS_PER_USER across conversations: counted under the user's row lock.
+
+    take_credit's UPDATE of the user's row holds its lock (PostgreSQL; SQLite's write lock) until
+    the commit, so two prompts of one user count one after the other and never both see room.
+    """
+    running = session.scalar(
+        select(func.count())
+        .select_from(MESSAGES)
+        .where(
+            MESSAGES.c.user_id == user_id,
+            MESSAGES.c.role == Role.ASSISTANT,
+            MESSAGES.c.status.in_(RUNNING),
+        )
+    )
+    if (running or 0) >= cap:
+        raise TooManyRuns(cap)  # the transaction rolls back: the credit is not taken
 
 
 def _claim_idempotency_key(

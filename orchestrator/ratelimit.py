@@ -48,24 +48,38 @@ def check(
     *,
     window_seconds: float = WINDOW_SECONDS,
     clock: Callable[[], float] = time.time,
-) -> None:
+) -> str | None:
     """Count one prompt of `user_id`; RateLimited past `limit` per window (0 turns it off).
 
-    Fails open: when Redis cannot be reached the prompt goes through and a warning is logged,
-    since refusing every prompt would turn a Redis blip into an outage of its own.
+    Returns the slot taken (None when nothing was recorded): a prompt that is then not accepted
+    (no credit, a run in progress, a replay...) gives it back with `release`, so only accepted
+    prompts count. Fails open: when Redis cannot be reached the prompt goes through and a warning
+    is logged, since refusing every prompt would turn a Redis blip into an outage of its own.
     """
     if limit <= 0:
-        return
+        return None
     window_ms = max(1, int(window_seconds * 1000))
+    slot = uuid.uuid4().hex
     try:
         wait_ms = int(
             client.register_script(SLIDING_WINDOW)(
                 keys=[key(user_id)],
-                args=[int(clock() * 1000), window_ms, limit, uuid.uuid4().hex],
+                args=[int(clock() * 1000), window_ms, limit, slot],
             )
         )
     except redis.RedisError as exc:
         log.warning("rate limit not checked for %s, Redis unavailable: %s", user_id, exc)
-        return
+        return None
     if wait_ms > 0:
         raise RateLimited(retry_after=math.ceil(wait_ms / 1000))
+    return slot
+
+
+def release(client: redis.Redis, user_id: str, slot: str | None) -> None:
+    """Gives back a slot `check` took for a prompt that was not accepted."""
+    if slot is None:
+        return
+    try:
+        client.zrem(key(user_id), slot)
+    except redis.RedisError as exc:
+        log.warning("rate limit slot of %s not given back, Redis unavailable: %s", user_id, exc)

@@ -85,6 +85,8 @@ class Settings:
     sse_ping_interval: float = 15.0
     idempotency_ttl_hours: int = 24
     rate_limit_per_minute: int = 0
+    # Runs PENDING/STREAMING per user across conversations; 0 = no cap.
+    max_runs_per_user: int = 0
     max_body_bytes: int = 1024 * 1024
     # The shared circuit breaker per provider (providers/breaker.py); 0 failures = no breaker.
     breaker_failures: int = 5
@@ -148,6 +150,7 @@ class Settings:
             max_run_attempts=int(number("RUN_MAX_ATTEMPTS", cls.max_run_attempts)),
             max_resends=int(number("RUN_MAX_RESENDS", cls.max_resends)),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0)),
+            max_runs_per_user=int(number("MAX_RUNS_PER_USER", 0)),
             sse_ping_interval=number("SSE_PING_INTERVAL", cls.sse_ping_interval),
             breaker_failures=int(number("BREAKER_FAILURES", cls.breaker_failures)),
             breaker_window=number("BREAKER_WINDOW", cls.breaker_window),

@@ -18,7 +18,7 @@ from orchestrator.serialize import attachment_json, fragment_json, message_json
 from web.api.common import json_body, parse, storable, unit_of_work
 from web.auth import current_user_id, require_user
 from web.schemas import AttachmentBody, CancelMessage, SendMessage
-from web.state import state
+from web.state import AppState, state
 from workers.dispatch import enqueue_run, revoke_run
 
 bp = Blueprint("messages", __name__)
@@ -109,8 +109,29 @@ def send() -> ResponseReturnValue:
         raise InvalidRequest("projectId or conversationId is required")
     key = idempotency_key()
     app = state()
-    ratelimit.check(app.redis, current_user_id(), app.settings.rate_limit_per_minute)
-    accepted = prompts.send_prompt(
+    slot = ratelimit.check(app.redis, current_user_id(), app.settings.rate_limit_per_minute)
+    try:
+        accepted = _send(app, raw, text, body, key)
+    except Exception:
+        ratelimit.release(app.redis, current_user_id(), slot)  # only accepted prompts count
+        raise
+    if accepted.replayed:
+        ratelimit.release(app.redis, current_user_id(), slot)
+    user_message = accepted.user_message
+    if user_message is None:  # a replay: the stored turn is the first answer
+        with unit_of_work() as session:
+            user_message = messages.get_message(
+                session, current_user_id(), accepted.user_message_id
+            )
+    answer = message_json(user_message)
+    answer.update(success=True, runId=accepted.run_id, messageId=accepted.assistant_message_id)
+    return jsonify(answer), 201
+
+
+def _send(
+    app: AppState, raw: Any, text: str, body: SendMessage, key: str | None
+) -> prompts.PromptAccepted:
+    return prompts.send_prompt(
         app.db,
         prompts.PromptRequest(
             user_id=current_user_id(),
@@ -128,16 +149,8 @@ def send() -> ResponseReturnValue:
         default_credits=app.settings.default_credits,
         idempotency_ttl=timedelta(hours=app.settings.idempotency_ttl_hours),
         dispatch=lambda message_id, run_id: enqueue_run(app.celery, message_id, run_id),
+        max_runs=app.settings.max_runs_per_user,
     )
-    user_message = accepted.user_message
-    if user_message is None:  # a replay: the stored turn is the first answer
-        with unit_of_work() as session:
-            user_message = messages.get_message(
-                session, current_user_id(), accepted.user_message_id
-            )
-    answer = message_json(user_message)
-    answer.update(success=True, runId=accepted.run_id, messageId=accepted.assistant_message_id)
-    return jsonify(answer), 201
 
 
 def idempotency_key() -> str | None:
