@@ -92,6 +92,8 @@ class Settings:
     breaker_failures: int = 5
     breaker_window: float = 60.0
     breaker_cooldown: float = 30.0
+    # Celery task events (CELERY_TASK_EVENTS): what Flower needs to show tasks; off by default.
+    task_events: bool = False
     # The worker machine's /metrics port (DESIGN section 11); None or 0: no endpoint.
     worker_metrics_port: int | None = None
 
@@ -156,6 +158,7 @@ class Settings:
             breaker_window=number("BREAKER_WINDOW", cls.breaker_window),
             breaker_cooldown=number("BREAKER_COOLDOWN", cls.breaker_cooldown),
             worker_metrics_port=int(number("WORKER_METRICS_PORT", 9540)) or None,
+            task_events=(env.get("CELERY_TASK_EVENTS") or "").lower() in ("1", "true", "yes", "on"),
         )
 
 

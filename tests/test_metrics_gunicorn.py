@@ -38,6 +38,7 @@ def test_every_gunicorn_worker_is_counted_by_any_scrape(database_url: str, redis
     }
     argv = [GUNICORN, "web:create_app()", "--config", "python:gunicorn_conf"]
     argv += ["--bind", f"127.0.0.1:{port}", "--worker-class", "gevent", "--workers", "2"]
+    argv += ["--logger-class", "web.access_log.RedactingLogger"]  # as the Procfile
     log = (data / "gunicorn.log").open("wb")
     process = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

@@ -34,6 +34,7 @@ UP = {
     "worker": " ready.",
     "reaper": " ready.",
     "beat": "Sending due task reap-stuck-runs",
+    "flower": "Visit me at",
 }
 
 
@@ -131,6 +132,7 @@ def test_every_procfile_line_starts_on_a_fresh_clone(
         "AUTH_SECRET": "procfile-test-secret-procfile-test-secret",
         "QUEUE_NAME": f"procfile-{uuid.uuid4().hex[:8]}",
         "PORT": str(port),
+        "FLOWER_PORT": str(free_port()),
         "WEB_WORKERS": "1",
         "WORKER_CONCURRENCY": "1",
     }

@@ -51,6 +51,8 @@ def create_celery(settings: Settings) -> ForgeCelery:
     app.config_from_object("celeryconfig")
     app.conf.broker_url = settings.redis_url
     app.conf.task_default_queue = settings.queue_name
+    # Task events for Flower (CELERY_TASK_EVENTS); celeryconfig.py keeps them off by default.
+    app.conf.worker_send_task_events = app.conf.task_send_sent_event = settings.task_events
     app.conf.task_routes = {
         RUN_TASK: {"queue": settings.queue_name},
         REAP_TASK: {"queue": maintenance_queue(settings)},

@@ -56,6 +56,7 @@ SHARED_FIELDS = (
     "pending_grace",
     "max_run_attempts",
     "worker_metrics_port",
+    "task_events",
 )
 
 
@@ -83,6 +84,7 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         "RUN_PENDING_GRACE": str(settings.pending_grace),
         "RUN_MAX_ATTEMPTS": str(settings.max_run_attempts),
         "WORKER_METRICS_PORT": str(settings.worker_metrics_port or 0),
+        "CELERY_TASK_EVENTS": "1" if settings.task_events else "",
     }
     for provider in settings.providers:
         slot = provider.name.upper()
