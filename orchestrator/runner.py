@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Attachment, Fragment, Message, Project, Status, transaction
-from orchestrator import lifecycle, metrics, prompting
+from orchestrator import lifecycle, logs, metrics, prompting
 from orchestrator.agent import Outcome, run_agent
 from orchestrator.cancellation import RunWatch
 from orchestrator.errors import ProviderError, SandboxError
@@ -108,6 +108,7 @@ def load_context(session: Session, message_id: str, serves: str) -> RunContext:
         )
     )
     prompt = earlier.pop()  # the user turn stored with this assistant message
+    logs.set_fields(user_id=assistant.user_id)  # on the run's log lines from now on
     attachments = list(
         session.scalars(select(Attachment).where(Attachment.message_id == prompt.id))
     )

@@ -92,6 +92,8 @@ class Settings:
     breaker_failures: int = 5
     breaker_window: float = 60.0
     breaker_cooldown: float = 30.0
+    # LOG_FORMAT: "json" (one object per line, with request/user/message/run ids) or "text".
+    log_format: str = "text"
     # Celery task events (CELERY_TASK_EVENTS): what Flower needs to show tasks; off by default.
     task_events: bool = False
     # The worker machine's /metrics port (DESIGN section 11); None or 0: no endpoint.
@@ -159,7 +161,15 @@ class Settings:
             breaker_cooldown=number("BREAKER_COOLDOWN", cls.breaker_cooldown),
             worker_metrics_port=int(number("WORKER_METRICS_PORT", 9540)) or None,
             task_events=(env.get("CELERY_TASK_EVENTS") or "").lower() in ("1", "true", "yes", "on"),
+            log_format=log_format(env.get("LOG_FORMAT")),
         )
+
+
+def log_format(raw: str | None) -> str:
+    chosen = (raw or "text").lower()
+    if chosen not in ("json", "text"):
+        raise ConfigError(f"LOG_FORMAT must be 'json' or 'text', got {raw!r}")
+    return chosen
 
 
 def providers_from_env(env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:

@@ -8,10 +8,11 @@ import os
 from flask import Flask
 
 from models import make_engine, make_sessionmaker
+from orchestrator import logs
 from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
-from web import access_log, errors, guards, metrics
+from web import access_log, errors, guards, metrics, request_ids
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
@@ -27,6 +28,7 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     if not settings.auth_secret and not settings.auth_jwks_url:
         raise ConfigError(NO_AUTH)
     access_log.install_filter()
+    logs.configure(settings.log_format)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -67,4 +69,5 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     guards.register(app)
     errors.register(app)
     metrics.register(app)  # HTTP requests by route and status (web/metrics.py)
+    request_ids.register(app)  # X-Request-ID, the ids on every log line (web/request_ids.py)
     return app

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import jwt
 from flask import current_app, g, request
 
+from orchestrator import logs
 from orchestrator.errors import Unauthorized
 from orchestrator.tokens import EVENTS_AUDIENCE
 from web.api.common import storable
@@ -92,6 +93,7 @@ def require_user(view: F) -> F:
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         g.user_id = verify(bearer_token())
+        logs.set_fields(user_id=g.user_id)  # on every log line of this request
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -9,9 +9,12 @@ from workers.metrics_server import default_multiprocess_dir
 
 default_multiprocess_dir()  # before prometheus-client is imported (workers/metrics_server.py)
 
+from orchestrator.logs import configure as configure_logs  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
 from workers.app import create_celery  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
 
-app = create_celery(Settings.from_env(os.environ))
+settings = Settings.from_env(os.environ)
+configure_logs(settings.log_format)  # LOG_FORMAT=json: JSON lines with the run's ids
+app = create_celery(settings)

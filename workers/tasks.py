@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from orchestrator import reaper, runner
+from orchestrator import logs, reaper, runner
 
 if TYPE_CHECKING:
     from workers.app import ForgeCelery
@@ -34,7 +34,9 @@ def register(app: ForgeCelery) -> None:
         max_retries=6,
     )
     def run_message(self: Any, message_id: str, run_id: str) -> str | None:
-        return runner.execute_run(app.run_services(), message_id, run_id)
+        # Every line the run writes carries these ids (orchestrator/logs.py).
+        with logs.bind(message_id=message_id, run_id=run_id, user_id=None, request_id=None):
+            return runner.execute_run(app.run_services(), message_id, run_id)
 
     @app.task(name=REAP_TASK, ignore_result=True, shared=False)
     def reap_runs() -> dict[str, int]:

@@ -57,6 +57,7 @@ SHARED_FIELDS = (
     "max_run_attempts",
     "worker_metrics_port",
     "task_events",
+    "log_format",
 )
 
 
@@ -85,6 +86,7 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         "RUN_MAX_ATTEMPTS": str(settings.max_run_attempts),
         "WORKER_METRICS_PORT": str(settings.worker_metrics_port or 0),
         "CELERY_TASK_EVENTS": "1" if settings.task_events else "",
+        "LOG_FORMAT": settings.log_format,
     }
     for provider in settings.providers:
         slot = provider.name.upper()
