@@ -1,4 +1,4 @@
-"""LOG_FORMAT=json on a real worker: every line the run writes carries its message, run, user ids."""
+"""LOG_FORMAT=json on a real worker: every line a run writes carries its message/run/user ids."""
 
 from __future__ import annotations
 
@@ -46,6 +46,6 @@ def test_a_runs_log_lines_are_json_with_its_ids(
         assert line["run_id"] == sent["runId"], line
         assert line["user_id"] == api.user_id, line
     fault.check(
-        f"{len(parsed)} JSON log lines, none logged as text; the run's {len(ours)} orchestrator lines "
-        "carry its message_id, run_id and user_id"
+        f"{len(parsed)} JSON log lines, none logged as text; the run's {len(ours)} "
+        "orchestrator lines carry its message_id, run_id and user_id"
     )
