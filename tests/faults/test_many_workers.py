@@ -85,7 +85,8 @@ def test_sigkill_one_of_three_workers_under_load(
     # Both survivors worked after the kill; the dead one did not come back.
     # Tasks each worker finished after the kill (a re-sent task whose run was already
     # claimed elsewhere finishes at once, so tasks may outnumber runs).
-    after = [len(set(SUCCEEDED.findall(w.log()[at:]))) for w, at in zip(workers, at_kill, strict=True)]
+    logs_after = [w.log()[at:] for w, at in zip(workers, at_kill, strict=True)]
+    after = [len(set(SUCCEEDED.findall(text))) for text in logs_after]
     for worker, done in zip(workers[1:], after[1:], strict=True):
         assert worker.process is not None and worker.process.poll() is None, worker.log()[-2000:]
         assert done >= 1, worker.log()[-2000:]
