@@ -215,6 +215,8 @@ def dev(settings: Settings) -> int:
     honcho = [
         sys.executable, "-m", "honcho", "start",
         "-f", str(procfile), "-d", os.getcwd(), "-p", str(settings.port),
+        # Flower's line is optional: `honcho start flower` beside it when wanted.
+        "web", "worker", "beat", "reaper",
     ]  # fmt: skip
     child = subprocess.Popen(honcho, env=env)
     try:
