@@ -5,8 +5,8 @@ for every process of that worker: prefork children write their values to files u
 PROMETHEUS_MULTIPROC_DIR (prometheus-client's multiprocess mode), and the queue length and the
 circuit breakers are read from Redis when scraped.
 
-PROMETHEUS_MULTIPROC_DIR must be set before prometheus-client is first imported, so the Celery
-edge (`workers/celery_app.py`) calls `default_multiprocess_dir` first thing: unset, it becomes a
+PROMETHEUS_MULTIPROC_DIR must be set before our metrics are created, so the Celery edge
+(`workers/celery_app.py`) calls `default_multiprocess_dir` first thing: unset, it becomes a
 fresh folder of this process's own, `$DATA_DIR/metrics/celery-<pid>`, removed when the process
 exits. One `celery worker` = one folder: never share one between two running workers.
 """
@@ -17,6 +17,7 @@ import atexit
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ def default_multiprocess_dir(env: dict[str, str] | None = None) -> str:
     chosen = environ.get(ENV)
     if chosen:
         Path(chosen).mkdir(parents=True, exist_ok=True)
+        _multiprocess_values_from_now_on()
         return chosen
     pid = os.getpid()
     folder = (Path(environ.get("DATA_DIR", ".data")) / "metrics" / f"celery-{pid}").resolve()
@@ -45,7 +47,20 @@ def default_multiprocess_dir(env: dict[str, str] | None = None) -> str:
             shutil.rmtree(folder, ignore_errors=True)
 
     atexit.register(remove)
+    _multiprocess_values_from_now_on()
     return str(folder)
+
+
+def _multiprocess_values_from_now_on() -> None:
+    """prometheus-client picks its value class when first imported, from the environment.
+
+    Celery's command line loads its plug-ins' commands before our module (Flower's imports
+    prometheus-client), so the choice may already be made without the folder: make it again.
+    Every metric created from now on (ours, in orchestrator/metrics.py) writes to the folder.
+    """
+    values = sys.modules.get("prometheus_client.values")
+    if values is not None:
+        values.ValueClass = values.get_value_class()  # type: ignore[attr-defined]
 
 
 class MetricsServer(bootsteps.Step):  # type: ignore[misc]
