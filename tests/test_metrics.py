@@ -78,3 +78,47 @@ def test_the_grafana_dashboard_reads_only_metrics_we_export() -> None:
     pinned |= {"appforge_run_seconds", "appforge_first_delta_seconds", "appforge_provider_calls"}
     pinned |= {"appforge_circuit_open", "appforge_http_requests"}
     assert pinned <= used
+
+
+def test_cancel_latency_and_open_streams_are_measured(api: Api, server: str, llm: Any) -> None:
+    from tests.conftest import wait_for
+    from tests.fakes.llm_server import Reply
+
+    llm.default = Reply("Working on it. " * 100, chunk_size=2, delay=0.05)
+    before = samples(httpx.get(f"{server}/metrics").text)
+    message_id = api.send(api.project()["id"]).json()["messageId"]
+    wait_for(lambda: api.message(message_id)["status"] == "STREAMING", 10, "the run to stream")
+    headers = {"Authorization": f"Bearer {api.token}"}
+    with httpx.stream(
+        "GET", f"{server}/api/messages/{message_id}/events", headers=headers, timeout=30
+    ) as events:
+        assert events.status_code == 200, events.read()
+        next(events.iter_lines())  # the stream is open and has begun
+        during = wait_for(
+            lambda: (
+                (d := samples(httpx.get(f"{server}/metrics").text))
+                and value(d, "appforge_sse_streams_open") >= 1
+                and d
+            ),
+            5,
+            "the open stream to count",
+        )
+        assert value(during, "appforge_runs_in_progress") >= 1
+        assert api.delete(f"/api/messages/{message_id}").status_code == 200
+        assert api.wait_terminal(message_id)["status"] == "CANCELLED"
+    after = samples(httpx.get(f"{server}/metrics").text)
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("appforge_runs_total", status="CANCELLED") == 1
+    assert grew("appforge_cancel_seconds_count") == 1
+    assert 0 < grew("appforge_cancel_seconds_sum") < 60
+    wait_for(
+        lambda: (
+            value(samples(httpx.get(f"{server}/metrics").text), "appforge_sse_streams_open")
+            == value(before, "appforge_sse_streams_open")
+        ),
+        10,
+        "the closed stream to stop counting",
+    )
