@@ -198,6 +198,33 @@ class CircuitState(Collector):
         yield family
 
 
+class DeadProcesses(Collector):
+    """Before each scrape, forgets the live gauges of processes of this machine that are gone.
+
+    A prefork child killed outright (the OOM killer, SIGKILL) never says so; without this its
+    runs would stay "in progress" in appforge_runs_in_progress until the worker restarts.
+    """
+
+    def collect(self) -> Iterable[Metric]:
+        folder = multiprocess_dir()
+        if folder:
+            for path in Path(folder).glob("gauge_live*_*.db"):
+                pid = path.stem.rsplit("_", 1)[-1]
+                if pid.isdigit() and not _alive(int(pid)):
+                    process_dead(int(pid))
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class _Default(Collector):
     """The process's own default registry (single-process mode), inside a scrape registry."""
 
@@ -213,6 +240,7 @@ def scrape_registry(*extra: Collector) -> CollectorRegistry:
     """What one scrape answers: every process's files in multiprocess mode, else this process."""
     registry = CollectorRegistry()
     if multiprocess_dir():
+        registry.register(DeadProcesses())  # first: collectors run in the order registered
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         registry.register(_Default())

@@ -70,3 +70,41 @@ def _scrape(url: str) -> str | None:
     except httpx.HTTPError:
         return None
     return answer.text if answer.status_code == 200 else None
+
+
+def test_a_killed_child_stops_counting_as_a_run_in_progress(
+    make_stack: MakeStack, providers: Providers, fault: FaultRecord
+) -> None:
+    import os
+    import signal
+
+    from tests.fakes.llm_server import Reply
+
+    fault.name = "worker-metrics[prefork child SIGKILLed mid-run]"
+    port = free_port()
+    stack = make_stack(in_process_worker=False, worker_metrics_port=port)
+    providers.primary.script(Reply("Slowly. " * 100, chunk_size=4, delay=0.1))  # then the default
+    worker = stack.worker_process()
+    worker.wait_ready()
+    url = f"http://127.0.0.1:{port}/metrics"
+    api = stack.api()
+    sent = api.send(api.project()["id"]).json()
+    stack.wait_row(sent["messageId"], lambda m: len(m.content) > 20, 30, "text streaming")
+    during = samples(_scrape(url) or "")
+    assert value(during, "appforge_runs_in_progress") == 1
+    assert worker.process is not None
+    children = [pid for pid in worker.group() if pid != worker.process.pid]
+    assert children, "no prefork child"
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)
+    fault.inject(f"SIGKILL to the prefork child {children} (not the worker) while STREAMING")
+    with stack.reaper():
+        final = stack.wait_terminal(sent["messageId"], 60)
+    assert final.status == "COMPLETE" and final.attempts == 2, (final.status, final.attempts)
+    after = samples(_scrape(url) or "")
+    assert value(after, "appforge_runs_in_progress") == 0
+    assert value(after, "appforge_runs_total", status="COMPLETE") == 1
+    fault.check(
+        "re-run to COMPLETE by the respawned child; the scrape after: runs_in_progress 0 (the dead "
+        "child's live gauge dropped), runs_total{COMPLETE} 1"
+    )
