@@ -93,19 +93,15 @@ def test_cancel_latency_and_open_streams_are_measured(api: Api, server: str, llm
         "GET", f"{server}/api/messages/{message_id}/events", headers=headers, timeout=30
     ) as events:
         assert events.status_code == 200, events.read()
-        next(events.iter_lines())  # the stream is open and has begun
-        during = wait_for(
-            lambda: (
-                (d := samples(httpx.get(f"{server}/metrics").text))
-                and value(d, "appforge_sse_streams_open") >= 1
-                and d
-            ),
-            5,
-            "the open stream to count",
-        )
+        # One iterator, kept: a dropped one closes the response, and the server sees a hang-up.
+        lines = events.iter_lines()
+        next(lines)  # the stream is open and has begun
+        during = samples(httpx.get(f"{server}/metrics").text)
+        assert value(during, "appforge_sse_streams_open") >= 1
         assert value(during, "appforge_runs_in_progress") >= 1
         assert api.delete(f"/api/messages/{message_id}").status_code == 200
         assert api.wait_terminal(message_id)["status"] == "CANCELLED"
+        del lines
     after = samples(httpx.get(f"{server}/metrics").text)
 
     def grew(name: str, **labels: str) -> float:
