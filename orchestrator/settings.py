@@ -86,7 +86,7 @@ class Settings:
     idempotency_ttl_hours: int = 24
     rate_limit_per_minute: int = 0
     max_body_bytes: int = 1024 * 1024
-    # Origins of front ends allowed to call /api/* from a browser (DESIGN section 13); none by default.
+    # Origins whose front ends may call /api/* (DESIGN section 13); none by default.
     cors_origins: tuple[str, ...] = ()
 
     @property
@@ -145,7 +145,9 @@ class Settings:
             max_resends=int(number("RUN_MAX_RESENDS", cls.max_resends)),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0)),
             sse_ping_interval=number("SSE_PING_INTERVAL", cls.sse_ping_interval),
-            cors_origins=tuple(o.strip().rstrip("/") for o in env.get("CORS_ORIGINS", "").split(",") if o.strip()),
+            cors_origins=tuple(
+                filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
+            ),
         )
 
 

@@ -100,9 +100,7 @@ def wait_status(message: Any, status: str) -> None:
 
 
 def frame_text(page: Any, selector: str, text: str) -> None:
-    page.frame_locator('[data-testid="preview"]').locator(selector).filter(
-        has_text=text
-    ).wait_for()
+    page.frame_locator('[data-testid="preview"]').locator(selector).filter(has_text=text).wait_for()
 
 
 def calls(*tool_calls: ToolCall, text: str = "") -> Reply:
