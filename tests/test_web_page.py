@@ -37,14 +37,15 @@ STYLE = "body { font-family: sans-serif; background: #fdf6e3; }\n"
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() or shutil.which("chromium")):
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    if not executable:
         unavailable(f"no Chromium at {CHROMIUM}: install the Debian package chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         unavailable("playwright is not installed (pip install -e '.[dev]')")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         yield launched
         launched.close()
 
