@@ -214,6 +214,19 @@ def test_an_error_the_api_answers_is_shown_in_words(
     assert page.get_by_test_id("message").count() == 0
     assert page.get_by_test_id("prompt").input_value() == "Build a to-do list app"  # kept
     shot(page, "5-out-of-credits")
+    # The other answers the API gives, in the page's own words (its module, in this browser).
+    said = page.evaluate(
+        """async () => {
+            const { ApiError, words } = await import("/static/api.js");
+            return [[403, "Image uploads require the Pro plan"], [409, "busy"], [429, "x", "7"],
+                    [503, "The event store is unavailable"]].map(
+                ([status, error, retry]) => words(new ApiError(status, { error }, retry)));
+        }"""
+    )
+    assert said[0] == "Image uploads require the Pro plan. Nothing was sent."
+    assert "already being processed" in said[1] and "press Stop" in said[1]
+    assert said[2] == "Too many requests: try again in 7 seconds."
+    assert "unavailable" in said[3] and "no credit was spent" in said[3]
 
 
 def test_a_dropped_connection_resumes_without_a_gap(
