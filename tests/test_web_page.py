@@ -7,9 +7,15 @@ locally and fail under CI=true. Screenshots of the main states go to `test-outpu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +24,8 @@ import pytest
 
 from models import transaction
 from orchestrator import accounts
-from tests.conftest import Api, unavailable
+from orchestrator.bundled_redis import free_port
+from tests.conftest import SANDBOX_ROOTS, Api, unavailable, wait_for
 from tests.fakes.llm_server import Reply, ToolCall
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -282,3 +289,83 @@ def test_the_page_fits_a_phone_390_px_wide(page: Any, server: str, api: Api, llm
     assert outline != "none"
     shot(page, "6-phone")
     assert re.search(r"\d+ credits?", page.get_by_test_id("credits").inner_text())
+
+
+def test_a_newcomer_opens_the_link_scripts_run_prints_and_the_demo_builds_an_app(
+    browser: Any,
+) -> None:
+    """`orchestrator dev` (what `scripts/run` runs) as a newcomer has it: no keys, no database,
+    no Redis, no secret; its printed link signs in, and the offline demo builds a to-do app."""
+    home = tempfile.mkdtemp(prefix="appforge-dev-")
+    os.chmod(home, 0o755)  # sandbox users must reach the workspaces under it
+    SANDBOX_ROOTS.append(f"{home}/.data/sandboxes")
+    port = free_port()
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin')}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "DATA_DIR": f"{home}/.data",  # a fresh clone's, not this checkout's
+        "PORT": str(port),
+        "WEB_WORKERS": "1",
+        "WORKER_CONCURRENCY": "1",
+        "SANDBOX_ISOLATION": "best-effort",  # as scripts/run sets it where bubblewrap is missing
+    }
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "workers.cli", "dev"],
+        cwd=Path(__file__).resolve().parent.parent,  # scripts/run runs it from the repository
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(dev.stdout.readline, "")))
+    reader.daemon = True
+    reader.start()
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(60_000)
+    try:
+        link = wait_for(
+            lambda: next(
+                (
+                    line.split(": ", 1)[1].strip()
+                    for line in list(output)
+                    if line.startswith("sign in as 'demo': ")
+                ),
+                None,
+            ),
+            60,
+            f"the sign-in link; output so far: {output[-5:]}",
+        )
+        assert link.startswith(f"http://127.0.0.1:{port}/#token=")
+        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/"), 60, "the web process")
+        page = context.new_page()
+        page.goto(link)
+        page.get_by_test_id("credits").filter(has_text="5 credits").wait_for()
+        create_project(page, "Todo", "NEXTJS")
+        answer = send(page, "Build a to-do list app")
+        wait_status(answer, "COMPLETE")
+        page.frame_locator('[data-testid="preview"]').get_by_text("To-Do").first.wait_for()
+        assert "#token=" not in page.url
+        shot(page, "7-dev-mode-demo")
+    finally:
+        context.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(dev.pid, signal.SIGTERM)  # it stops honcho, which stops every line
+        try:
+            dev.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(dev.pid, signal.SIGKILL)
+            dev.wait(timeout=10)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _answers(url: str) -> bool:
+    import httpx
+
+    with contextlib.suppress(httpx.HTTPError):
+        return httpx.get(url, timeout=2).status_code == 200
+    return False
