@@ -369,3 +369,26 @@ def _answers(url: str) -> bool:
     with contextlib.suppress(httpx.HTTPError):
         return httpx.get(url, timeout=2).status_code == 200
     return False
+
+
+def test_older_messages_load_above_the_newest_page(
+    page: Any, server: str, api: Api, llm: Any
+) -> None:
+    project = api.project("Long")
+    llm.script(
+        calls(ToolCall("write_file", {"path": "index.html", "content": PAGE_V1})), finish("One")
+    )
+    sent = api.send(project["id"], "Build a page").json()
+    assert api.wait_terminal(sent["messageId"])["status"] == "COMPLETE"
+    first = api.get(f"/api/projects/{project['id']}/versions").json()[0]
+    for _ in range(50):  # a restore adds a message and needs no model: a long conversation fast
+        assert api.post(f"/api/fragments/{first['id']}/restore", json={}).status_code == 201
+    sign_in(page, server, api)
+    page.get_by_test_id("project").filter(has_text="Long").click()
+    page.get_by_test_id("message").nth(49).wait_for()
+    assert page.get_by_test_id("message").count() == 50  # the newest page
+    page.get_by_test_id("older").click()
+    page.get_by_test_id("message").nth(51).wait_for()
+    assert page.get_by_test_id("message").first.get_attribute("data-role") == "USER"
+    assert page.get_by_test_id("message").first.inner_text().endswith("Build a page")
+    assert page.get_by_test_id("older").is_hidden()

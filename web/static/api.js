@@ -28,6 +28,10 @@ export function client(token) {
     if (!response.ok) {
       throw new ApiError(response.status, parsed, response.headers.get("Retry-After"));
     }
+    if (parsed && typeof parsed === "object") {
+      // A page of messages names the one before it in X-Prev-Cursor (README, API notes).
+      Object.defineProperty(parsed, "prevCursor", { value: response.headers.get("X-Prev-Cursor") });
+    }
     return parsed;
   };
 }
