@@ -161,7 +161,7 @@ def test_build_an_app_iterate_and_restore_in_the_browser(
     )
     follow_up = send(page, "Change the greeting")
     wait_status(follow_up, "COMPLETE")
-    assert page.get_by_test_id("version").count() == 2
+    page.locator('[data-testid="version"][data-version="2"]').wait_for()
     frame_text(page, "#greeting", "Hello from v2")
     index = page.locator('[data-testid="file"][data-path="index.html"]')
     index.locator("summary").click()
@@ -184,6 +184,7 @@ def test_build_an_app_iterate_and_restore_in_the_browser(
     page.reload()
     page.get_by_test_id("message").nth(4).wait_for()
     assert page.get_by_test_id("message").count() == 5  # two turns of two, and the restore
+    page.locator('[data-testid="version"][data-version="3"]').wait_for()
     assert page.get_by_test_id("version").count() == 3
     frame_text(page, "#greeting", "Hello from v1")
 
@@ -383,6 +384,8 @@ def test_older_messages_load_above_the_newest_page(
     first = api.get(f"/api/projects/{project['id']}/versions").json()[0]
     for _ in range(50):  # a restore adds a message and needs no model: a long conversation fast
         assert api.post(f"/api/fragments/{first['id']}/restore", json={}).status_code == 201
+    listed = api.get("/api/messages", params={"projectId": project["id"]})
+    assert len(listed.json()) == 50 and listed.headers["X-Prev-Cursor"], listed.headers
     sign_in(page, server, api)
     page.get_by_test_id("project").filter(has_text="Long").click()
     page.get_by_test_id("message").nth(49).wait_for()

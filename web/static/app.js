@@ -170,11 +170,27 @@ async function openProject(project) {
   await loadProjects();
   const messages = await call("GET", `/api/messages?projectId=${encodeURIComponent(project.id)}`);
   $("messages").replaceChildren(...messages.map(messageView));
+  showOlder(messages.prevCursor);
   emptyChat(messages.length === 0);
   for (const m of messages) if (m.role === "ASSISTANT" && RUNNING.includes(m.status)) watch(m.id);
   showRunning();
   await loadVersions({ select: "latest" });
   $("prompt").focus();
+}
+
+// The newest page of messages comes first; older ones load on request, above them.
+function showOlder(cursor) {
+  const button = $("older");
+  button.hidden = !cursor;
+  button.onclick = () =>
+    guarded(async () => {
+      const project = state.project;
+      const query = `projectId=${encodeURIComponent(project.id)}&before=${encodeURIComponent(cursor)}`;
+      const older = await call("GET", `/api/messages?${query}`);
+      if (state.project !== project) return;
+      $("messages").prepend(...older.map(messageView));
+      showOlder(older.prevCursor);
+    });
 }
 
 function emptyChat(empty) {
