@@ -86,6 +86,8 @@ class Settings:
     idempotency_ttl_hours: int = 24
     rate_limit_per_minute: int = 0
     max_body_bytes: int = 1024 * 1024
+    # Origins whose front ends may call /api/* (DESIGN section 13); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def demo_mode(self) -> bool:
@@ -143,6 +145,9 @@ class Settings:
             max_resends=int(number("RUN_MAX_RESENDS", cls.max_resends)),
             rate_limit_per_minute=int(number("RATE_LIMIT_PER_MINUTE", 0)),
             sse_ping_interval=number("SSE_PING_INTERVAL", cls.sse_ping_interval),
+            cors_origins=tuple(
+                filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
+            ),
         )
 
 

@@ -29,7 +29,7 @@ from tests.fakes.jwks_server import CountingJwks, public_jwk
 # Routes meant to answer without auth, to anyone who holds the unguessable id.
 PUBLIC_ENDPOINTS = {"fragments.public", "preview.preview_root", "preview.preview"}
 # Public by nature, without ids to guard.
-OPEN_ENDPOINTS = {"health.healthz", "health.readyz", "health.metrics", "docs.openapi"}
+OPEN_ENDPOINTS = {"health.healthz", "health.readyz", "health.metrics", "docs.openapi", "page.index"}
 
 
 def b64url(data: Any) -> str:

@@ -11,7 +11,7 @@ from models import make_engine, make_sessionmaker
 from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
-from web import access_log, errors, guards
+from web import access_log, cors, errors, guards
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
         health,
         me,
         messages,
+        page,
         preview,
         projects,
         versions,
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     for module in (me, projects, conversations, messages, events, fragments, health, preview, docs):
         app.register_blueprint(module.bp)
     app.register_blueprint(versions.bp)
+    app.register_blueprint(page.bp)
+    cors.register(app, settings.cors_origins)
     guards.register(app)
     errors.register(app)
     return app
