@@ -134,6 +134,15 @@ class EventLog:
         ids: Any = self._append(keys=keys, args=args)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
+    def append_many(self, batch: dict[str, list[Event]]) -> None:
+        """The events of many runs in one pipelined round trip, each gated as `append` is."""
+        pipe = self.redis.pipeline(transaction=False)
+        for message_id, events in batch.items():
+            keys = [stream_key(message_id), _done_key(message_id)]
+            args: list[str | int] = [self.maxlen, self.ttl * 24, *_encode(tuple(events))]
+            self._append(keys=keys, args=args, client=pipe)
+        pipe.execute()
+
     def open(self, message_id: str, event: Event) -> bool:
         """Append `event` only if the stream has no entry yet and the run has not ended."""
         keys = [stream_key(message_id), _done_key(message_id)]

@@ -98,6 +98,31 @@ def heartbeat(session: Session, lease: Lease) -> bool:
     return _rows(result) == 1
 
 
+def heartbeat_many(session: Session, leases: list[Lease]) -> set[str]:
+    """One heartbeat for all the runs a process holds; returns the lease tokens still held.
+
+    A lease token names one claim of one run, so `lease IN (...)` and STREAMING fence each row
+    as `heartbeat` does; the rows it did not touch are runs that are no longer ours.
+    """
+    now = utcnow()
+    held: set[str] = set()
+    for start in range(0, len(leases), 500):
+        chunk = leases[start : start + 500]
+        result = session.execute(
+            update(Message)
+            .where(
+                Message.id.in_([lease.message_id for lease in chunk]),
+                Message.lease.in_([lease.token for lease in chunk]),
+                Message.status == Status.STREAMING,
+            )
+            .values(heartbeat_at=now)
+            .returning(Message.lease)
+            .execution_options(synchronize_session=False)
+        )
+        held.update(token for token in result.scalars() if token is not None)
+    return held
+
+
 def flush(
     session: Session,
     lease: Lease,

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
+from openai._constants import DEFAULT_CONNECTION_LIMITS
 
 from orchestrator.providers import aioloop
 from orchestrator.providers.base import (
@@ -24,35 +25,52 @@ from orchestrator.providers.retry import IncompleteStream, LLMReadTimeout
 from orchestrator.settings import ProviderConfig
 
 _END = object()
-# How often a consumer waiting for the next chunk looks at the cancel check.
+_WAKE = object()
+# How often a consumer waiting for the next chunk looks at the cancel check; with a check that
+# can wake it (`on_trip`, the runner's), only for the deadline.
 CANCEL_POLL_SECONDS = 0.02
+WOKEN_POLL_SECONDS = 0.5
 
 
 class OpenAICompatProvider:
     supports_tools = True
 
     def __init__(
-        self, config: ProviderConfig, *, read_timeout: float = 60.0, connect_timeout: float = 10.0
+        self,
+        config: ProviderConfig,
+        *,
+        read_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 1000,
     ) -> None:
         self.name = config.name
         self.model = config.model
         self._config = config
         self._read_timeout = read_timeout
         self._connect_timeout = connect_timeout
+        # One client per provider per process, its pool sized to the runs the process holds.
+        self._max_connections = max_connections
         self._client: openai.AsyncOpenAI | None = None
 
     def stream(
         self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
     ) -> Iterator[Delta]:
         inbox: queue.Queue[object] = queue.Queue()
+        subscribe = getattr(cancelled, "on_trip", None)
+        unsubscribe = subscribe(lambda: inbox.put(_WAKE)) if callable(subscribe) else None
+        poll = WOKEN_POLL_SECONDS if unsubscribe is not None else CANCEL_POLL_SECONDS
         future = aioloop.submit(self._pump(messages, tools, inbox))
         try:
             while True:
                 try:
-                    item = inbox.get(timeout=CANCEL_POLL_SECONDS)
+                    item = inbox.get(timeout=poll)
                 except queue.Empty:
                     if cancelled():
                         raise Cancelled() from None
+                    continue
+                if item is _WAKE:
+                    if cancelled():
+                        raise Cancelled()
                     continue
                 if item is _END:
                     return
@@ -64,6 +82,8 @@ class OpenAICompatProvider:
         finally:
             # Cancelling the task closes the HTTP response: the server sees the connection go.
             future.cancel()
+            if unsubscribe is not None:
+                unsubscribe()
 
     def _client_in_loop(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -71,6 +91,12 @@ class OpenAICompatProvider:
                 base_url=self._config.base_url,
                 api_key=self._config.api_key,
                 max_retries=0,  # tenacity owns retries; two layers would multiply attempts
+                http_client=openai.DefaultAsyncHttpxClient(
+                    limits=openai_limits(
+                        max_connections=self._max_connections,
+                        max_keepalive_connections=self._max_connections,
+                    ),
+                ),
                 timeout=openai.Timeout(
                     self._read_timeout, connect=self._connect_timeout, read=self._read_timeout
                 ),
@@ -115,6 +141,15 @@ class OpenAICompatProvider:
             raise
         except BaseException as exc:
             inbox.put(exc)
+
+
+def openai_limits(*, max_connections: int, max_keepalive_connections: int) -> Any:
+    """The SDK's own pool limits type (it vendors its HTTP client), sized to the process."""
+    return type(DEFAULT_CONNECTION_LIMITS)(
+        max_connections=max_connections,
+        max_keepalive_connections=max_keepalive_connections,
+        keepalive_expiry=DEFAULT_CONNECTION_LIMITS.keepalive_expiry,
+    )
 
 
 def _deltas(chunk: Any) -> Iterator[Delta]:
