@@ -66,7 +66,7 @@ WRITE_FILE = _chunk(
 FINISH = _chunk({"content": "Done."}) + _chunk({}, "stop")
 
 
-@dataclass
+@dataclass(eq=False)
 class Stream:
     writer: asyncio.StreamWriter
     left: int

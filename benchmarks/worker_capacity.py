@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ class Client:
     latencies: list[float] = field(default_factory=list)
     first_delta: asyncio.Event = field(default_factory=asyncio.Event)
     done_at: float | None = None
+    posted_at: float = 0.0
+    first_at: float | None = None
     status: str | None = None
     error: str | None = None
 
@@ -134,6 +137,8 @@ async def follow(port: int, token: str, client: Client) -> None:
                 now = time.time_ns() // 1000
                 for stamp in STAMP.findall(line):
                     client.latencies.append((now - int(stamp)) / 1000)
+                if client.first_at is None:
+                    client.first_at = time.time()
                 client.first_delta.set()
             elif line.startswith(b"data:") and event == b"done":
                 client.done_at = time.time()
@@ -245,8 +250,43 @@ async def one_run(port: int, token: str, project: str, label: int) -> Client:
     return client
 
 
+class StreamProbe:
+    """Reads a sample of the runs' Redis Streams directly: chunk -> Redis, without the web hop."""
+
+    def __init__(self, redis_url: str) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(redis_url)
+        self.cursors: dict[str, str] = {}
+        self.latencies: list[float] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def add(self, message_id: str) -> None:
+        self.cursors.setdefault(f"run:{message_id}:events", "0-0")
+
+    def _read(self) -> None:
+        while not self.stop.is_set():
+            if not self.cursors:
+                time.sleep(0.05)
+                continue
+            reply: Any = self.client.xread(dict(self.cursors), block=100)
+            now = time.time_ns() // 1000
+            for key, entries in reply or []:
+                for entry_id, fields in entries:
+                    self.cursors[key.decode()] = entry_id.decode()
+                    for stamp in STAMP.findall(fields[b"data"]):
+                        self.latencies.append((now - int(stamp)) / 1000)
+
+
 async def load(
-    args: argparse.Namespace, web: int, llm: int, token: str, projects: list[str]
+    args: argparse.Namespace,
+    web: int,
+    llm: int,
+    token: str,
+    projects: list[str],
+    probe: StreamProbe,
 ) -> dict[str, Any]:
     clients: list[Client] = []
     by_index: dict[int, Client] = {}
@@ -270,8 +310,11 @@ async def load(
             clients.append(client)
             return
         client = Client(message_id=sent["messageId"])
+        client.posted_at = time.time()
         clients.append(client)
         by_index[i] = client
+        if i % 10 == 0:
+            probe.add(client.message_id)
         follower = asyncio.create_task(follow(web, token, client))
         if i in chosen:
             await client.first_delta.wait()
@@ -290,11 +333,13 @@ async def load(
         tasks.append(asyncio.create_task(run(i)))
     await asyncio.gather(*tasks)
     makespan = max((c.done_at or time.time()) for c in clients) - started
+    posted = max(c.posted_at for c in clients) - started
     stats = await llm_stats(llm)
     return {
         "clients": clients,
         "by_index": by_index,
         "makespan": makespan,
+        "posted": posted,
         "stats": stats,
         "delete_sent": delete_sent,
         "delete_status": cancel_at,
@@ -411,7 +456,10 @@ async def amain(args: argparse.Namespace) -> None:
         stop = asyncio.Event()
         sampling = asyncio.create_task(sampler.run(stop))
         cpu_before, wall_before = sampler.cpu(), time.monotonic()
-        result = await load(args, web_port, llm_port, token, projects)
+        probe = StreamProbe(redis_url)
+        result = await load(args, web_port, llm_port, token, projects, probe)
+        probe.stop.set()
+        result["redis_latencies"] = probe.latencies
         cpu_used, wall = sampler.cpu() - cpu_before, time.monotonic() - wall_before
         stop.set()
         await sampling
@@ -485,7 +533,13 @@ def report(args: argparse.Namespace, database_url: str, base_makespan: float,
     print(f"  {args.runs} runs: peak {stats['peak']} streams open at the model, makespan "
           f"{result['makespan']:.1f} s = {result['makespan'] / alone_time:.1f}x one run alone "
           f"(baseline {base_makespan / (args.seconds + 0.2):.1f}x)")  # fmt: skip
-    print(f"  endings: {statuses}")
+    print(f"  endings: {statuses}; all POSTs answered after {result['posted']:.1f} s")
+    starts = [(c.first_at - c.posted_at) * 1000 for c in clients if c.first_at]
+    print(f"  POST answered -> first chunk at the client: p50 {_p(starts, 0.5)} "
+          f"p99 {_p(starts, 0.99)} ms")  # fmt: skip
+    redis_side = result["redis_latencies"]
+    print(f"  chunk -> Redis stream (a direct reader, every 10th run): p50 "
+          f"{_p(redis_side, 0.5)} p99 {_p(redis_side, 0.99)} ms")  # fmt: skip
     print(f"  chunk -> SSE client: p50 {_p(latencies, 0.5)} p99 {_p(latencies, 0.99)} ms "
           f"({len(latencies)} chunks; baseline p99 {_p(base_latencies, 0.99)} ms)")  # fmt: skip
     print(f"  cancel (DELETE -> model closed and done): p50 {_p(cancels, 0.5)} "

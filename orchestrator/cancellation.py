@@ -184,6 +184,7 @@ class RunHub:
         threading.Thread(target=self._beat, name="run-heartbeat", daemon=True).start()
 
     def _listen(self) -> None:
+        delay = self._reconnect_delay
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
@@ -191,16 +192,19 @@ class RunHub:
                 # Anything published while we were not subscribed is lost: read the flags.
                 self._check_flags()
                 self.listening.set()
+                delay = self._reconnect_delay
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
                         message_id = data.decode() if isinstance(data, bytes) else str(data)
                         self._trip(message_id, "cancelled")
-            except Exception:  # Redis away: reconnect, then read every flag again
+            except Exception as exc:  # Redis away: reconnect, then read every flag again
+                if self.listening.is_set():
+                    log.warning("cancel listener lost Redis (%s); reconnecting", exc)
                 self.listening.clear()
-                log.warning("cancel listener lost Redis; reconnecting", exc_info=True)
-                time.sleep(self._reconnect_delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
             finally:
                 try:
                     pubsub.close()

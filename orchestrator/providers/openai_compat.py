@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx2
 import openai
-from openai._constants import DEFAULT_CONNECTION_LIMITS
 
 from orchestrator.providers import aioloop
 from orchestrator.providers.base import (
@@ -92,7 +93,7 @@ class OpenAICompatProvider:
                 api_key=self._config.api_key,
                 max_retries=0,  # tenacity owns retries; two layers would multiply attempts
                 http_client=openai.DefaultAsyncHttpxClient(
-                    limits=openai_limits(
+                    limits=httpx2.Limits(
                         max_connections=self._max_connections,
                         max_keepalive_connections=self._max_connections,
                     ),
@@ -116,24 +117,46 @@ class OpenAICompatProvider:
             }
             if tools:
                 kwargs["tools"] = tools
-            stream = await asyncio.wait_for(
-                client.chat.completions.create(**kwargs), self._read_timeout + self._connect_timeout
-            )
             finished = False
-            async with stream:
-                chunks = stream.__aiter__()
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(anext(chunks), self._read_timeout)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise LLMReadTimeout(
-                            f"no data from {self.name} for {self._read_timeout:g}s"
-                        ) from None
-                    for delta in _deltas(chunk):
-                        finished = finished or isinstance(delta, Finish)
-                        inbox.put(delta)
+            loop = asyncio.get_running_loop()
+            started = False
+            try:
+                # One timer per stream, moved on by each line: no task or timer per chunk.
+                async with asyncio.timeout(self._read_timeout + self._connect_timeout) as watch:
+                    # The raw lines, parsed here: the SDK's chunk objects cost more CPU than the
+                    # rest of a chunk's way to the client (README, Capacity). Status errors are
+                    # still the SDK's (raised before the body is read).
+                    async with client.chat.completions.with_streaming_response.create(
+                        **kwargs
+                    ) as response:
+                        started = True
+                        watch.reschedule(loop.time() + self._read_timeout)
+                        async for line in response.iter_lines():
+                            watch.reschedule(loop.time() + self._read_timeout)
+                            if not line.startswith("data:"):
+                                continue
+                            data = line[5:].strip()
+                            if data == "[DONE]":
+                                break
+                            chunk = json.loads(data)
+                            if isinstance(chunk, dict) and chunk.get("error"):
+                                raise openai.APIError(
+                                    str(chunk["error"]), response.http_request, body=chunk
+                                )
+                            for delta in _deltas(chunk):
+                                finished = finished or isinstance(delta, Finish)
+                                inbox.put(delta)
+            except (TimeoutError, httpx2.TimeoutException):
+                if not started:
+                    raise
+                raise LLMReadTimeout(
+                    f"no data from {self.name} for {self._read_timeout:g}s"
+                ) from None
+            except httpx2.TransportError as exc:
+                if not started:
+                    raise
+                # The body was cut (the SDK's own iterator reported this as an early end).
+                raise IncompleteStream(f"{self.name} cut the stream: {exc}") from exc
             if not finished:
                 raise IncompleteStream(f"{self.name} ended the stream before finishing")
             inbox.put(_END)
@@ -143,31 +166,23 @@ class OpenAICompatProvider:
             inbox.put(exc)
 
 
-def openai_limits(*, max_connections: int, max_keepalive_connections: int) -> Any:
-    """The SDK's own pool limits type (it vendors its HTTP client), sized to the process."""
-    return type(DEFAULT_CONNECTION_LIMITS)(
-        max_connections=max_connections,
-        max_keepalive_connections=max_keepalive_connections,
-        keepalive_expiry=DEFAULT_CONNECTION_LIMITS.keepalive_expiry,
-    )
-
-
 def _deltas(chunk: Any) -> Iterator[Delta]:
-    usage = getattr(chunk, "usage", None)
-    if usage is not None:
-        yield Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
-    for choice in chunk.choices or []:
-        delta = choice.delta
-        if delta is not None:
-            if delta.content:
-                yield TextDelta(delta.content)
-            for call in delta.tool_calls or []:
-                function = call.function
+    """The deltas of one `chat.completion.chunk`, read from its JSON."""
+    usage = chunk.get("usage")
+    if usage:
+        yield Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta")
+        if delta:
+            if delta.get("content"):
+                yield TextDelta(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function")
                 yield ToolCallDelta(
-                    index=call.index,
-                    id=call.id,
-                    name=function.name if function else None,
-                    arguments=(function.arguments or "") if function else "",
+                    index=call.get("index") or 0,
+                    id=call.get("id"),
+                    name=function.get("name") if function else None,
+                    arguments=(function.get("arguments") or "") if function else "",
                 )
-        if choice.finish_reason:
-            yield Finish(choice.finish_reason)
+        if choice.get("finish_reason"):
+            yield Finish(choice["finish_reason"])
