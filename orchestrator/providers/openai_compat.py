@@ -118,10 +118,9 @@ class OpenAICompatProvider:
             if tools:
                 kwargs["tools"] = tools
             finished = False
-            loop = asyncio.get_running_loop()
             started = False
             try:
-                # One timer per stream, moved on by each line: no task or timer per chunk.
+                # Until the response starts: the request's whole budget.
                 async with asyncio.timeout(self._read_timeout + self._connect_timeout) as watch:
                     # The raw lines, parsed here: the SDK's chunk objects cost more CPU than the
                     # rest of a chunk's way to the client (README, Capacity). Status errors are
@@ -130,9 +129,10 @@ class OpenAICompatProvider:
                         **kwargs
                     ) as response:
                         started = True
-                        watch.reschedule(loop.time() + self._read_timeout)
+                        # From here the HTTP client's read timeout (LLM_READ_TIMEOUT, per read
+                        # of the socket) is the watchdog: no timer per chunk at all.
+                        watch.reschedule(None)
                         async for line in response.iter_lines():
-                            watch.reschedule(loop.time() + self._read_timeout)
                             if not line.startswith("data:"):
                                 continue
                             data = line[5:].strip()

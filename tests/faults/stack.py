@@ -38,7 +38,6 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 TERMINAL = ("COMPLETE", "FAILED", "CANCELLED")
 
 
-
 def procfile_pool() -> str:
     """The pool of the Procfile's `worker:` line: what fault scenarios run, as production does."""
     for line in (ROOT / "Procfile").read_text().splitlines():
