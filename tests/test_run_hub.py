@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
 import redis
+from sqlalchemy import update
 
 from models import Conversation, Message, Project, Status, User, new_id, transaction
 from orchestrator import lifecycle
@@ -19,6 +22,25 @@ from orchestrator.events import DeltaEvent, EventLog, StatusEvent, ToolCallEvent
 from orchestrator.lifecycle import Lease
 from orchestrator.publisher import Publisher
 from tests.conftest import wait_for
+
+
+@pytest.fixture
+def streaming_runs(db: Any) -> Iterator[Callable[[int], list[Lease]]]:
+    """Runs STREAMING under a lease; CANCELLED after the test, since no worker holds them."""
+    made: list[Lease] = []
+
+    def make(count: int) -> list[Lease]:
+        leases = _streaming_runs(db, count)
+        made.extend(leases)
+        return leases
+
+    yield make
+    with transaction(db) as session:
+        session.execute(
+            update(Message)
+            .where(Message.id.in_([lease.message_id for lease in made]))
+            .values(status=Status.CANCELLED, lease=None)
+        )
 
 
 def _streaming_runs(db: Any, count: int) -> list[Lease]:
@@ -63,9 +85,9 @@ def _heartbeat(db: Any, message_id: str) -> Any:
 
 
 def test_one_heartbeat_statement_keeps_the_runs_held_and_stops_the_one_taken_away(
-    db: Any, redis_client: redis.Redis
+    db: Any, redis_client: redis.Redis, streaming_runs: Callable[[int], list[Lease]]
 ) -> None:
-    kept, taken, other = _streaming_runs(db, 3)
+    kept, taken, other = streaming_runs(3)
     hub = RunHub(redis_client, db, heartbeat_interval=3600)  # beats only when told to here
     stopped: list[str] = []
     watches = [RunWatch(hub, lease, on_cancel=lambda m=lease.message_id: stopped.append(m))
@@ -90,9 +112,9 @@ def test_one_heartbeat_statement_keeps_the_runs_held_and_stops_the_one_taken_awa
 
 
 def test_the_cancel_listener_stops_only_the_run_cancelled_and_wakes_its_waiter(
-    db: Any, redis_client: redis.Redis
+    db: Any, redis_client: redis.Redis, streaming_runs: Callable[[int], list[Lease]]
 ) -> None:
-    first, second = _streaming_runs(db, 2)
+    first, second = streaming_runs(2)
     hub = RunHub(redis_client, db, heartbeat_interval=3600)
     woken = threading.Event()
     with RunWatch(hub, first) as one, RunWatch(hub, second) as two:
@@ -104,9 +126,9 @@ def test_the_cancel_listener_stops_only_the_run_cancelled_and_wakes_its_waiter(
 
 
 def test_a_cancel_flagged_before_the_run_started_stops_it_when_it_joins(
-    db: Any, redis_client: redis.Redis
+    db: Any, redis_client: redis.Redis, streaming_runs: Callable[[int], list[Lease]]
 ) -> None:
-    (lease,) = _streaming_runs(db, 1)
+    (lease,) = streaming_runs(1)
     redis_client.set(flag_key(lease.message_id), "1", ex=60)  # no listener was there to hear it
     hub = RunHub(redis_client, db, heartbeat_interval=3600)
     with RunWatch(hub, lease) as watch:
