@@ -37,6 +37,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,7 @@ async def load(
     token: str,
     projects: list[str],
     probe: StreamProbe,
+    start_worker: Callable[[], Awaitable[float]] | None,
 ) -> dict[str, Any]:
     clients: list[Client] = []
     by_index: dict[int, Client] = {}
@@ -295,6 +297,8 @@ async def load(
     chosen = set(range(0, args.runs, max(1, args.runs // max(1, args.cancels)))[: args.cancels])
     tasks: list[asyncio.Task[None]] = []
     posting = asyncio.Semaphore(32)
+    posted_all = asyncio.Event()
+    waiting = [args.runs]
 
     async def run(i: int) -> None:
         async with posting:
@@ -308,6 +312,7 @@ async def load(
         if status != 201:
             client = Client(error=f"POST {status}")
             clients.append(client)
+            _posted()
             return
         client = Client(message_id=sent["messageId"])
         client.posted_at = time.time()
@@ -316,6 +321,7 @@ async def load(
         if i % 10 == 0:
             probe.add(client.message_id)
         follower = asyncio.create_task(follow(web, token, client))
+        _posted()
         if i in chosen:
             await client.first_delta.wait()
             await asyncio.sleep(random.uniform(0.5, max(0.6, args.seconds - 1.0)))
@@ -328,12 +334,23 @@ async def load(
                 cancel_at[i] = float(status)
         await follower
 
+    def _posted() -> None:
+        waiting[0] -= 1
+        if not waiting[0]:
+            posted_all.set()
+
     started = time.time()
     for i in range(args.runs):
         tasks.append(asyncio.create_task(run(i)))
+    if start_worker is not None:
+        # Every prompt accepted and its SSE client connected, then the worker starts: what the
+        # worker can hold, not how fast the web process accepts prompts.
+        await posted_all.wait()
+        await asyncio.sleep(1.0)
+        started = await start_worker()
     await asyncio.gather(*tasks)
     makespan = max((c.done_at or time.time()) for c in clients) - started
-    posted = max(c.posted_at for c in clients) - started
+    posted = max(c.posted_at for c in clients) - min(c.posted_at for c in clients)
     stats = await llm_stats(llm)
     return {
         "clients": clients,
@@ -353,6 +370,11 @@ def main() -> None:
     parser.add_argument("--cancels", type=int, default=50)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
+    parser.add_argument(
+        "--live-posts",
+        action="store_true",
+        help="POST while the worker runs (default: all prompts queued first, then the worker)",
+    )
     args = parser.parse_args()
     asyncio.run(amain(args))
 
@@ -449,20 +471,42 @@ async def amain(args: argparse.Namespace) -> None:
         await llm_reset(llm_port)
 
         # 3. The load.
-        sampler = Sampler(
-            psutil.Process(worker.pid),
-            {"redis": int(redis_url.rsplit(":", 1)[1].split("/")[0]), "db": _db_port(database_url)},
-        )
-        stop = asyncio.Event()
-        sampling = asyncio.create_task(sampler.run(stop))
-        cpu_before, wall_before = sampler.cpu(), time.monotonic()
         probe = StreamProbe(redis_url)
-        result = await load(args, web_port, llm_port, token, projects, probe)
+        ports = {
+            "redis": int(redis_url.rsplit(":", 1)[1].split("/")[0]),
+            "db": _db_port(database_url),
+        }
+        held: dict[str, Any] = {}
+
+        def measure(process: subprocess.Popen[bytes]) -> None:
+            held["sampler"] = sampler = Sampler(psutil.Process(process.pid), ports)
+            held["stop"] = stop = asyncio.Event()
+            held["task"] = asyncio.create_task(sampler.run(stop))
+            held["cpu"], held["wall"] = sampler.cpu(), time.monotonic()
+
+        async def fresh_worker() -> float:
+            log = scratch / "worker2.log"
+            process = spawn(worker_command, env, log)
+            processes.append(process)
+            await asyncio.to_thread(wait_for, lambda: " ready." in log.read_text(), 60, "worker")
+            measure(process)
+            return time.time()
+
+        if args.live_posts:
+            measure(worker)
+        else:
+            os.killpg(worker.pid, 15)  # warm shutdown: it holds no run now
+            await asyncio.to_thread(worker.wait, 30)
+        result = await load(
+            args, web_port, llm_port, token, projects, probe,
+            None if args.live_posts else fresh_worker,
+        )  # fmt: skip
+        sampler = held["sampler"]
+        cpu_used, wall = sampler.cpu() - held["cpu"], time.monotonic() - held["wall"]
+        held["stop"].set()
+        await held["task"]
         probe.stop.set()
         result["redis_latencies"] = probe.latencies
-        cpu_used, wall = sampler.cpu() - cpu_before, time.monotonic() - wall_before
-        stop.set()
-        await sampling
 
         report(args, database_url, base_makespan, base_latencies, base_stats, alone_time,
                result, sampler, cpu_used, wall)  # fmt: skip
@@ -512,12 +556,15 @@ def report(args: argparse.Namespace, database_url: str, base_makespan: float,
         key = c.status or c.error or "no done"
         statuses[key] = statuses.get(key, 0) + 1
     cancels: list[float] = []
+    to_done: list[float] = []
     missed = 0
     labels = sorted(result["delete_sent"])
     for i in labels:
         sent = result["delete_sent"][i]
         client = result["by_index"].get(i)
         cut = stats["cut"].get(str(i))
+        if client is not None and client.done_at is not None and client.status == "CANCELLED":
+            to_done.append((client.done_at - sent) * 1000)
         if client is None or client.done_at is None or cut is None:
             missed += 1
             continue
@@ -531,19 +578,25 @@ def report(args: argparse.Namespace, database_url: str, base_makespan: float,
           f"{_p(base_latencies, 0.99)} ms")  # fmt: skip
     print(f"  one run alone (POST -> done): {alone_time:.2f} s")
     print(f"  {args.runs} runs: peak {stats['peak']} streams open at the model, makespan "
-          f"{result['makespan']:.1f} s = {result['makespan'] / alone_time:.1f}x one run alone "
-          f"(baseline {base_makespan / (args.seconds + 0.2):.1f}x)")  # fmt: skip
-    print(f"  endings: {statuses}; all POSTs answered after {result['posted']:.1f} s")
-    starts = [(c.first_at - c.posted_at) * 1000 for c in clients if c.first_at]
-    print(f"  POST answered -> first chunk at the client: p50 {_p(starts, 0.5)} "
-          f"p99 {_p(starts, 0.99)} ms")  # fmt: skip
+          f"{result['makespan']:.1f} s from the worker's start = "
+          f"{result['makespan'] / alone_time:.1f}x one run alone "
+          f"(baseline: {base_makespan / args.seconds:.2f}x one stream's length)")  # fmt: skip
+    mode = "while the worker ran" if args.live_posts else "all queued before the worker started"
+    print(f"  endings: {statuses}; POSTs ({mode}) took {result['posted']:.1f} s")
+    if args.live_posts:
+        starts = [(c.first_at - c.posted_at) * 1000 for c in clients if c.first_at]
+        print(f"  POST answered -> first chunk at the client: p50 {_p(starts, 0.5)} "
+              f"p99 {_p(starts, 0.99)} ms")  # fmt: skip
     redis_side = result["redis_latencies"]
     print(f"  chunk -> Redis stream (a direct reader, every 10th run): p50 "
           f"{_p(redis_side, 0.5)} p99 {_p(redis_side, 0.99)} ms")  # fmt: skip
     print(f"  chunk -> SSE client: p50 {_p(latencies, 0.5)} p99 {_p(latencies, 0.99)} ms "
           f"({len(latencies)} chunks; baseline p99 {_p(base_latencies, 0.99)} ms)")  # fmt: skip
     print(f"  cancel (DELETE -> model closed and done): p50 {_p(cancels, 0.5)} "
-          f"p99 {_p(cancels, 0.99)} ms ({len(cancels)} cancels, {missed} unmeasured)")  # fmt: skip
+          f"p99 {_p(cancels, 0.99)} ms ({len(cancels)} cancels; {missed} found the model's "
+          f"stream over already)")  # fmt: skip
+    print(f"  cancel (DELETE -> done at the SSE client, every cancel): p50 {_p(to_done, 0.5)} "
+          f"p99 {_p(to_done, 0.99)} ms ({len(to_done)})")  # fmt: skip
     print(f"  worker: CPU {cpu_used:.1f} s over {wall:.1f} s ({100 * cpu_used / wall:.0f}% of "
           f"one core), peak RSS {sampler.rss_peak:.0f} MiB "
           f"({sampler.rss_peak / max(1, args.runs):.2f} MiB per run), "
