@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,14 +34,15 @@ class Recorder:
         events: EventLog,
         lease: Lease,
         *,
-        flush_interval: float,
+        flush_interval: float | Callable[[], float],
         publisher: Publisher | None = None,
     ) -> None:
         self.db = db
         self.events = events
         self.publisher = publisher
         self.lease = lease
-        self.flush_interval = flush_interval
+        # A number, or what the process says now (see runner.flush_interval).
+        self._flush_interval = flush_interval
         self.content: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         # True once a flush finds the run is no longer ours (cancelled, reaped).
@@ -51,6 +53,11 @@ class Recorder:
         self._flushed_chars = 0
         self._unflushed: list[str] = []
         self._calls_changed = False
+
+    @property
+    def flush_interval(self) -> float:
+        interval = self._flush_interval
+        return interval() if callable(interval) else interval
 
     @property
     def text(self) -> str:

@@ -39,6 +39,18 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The flushes a worker process sends per second, at most, whatever number of runs it holds: past
+# FLUSH_BUDGET / flush_interval runs, each run flushes less often (its stream keeps every delta
+# live, and a re-run carries over from the stream). Under load, flushes were a quarter of the
+# worker's CPU (README, Capacity).
+FLUSH_BUDGET = 200.0
+
+
+def flush_interval(configured: float, runs_held: int) -> float:
+    """How often each run of a process holding `runs_held` runs flushes its content."""
+    return max(configured, runs_held / FLUSH_BUDGET)
+
+
 FAILED_TEXT = {
     "provider": "Sorry, the AI service is unavailable right now, so this request could not be "
     "completed. Your credit was refunded; please try again in a moment.",
@@ -181,7 +193,7 @@ class _Run:
             services.db,
             services.events,
             lease,
-            flush_interval=self.settings.flush_interval,
+            flush_interval=self.flush_interval,
             publisher=services.publisher,
         )
         # Set once the sandbox was closed as a COMPLETE run wants it (a kept-alive preview).
@@ -189,6 +201,9 @@ class _Run:
         self.deadline = time.monotonic() + self.settings.run_deadline
         self.watch = RunWatch(services.hub, lease, on_cancel=self.sandbox.kill)
         self.stop_check = StopCheck(self)
+
+    def flush_interval(self) -> float:
+        return flush_interval(self.settings.flush_interval, self.services.hub.size())
 
     # -- the run ---------------------------------------------------------------------------
 
