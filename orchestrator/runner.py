@@ -39,15 +39,18 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# The flushes a worker process sends per second, at most, whatever number of runs it holds: past
-# FLUSH_BUDGET / flush_interval runs, each run flushes less often (its stream keeps every delta
-# live, and a re-run carries over from the stream). Under load, flushes were a quarter of the
-# worker's CPU (README, Capacity).
+# The flushes a worker process holding more than FLUSH_BUDGET_FROM runs sends per second, at
+# most: each of its runs flushes less often (its stream keeps every delta live, and a re-run
+# carries over from the stream). Under load, flushes were a quarter of the worker's CPU (README,
+# Capacity). Up to FLUSH_BUDGET_FROM runs, each flushes as configured.
 FLUSH_BUDGET = 200.0
+FLUSH_BUDGET_FROM = 50
 
 
 def flush_interval(configured: float, runs_held: int) -> float:
     """How often each run of a process holding `runs_held` runs flushes its content."""
+    if runs_held <= FLUSH_BUDGET_FROM:
+        return configured
     return max(configured, runs_held / FLUSH_BUDGET)
 
 

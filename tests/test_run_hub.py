@@ -187,6 +187,7 @@ def test_a_process_holding_many_runs_flushes_each_less_often_within_its_budget()
     from orchestrator.runner import FLUSH_BUDGET, flush_interval
 
     assert flush_interval(0.25, 1) == 0.25  # one run: as configured
+    assert flush_interval(0.0, 1) == 0.0  # every delta, when configured so
     assert flush_interval(0.25, 50) == 0.25
     for held in (100, 500, 2000):
         # Whatever the number of runs, at most FLUSH_BUDGET flushes a second in all.
