@@ -69,7 +69,7 @@ class Settings:
     port: int = 5000
     queue_name: str = "generation"
     # DESIGN section 14: the runs one worker process holds (the Procfile's --concurrency).
-    worker_concurrency: int = 500
+    worker_concurrency: int = 100
     # Content is flushed to the database at least this often while tokens arrive.
     flush_interval: float = 0.25
     # Heartbeat and the reaper's thresholds (DESIGN section 9).
