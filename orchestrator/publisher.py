@@ -108,8 +108,8 @@ class Publisher:
 
     def send_dirty(self) -> None:
         with self._lock:
-            names = list(self._dirty)
-            boxes = [(m, self._outboxes[m]) for m in names if m in self._outboxes]
+            self._dirty &= self._outboxes.keys()  # a run closed meanwhile has nothing left
+            boxes = [(m, self._outboxes[m]) for m in self._dirty]
         held: list[_Outbox] = []
         batch: dict[str, list[Event]] = {}
         try:
