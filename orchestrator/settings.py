@@ -68,6 +68,8 @@ class Settings:
     public_url: str = "http://127.0.0.1:5000"
     port: int = 5000
     queue_name: str = "generation"
+    # DESIGN section 14: the runs one worker process holds (the Procfile's --concurrency).
+    worker_concurrency: int = 100
     # Content is flushed to the database at least this often while tokens arrive.
     flush_interval: float = 0.25
     # Heartbeat and the reaper's thresholds (DESIGN section 9).
@@ -138,6 +140,7 @@ class Settings:
             public_url=(env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
             port=port,
             queue_name=env.get("QUEUE_NAME") or cls.queue_name,
+            worker_concurrency=int(number("WORKER_CONCURRENCY", cls.worker_concurrency)),
             heartbeat_interval=number("HEARTBEAT_INTERVAL", cls.heartbeat_interval),
             stale_after=number("RUN_STALE_AFTER", cls.stale_after),
             pending_grace=number("RUN_PENDING_GRACE", cls.pending_grace),
