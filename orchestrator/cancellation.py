@@ -1,12 +1,16 @@
-"""Cooperative cancellation: DELETE sets a flag in Redis and wakes the task that watches for it.
+"""Cooperative cancellation: DELETE sets a flag in Redis and tells every worker process at once.
 
-The flag is durable (a late or duplicate delivery still sees it); the signal list wakes a
-watcher blocked in BLPOP at once, so a cancel is noticed in milliseconds, not a poll later.
+The flag is durable (a late or duplicate delivery still sees it); a message on one pub/sub
+channel wakes the process that holds the run in milliseconds. Each worker process has one
+`RunHub` for all the runs it holds: one listener on the channel (which reads the flags of all its
+runs again after every reconnect, so a cancel sent while Redis was away is not missed) and one
+heartbeat statement for all of them, instead of a polling thread per run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -17,26 +21,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Status, transaction
 from orchestrator import lifecycle
 from orchestrator.events import EventLog, StatusEvent
-from orchestrator.lifecycle import CancelOutcome
+from orchestrator.lifecycle import CancelOutcome, Lease
 
 log = logging.getLogger(__name__)
 
 FLAG_TTL_SECONDS = 24 * 3600
+CANCEL_CHANNEL = "runs:cancel"
 
 
 def flag_key(message_id: str) -> str:
     return f"run:{message_id}:cancel"
 
 
-def signal_key(message_id: str) -> str:
-    return f"run:{message_id}:cancel-signal"
-
-
 def request_cancel(client: redis.Redis, message_id: str) -> None:
     pipe = client.pipeline(transaction=True)
     pipe.set(flag_key(message_id), "1", ex=FLAG_TTL_SECONDS)
-    pipe.lpush(signal_key(message_id), "1")
-    pipe.expire(signal_key(message_id), 60)
+    pipe.publish(CANCEL_CHANNEL, message_id)
     pipe.execute()
 
 
@@ -45,78 +45,205 @@ def is_cancel_requested(client: redis.Redis, message_id: str) -> bool:
 
 
 class RunWatch:
-    """A thread beside a run: polls the cancel flag and heartbeats the run while it works.
+    """One run's view of its process's hub: whether it must stop, and why.
 
-    `cancelled()` turns true when the flag is set, when a heartbeat finds the run is no longer
-    ours (cancelled in the database, or handed to another worker), or when `stop()` is called.
+    `cancelled()` turns true when the run's cancel flag is set, when a heartbeat finds the run is
+    no longer ours (cancelled in the database, or handed to another worker), or on `trip()`.
+    """
+
+    def __init__(
+        self, hub: RunHub, lease: Lease, *, on_cancel: Callable[[], None] | None = None
+    ) -> None:
+        self.hub = hub
+        self.lease = lease
+        self.message_id = lease.message_id
+        self._on_cancel = on_cancel
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._wakers: list[Callable[[], None]] = []
+        self.reason: str | None = None
+
+    def __enter__(self) -> RunWatch:
+        self.hub.add(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.hub.remove(self)
+
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def on_trip(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call `wake` (from another thread) when the run must stop; returns its unsubscribe."""
+        with self._lock:
+            self._wakers.append(wake)
+        if self._event.is_set():
+            wake()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if wake in self._wakers:
+                    self._wakers.remove(wake)
+
+        return unsubscribe
+
+    def trip(self, reason: str) -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            wakers = list(self._wakers)
+        for wake in wakers:
+            try:
+                wake()
+            except Exception:
+                log.exception("cancel wake-up failed for %s", self.message_id)
+        if self._on_cancel is not None:
+            # Killing a sandbox may take a network round trip: never on the hub's own thread.
+            threading.Thread(
+                target=self._run_on_cancel, name=f"cancel-{self.message_id}", daemon=True
+            ).start()
+
+    def _run_on_cancel(self) -> None:
+        assert self._on_cancel is not None
+        try:
+            self._on_cancel()
+        except Exception:  # the run's own cleanup still runs
+            log.exception("cancel hook failed for %s", self.message_id)
+
+
+class RunHub:
+    """The runs one worker process holds: one cancel listener and one heartbeat for all of them.
+
+    Threads start on first use in the process that uses them (never inherited across a fork).
+    The heartbeat goes to the database and never waits on Redis: a heartbeat skipped during a
+    Redis outage would let the reaper take a live run away.
     """
 
     def __init__(
         self,
         client: redis.Redis,
-        message_id: str,
-        heartbeat: Callable[[], bool],
+        db: sessionmaker[Session],
         *,
-        poll_interval: float = 0.1,
         heartbeat_interval: float = 5.0,
-        on_cancel: Callable[[], None] | None = None,
+        reconnect_delay: float = 0.5,
     ) -> None:
         self._redis = client
-        self._message_id = message_id
-        self._heartbeat = heartbeat
-        self._poll = poll_interval
+        self._db = db
         self._beat_every = heartbeat_interval
-        self._on_cancel = on_cancel
-        self._event = threading.Event()
-        self._stopped = threading.Event()
-        self.reason: str | None = None
-        self._thread = threading.Thread(target=self._loop, name=f"watch-{message_id}", daemon=True)
+        self._reconnect_delay = reconnect_delay
+        self._lock = threading.Lock()
+        self._runs: dict[str, set[RunWatch]] = {}
+        self._pid: int | None = None
+        # Set by the listener once it is subscribed (tests and benchmarks wait on it).
+        self.listening = threading.Event()
 
-    def __enter__(self) -> RunWatch:
-        self._thread.start()
-        return self
+    # -- runs come and go ------------------------------------------------------------------
 
-    def __exit__(self, *exc: object) -> None:
-        # No join: the thread is at most one BLPOP timeout from seeing this and ending.
-        self._stopped.set()
+    def add(self, watch: RunWatch) -> None:
+        self._start()
+        with self._lock:
+            self._runs.setdefault(watch.message_id, set()).add(watch)
+        # Registered first, then the flag: a cancel sent before the run started is seen here,
+        # one sent from now on reaches the listener.
+        try:
+            if is_cancel_requested(self._redis, watch.message_id):
+                watch.trip("cancelled")
+        except redis.RedisError:  # the heartbeat still finds a cancelled run
+            log.warning("could not read the cancel flag of %s", watch.message_id)
 
-    def cancelled(self) -> bool:
-        return self._event.is_set()
+    def remove(self, watch: RunWatch) -> None:
+        with self._lock:
+            held = self._runs.get(watch.message_id)
+            if held is not None:
+                held.discard(watch)
+                if not held:
+                    del self._runs[watch.message_id]
 
-    def trip(self, reason: str) -> None:
-        if self._event.is_set():
-            return
-        self.reason = reason
-        self._event.set()
-        if self._on_cancel is not None:
+    def size(self) -> int:
+        """How many runs this process holds now."""
+        with self._lock:
+            return len(self._runs)
+
+    def watches(self) -> list[RunWatch]:
+        with self._lock:
+            return [w for held in self._runs.values() for w in held]
+
+    def _trip(self, message_id: str, reason: str) -> None:
+        with self._lock:
+            held = list(self._runs.get(message_id, ()))
+        for watch in held:
+            watch.trip(reason)
+
+    # -- the threads -------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._runs.clear()
+            self.listening.clear()
+        threading.Thread(target=self._listen, name="cancel-listener", daemon=True).start()
+        threading.Thread(target=self._beat, name="run-heartbeat", daemon=True).start()
+
+    def _listen(self) -> None:
+        delay = self._reconnect_delay
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
             try:
-                self._on_cancel()
-            except Exception:  # the run's own cleanup still runs; never kill the watcher
-                log.exception("cancel hook failed for %s", self._message_id)
-
-    def _loop(self) -> None:
-        next_beat = time.monotonic() + self._beat_every
-        while not self._stopped.is_set():
-            # The heartbeat goes to the database and must never wait on Redis: a heartbeat
-            # skipped during a Redis outage would let the reaper take a live run away.
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + self._beat_every
+                pubsub.subscribe(CANCEL_CHANNEL)
+                # Anything published while we were not subscribed is lost: read the flags.
+                self._check_flags()
+                self.listening.set()
+                delay = self._reconnect_delay
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        data = message["data"]
+                        message_id = data.decode() if isinstance(data, bytes) else str(data)
+                        self._trip(message_id, "cancelled")
+            except Exception as exc:  # Redis away: reconnect, then read every flag again
+                if self.listening.is_set():
+                    log.warning("cancel listener lost Redis (%s); reconnecting", exc)
+                self.listening.clear()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
                 try:
-                    if not self._heartbeat():
-                        self.trip("lost")
-                        return
-                except Exception:  # a database blip must not end the run by itself
-                    log.warning("watch of %s could not heartbeat", self._message_id, exc_info=True)
-            try:
-                woken = self._redis.blpop([signal_key(self._message_id)], timeout=self._poll)
-                if self._stopped.is_set():
-                    return
-                if woken or is_cancel_requested(self._redis, self._message_id):
-                    self.trip("cancelled")
-                    return
-            except Exception:  # Redis down: a DELETE still reaches the run through its heartbeat
-                log.warning("watch of %s could not read its cancel flag", self._message_id)
-                self._stopped.wait(self._poll)
+                    pubsub.close()
+                except Exception:
+                    log.debug("could not close the cancel subscription", exc_info=True)
+
+    def _check_flags(self) -> None:
+        message_ids = [w.message_id for w in self.watches()]
+        if not message_ids:
+            return
+        flags = self._redis.mget([flag_key(m) for m in message_ids])
+        for message_id, flag in zip(message_ids, flags, strict=True):
+            if flag is not None:
+                self._trip(message_id, "cancelled")
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(self._beat_every)
+            self.heartbeat()
+
+    def heartbeat(self) -> None:
+        """One statement for every run this process holds; a run found lost stops."""
+        watches = [w for w in self.watches() if not w.cancelled()]
+        if not watches:
+            return
+        try:
+            with transaction(self._db) as session:
+                held = lifecycle.heartbeat_many(session, [w.lease for w in watches])
+        except Exception:  # a database blip must not end the runs by itself
+            log.warning("could not heartbeat %d runs", len(watches), exc_info=True)
+            return
+        for watch in watches:
+            if watch.lease.token not in held:
+                watch.trip("lost")
 
 
 def cancel_run(

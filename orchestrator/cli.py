@@ -173,6 +173,19 @@ def dev_environment(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+DEMO_USER = "demo"
+
+
+def sign_in_link(env: dict[str, str], public_url: str) -> str:
+    """What the development mode prints: the web page, signed in as the demo user (DESIGN 13)."""
+    secret = env.get("AUTH_SECRET")
+    if not secret:
+        return f"open {public_url}/ and paste a token from your identity provider"
+    token = user_token(secret, DEMO_USER, 7 * 24 * 3600)
+    # In the fragment, which browsers never send to a server; the page moves it to sessionStorage.
+    return f"sign in as {DEMO_USER!r}: {public_url}/#token={token}"
+
+
 def _cancel(
     factory: sessionmaker[Session],
     settings: Settings,
@@ -209,6 +222,7 @@ def dev(settings: Settings) -> int:
     upgrade(settings.database_url)
     # Honcho gives each process its own PORT; the worker must still write the web's URLs.
     env.setdefault("PUBLIC_URL", settings.public_url)
+    print(sign_in_link(env, env["PUBLIC_URL"]))
     # The Procfile names gunicorn and celery: find them beside this interpreter (the venv).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     procfile = Path(__file__).resolve().parent.parent / "Procfile"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, TextClause, and_, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -98,6 +98,50 @@ def heartbeat(session: Session, lease: Lease) -> bool:
     return _rows(result) == 1
 
 
+def heartbeat_many(session: Session, leases: list[Lease]) -> set[str]:
+    """One heartbeat for all the runs a process holds; returns the lease tokens still held.
+
+    A lease token names one claim of one run, so `lease IN (...)` and STREAMING fence each row
+    as `heartbeat` does; the rows it did not touch are runs that are no longer ours.
+    """
+    now = utcnow()
+    held: set[str] = set()
+    for start in range(0, len(leases), 500):
+        chunk = leases[start : start + 500]
+        result = session.execute(
+            update(Message)
+            .where(
+                Message.id.in_([lease.message_id for lease in chunk]),
+                Message.lease.in_([lease.token for lease in chunk]),
+                Message.status == Status.STREAMING,
+            )
+            .values(heartbeat_at=now)
+            .returning(Message.lease)
+            .execution_options(synchronize_session=False)
+        )
+        held.update(token for token in result.scalars() if token is not None)
+    return held
+
+
+def _flush_statement(with_tool_calls: bool) -> TextClause:
+    # Built once: a flush runs for every run several times a second, and building and compiling
+    # an ORM update each time cost more CPU than the rest of a chunk's way (README, Capacity).
+    table = Message.__table__
+    calls = ", tool_calls = :tool_calls" if with_tool_calls else ""
+    statement = text(
+        f"UPDATE {Message.__tablename__} SET content = substr(content, 1, :after) || :tail, "
+        f"heartbeat_at = :now, updated_at = :now{calls} "
+        "WHERE id = :message_id AND run_id = :run_id AND lease = :lease AND status = :status"
+    ).bindparams(bindparam("now", type_=table.c.heartbeat_at.type))
+    if with_tool_calls:
+        statement = statement.bindparams(bindparam("tool_calls", type_=table.c.tool_calls.type))
+    return statement
+
+
+_FLUSH = _flush_statement(with_tool_calls=False)
+_FLUSH_WITH_CALLS = _flush_statement(with_tool_calls=True)
+
+
 def flush(
     session: Session,
     lease: Lease,
@@ -110,22 +154,20 @@ def flush(
 
     Only the new text travels; cutting at `after` first makes a flush that was committed but
     looked failed (a connection lost at commit) harmless to send again. The tool calls are
-    written only when given (they changed).
+    written only when given (they changed). Fenced as `_held` is.
     """
-    now = utcnow()
-    values: dict[str, Any] = {
-        "content": func.substr(Message.content, 1, after).concat(tail),
-        "heartbeat_at": now,
-        "updated_at": now,
+    params: dict[str, Any] = {
+        "after": after,
+        "tail": tail,
+        "now": utcnow(),
+        "message_id": lease.message_id,
+        "run_id": lease.run_id,
+        "lease": lease.token,
+        "status": Status.STREAMING.value,
     }
     if tool_calls is not None:
-        values["tool_calls"] = tool_calls
-    result = session.execute(
-        update(Message)
-        .where(_held(lease))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
+        params["tool_calls"] = tool_calls
+    result = session.execute(_FLUSH if tool_calls is None else _FLUSH_WITH_CALLS, params)
     return _rows(result) == 1
 
 

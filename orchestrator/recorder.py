@@ -1,6 +1,7 @@
 """A run's recorder and event sink: what it streamed, its tool calls, and when they are flushed.
 
-Every event goes to the run's Redis Stream (what clients follow) and into the recorder; the
+Every event goes to the run's Redis Stream (what clients follow), through the process's
+`Publisher` when there is one (coalesced, pipelined), and into the recorder; the
 recorder flushes to the message row at least every `flush_interval`, and at once on a tool event.
 A flush sends only the text added since the last one, and the tool calls only when they changed,
 so a long run writes bytes in proportion to what it streamed (not its square).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -20,6 +22,7 @@ from models import transaction
 from orchestrator import lifecycle
 from orchestrator.events import DeltaEvent, Event, EventLog, ToolCallEvent, ToolResultEvent
 from orchestrator.lifecycle import Lease
+from orchestrator.publisher import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +34,15 @@ class Recorder:
         events: EventLog,
         lease: Lease,
         *,
-        flush_interval: float,
+        flush_interval: float | Callable[[], float],
+        publisher: Publisher | None = None,
     ) -> None:
         self.db = db
         self.events = events
+        self.publisher = publisher
         self.lease = lease
-        self.flush_interval = flush_interval
+        # A number, or what the process says now (see runner.flush_interval).
+        self._flush_interval = flush_interval
         self.content: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         # True once a flush finds the run is no longer ours (cancelled, reaped).
@@ -47,6 +53,11 @@ class Recorder:
         self._flushed_chars = 0
         self._unflushed: list[str] = []
         self._calls_changed = False
+
+    @property
+    def flush_interval(self) -> float:
+        interval = self._flush_interval
+        return interval() if callable(interval) else interval
 
     @property
     def text(self) -> str:
@@ -101,12 +112,21 @@ class Recorder:
     # -- the event sink ----------------------------------------------------------------------
 
     def publish(self, *events: Event) -> None:
+        if self.publisher is not None:
+            self.publisher.add(self.lease.message_id, *events)
+            return
         try:
             self.events.append(self.lease.message_id, *events)
         except redis.RedisError:  # the database keeps the outcome; live followers catch up from it
             log.warning("could not publish events of %s", self.lease.message_id, exc_info=True)
 
+    def close(self) -> None:
+        """Send what is still queued for the run's stream (its events keep their order)."""
+        if self.publisher is not None:
+            self.publisher.close(self.lease.message_id)
+
     def finish_stream(self, status: str, *events: Event) -> None:
+        self.close()
         try:
             self.events.finish(self.lease.message_id, status, *events)
         except redis.RedisError:

@@ -20,12 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import Attachment, Fragment, Message, Project, Status, transaction
 from orchestrator import lifecycle, logs, metrics, prompting
 from orchestrator.agent import Outcome, run_agent
-from orchestrator.cancellation import RunWatch
+from orchestrator.cancellation import RunHub, RunWatch
 from orchestrator.errors import ProviderError, SandboxError
 from orchestrator.events import DeltaEvent, ErrorEvent, Event, EventLog, FragmentEvent, StatusEvent
 from orchestrator.lifecycle import FragmentValues, Lease
 from orchestrator.providers.base import Cancelled
 from orchestrator.providers.chain import ChainRun
+from orchestrator.publisher import Publisher
 from orchestrator.recorder import Recorder
 from orchestrator.sandboxes.base import SandboxFactory
 from orchestrator.sandboxes.lazy import LazySandbox
@@ -37,6 +38,21 @@ from orchestrator.versions.result import first_changes, run_files
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The flushes a worker process holding more than FLUSH_BUDGET_FROM runs sends per second, at
+# most: each of its runs flushes less often (its stream keeps every delta live, and a re-run
+# carries over from the stream). Under load, flushes were a quarter of the worker's CPU (README,
+# Capacity). Up to FLUSH_BUDGET_FROM runs, each flushes as configured.
+FLUSH_BUDGET = 200.0
+FLUSH_BUDGET_FROM = 50
+
+
+def flush_interval(configured: float, runs_held: int) -> float:
+    """How often each run of a process holding `runs_held` runs flushes its content."""
+    if runs_held <= FLUSH_BUDGET_FROM:
+        return configured
+    return max(configured, runs_held / FLUSH_BUDGET)
+
 
 FAILED_TEXT = {
     "provider": "Sorry, the AI service is unavailable right now, so this request could not be "
@@ -57,6 +73,9 @@ class RunServices:
     events: EventLog
     new_chain: Callable[[], ChainRun]
     sandboxes: SandboxFactory
+    # One per process: the cancel listener and heartbeat of all its runs, and their event sink.
+    hub: RunHub
+    publisher: Publisher
 
 
 @dataclass(frozen=True)
@@ -147,6 +166,23 @@ class Stopped:
 Ending = Completed | Failed | Stopped
 
 
+class StopCheck:
+    """The run's `cancelled` for the agent loop and the provider: a callable that can also wake.
+
+    `on_trip(wake)` lets a provider waiting for the model's next chunk be woken by a cancel
+    instead of polling for it.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+
+    def __call__(self) -> bool:
+        return self._run.cancelled()
+
+    def on_trip(self, wake: Callable[[], None]) -> Callable[[], None]:
+        return self._run.watch.on_trip(wake)
+
+
 class _Run:
     """One run: the agent's work, then exactly one ending, then the sandbox released.
 
@@ -164,20 +200,21 @@ class _Run:
             seed=context.base.files if context.base else None,
         )
         self.record = Recorder(
-            services.db, services.events, lease, flush_interval=self.settings.flush_interval
+            services.db,
+            services.events,
+            lease,
+            flush_interval=self.flush_interval,
+            publisher=services.publisher,
         )
         # Set once the sandbox was closed as a COMPLETE run wants it (a kept-alive preview).
         self.released = False
         self.deadline = time.monotonic() + self.settings.run_deadline
-        self.watch = RunWatch(
-            services.redis,
-            lease.message_id,
-            heartbeat=self._heartbeat,
-            poll_interval=0.25,
-            heartbeat_interval=self.settings.heartbeat_interval,
-            on_cancel=self.sandbox.kill,
-        )
+        self.watch = RunWatch(services.hub, lease, on_cancel=self.sandbox.kill)
+        self.stop_check = StopCheck(self)
         self.metrics = metrics.RunMetrics()
+
+    def flush_interval(self) -> float:
+        return flush_interval(self.settings.flush_interval, self.services.hub.size())
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -193,6 +230,7 @@ class _Run:
                 # was kept on purpose).
                 if not self.released:
                     self._kill_sandbox()
+                self.record.close()
 
     def _work(self) -> Ending:
         try:
@@ -201,7 +239,7 @@ class _Run:
                 self.chain,
                 self.sandbox,
                 self.emit,
-                self.cancelled,
+                self.stop_check,
                 max_steps=self.settings.agent_max_steps,
             )
         except Cancelled:
@@ -255,10 +293,6 @@ class _Run:
                 log.warning("could not write the outcome of %s; retrying", self.lease.message_id)
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
-
-    def _heartbeat(self) -> bool:
-        with transaction(self.services.db) as session:
-            return lifecycle.heartbeat(session, self.lease)
 
     def _kill_sandbox(self) -> None:
         try:

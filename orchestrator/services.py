@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from models import make_engine, make_sessionmaker
+from orchestrator.cancellation import RunHub
 from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.providers.base import Provider
@@ -16,11 +17,18 @@ from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
+from orchestrator.publisher import Publisher
 from orchestrator.runner import RunServices
 from orchestrator.sandboxes.base import SandboxFactory
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# Bounds per worker process (README "Capacity"): what the runs of one process share.
+WORKER_REDIS_CONNECTIONS = 50
+WORKER_DB_POOL_SIZE = 20
+WORKER_DB_MAX_OVERFLOW = 10
 
 
 def build_providers(settings: Settings) -> list[Provider]:
@@ -32,6 +40,7 @@ def build_providers(settings: Settings) -> list[Provider]:
             config,
             read_timeout=settings.llm_read_timeout,
             connect_timeout=settings.llm_connect_timeout,
+            max_connections=settings.worker_concurrency,
         )
         for config in settings.providers
     ]
@@ -74,11 +83,11 @@ def check_sandbox_isolation(settings: Settings) -> None:
         build_sandboxes(settings)
 
 
-def redis_client(settings: Settings) -> redis.Redis:
+def redis_client(settings: Settings, *, max_connections: int = 200) -> redis.Redis:
     # A blocking pool: past its size, callers wait for a connection instead of failing.
     pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
-        max_connections=200,
+        max_connections=max_connections,
         timeout=5,
         socket_timeout=10,
         socket_connect_timeout=5,
@@ -104,12 +113,23 @@ def build_run_services(settings: Settings) -> RunServices:
     providers = build_providers(settings)
     breaker = build_breaker(settings)
     wait = BackoffWait(cap=settings.llm_backoff_cap, retry_cap=settings.llm_retry_after_cap)
-    client = redis_client(settings)
+    # The runs of a process share its connections: runs wait for one, never open more.
+    client = redis_client(settings, max_connections=WORKER_REDIS_CONNECTIONS)
+    db = make_sessionmaker(
+        make_engine(
+            settings.database_url,
+            pool_size=WORKER_DB_POOL_SIZE,
+            max_overflow=WORKER_DB_MAX_OVERFLOW,
+        )
+    )
+    events = EventLog(client, maxlen=settings.event_stream_maxlen, ttl=settings.event_stream_ttl)
     return RunServices(
         settings=settings,
-        db=make_sessionmaker(make_engine(settings.database_url)),
+        db=db,
         redis=client,
-        events=EventLog(client, maxlen=settings.event_stream_maxlen, ttl=settings.event_stream_ttl),
+        events=events,
+        hub=RunHub(client, db, heartbeat_interval=settings.heartbeat_interval),
+        publisher=Publisher(events),
         new_chain=lambda: ChainRun(
             providers,
             attempts_per_provider=settings.llm_attempts_per_provider,

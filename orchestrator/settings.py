@@ -68,6 +68,8 @@ class Settings:
     public_url: str = "http://127.0.0.1:5000"
     port: int = 5000
     queue_name: str = "generation"
+    # DESIGN section 14: the runs one worker process holds (the Procfile's --concurrency).
+    worker_concurrency: int = 100
     # Content is flushed to the database at least this often while tokens arrive.
     flush_interval: float = 0.25
     # Heartbeat and the reaper's thresholds (DESIGN section 9).
@@ -98,6 +100,8 @@ class Settings:
     task_events: bool = False
     # The worker machine's /metrics port (DESIGN section 11); None or 0: no endpoint.
     worker_metrics_port: int | None = None
+    # Origins whose front ends may call /api/* (DESIGN section 13); none by default.
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def demo_mode(self) -> bool:
@@ -148,6 +152,7 @@ class Settings:
             public_url=(env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
             port=port,
             queue_name=env.get("QUEUE_NAME") or cls.queue_name,
+            worker_concurrency=int(number("WORKER_CONCURRENCY", cls.worker_concurrency)),
             heartbeat_interval=number("HEARTBEAT_INTERVAL", cls.heartbeat_interval),
             stale_after=number("RUN_STALE_AFTER", cls.stale_after),
             pending_grace=number("RUN_PENDING_GRACE", cls.pending_grace),
@@ -162,6 +167,9 @@ class Settings:
             worker_metrics_port=int(number("WORKER_METRICS_PORT", 9540)) or None,
             task_events=(env.get("CELERY_TASK_EVENTS") or "").lower() in ("1", "true", "yes", "on"),
             log_format=log_format(env.get("LOG_FORMAT")),
+            cors_origins=tuple(
+                filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
+            ),
         )
 
 

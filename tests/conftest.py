@@ -32,6 +32,7 @@ from models.migrate import upgrade
 from orchestrator.bundled_redis import BundledRedis, free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
 from orchestrator.tokens import user_token
+from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import FakeLLM, Reply
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -258,6 +259,27 @@ def settings(
         heartbeat_interval=0.5,
         public_url=f"http://127.0.0.1:{free_port()}",
         agent_max_steps=6,
+    )
+
+
+@pytest.fixture
+def fake_e2b() -> Iterator[FakeE2B]:
+    """The offline fake of the E2B API and envd, for SANDBOX=e2b."""
+    with FakeE2B() as fake:
+        # The dev server a template would start: stays up in the background.
+        fake.add_program("npm", "#!/bin/sh\nexec sleep 30\n")
+        yield fake
+
+
+@pytest.fixture
+def e2b_settings(settings: Settings, fake_e2b: FakeE2B) -> Settings:
+    return replace(
+        settings,
+        sandbox="e2b",
+        e2b_api_key=fake_e2b.api_key,
+        e2b_api_url=fake_e2b.url,
+        e2b_sandbox_url=fake_e2b.url,
+        e2b_domain=fake_e2b.domain,
     )
 
 

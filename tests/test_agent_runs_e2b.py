@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
-
-import pytest
 
 from orchestrator.settings import Settings
 from tests.conftest import run_prompt, running_stack
 from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import Error, Reply, ToolCall
-
-
-@pytest.fixture
-def fake_e2b() -> Iterator[FakeE2B]:
-    with FakeE2B() as fake:
-        # The dev server a template would start: stays up in the background.
-        fake.add_program("npm", "#!/bin/sh\nexec sleep 30\n")
-        yield fake
-
-
-@pytest.fixture
-def e2b_settings(settings: Settings, fake_e2b: FakeE2B) -> Settings:
-    return replace(
-        settings,
-        sandbox="e2b",
-        e2b_api_key=fake_e2b.api_key,
-        e2b_api_url=fake_e2b.url,
-        e2b_sandbox_url=fake_e2b.url,
-        e2b_domain=fake_e2b.domain,
-    )
 
 
 def test_an_e2b_run_ends_with_a_kept_alive_preview(

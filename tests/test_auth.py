@@ -7,12 +7,10 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -20,18 +18,18 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 
 from models import transaction
 from orchestrator import lifecycle
 from orchestrator.lifecycle import FragmentValues
 from orchestrator.settings import Settings
 from tests.conftest import SECRET, Api
+from tests.fakes.jwks_server import CountingJwks, public_jwk
 
 # Routes meant to answer without auth, to anyone who holds the unguessable id.
 PUBLIC_ENDPOINTS = {"fragments.public", "preview.preview_root", "preview.preview"}
 # Public by nature, without ids to guard.
-OPEN_ENDPOINTS = {"health.healthz", "health.readyz", "health.metrics", "docs.openapi"}
+OPEN_ENDPOINTS = {"health.healthz", "health.readyz", "health.metrics", "docs.openapi", "page.index"}
 
 
 def b64url(data: Any) -> str:
@@ -219,39 +217,12 @@ def test_every_protected_route_answers_401_without_a_token(
 # --- RS256 keys from a JWKS endpoint (Clerk-compatible) ---
 
 
-class Jwks:
-    """A tiny local HTTP server that serves a JWKS document."""
-
-    def __init__(self, keys: list[dict[str, Any]]) -> None:
-        body = json.dumps({"keys": keys}).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_port}/.well-known/jwks.json"
-        threading.Thread(target=self.http.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-
-
 @pytest.fixture
 def jwks_app(settings: Settings, celery_app: Any) -> Iterator[tuple[Any, rsa.RSAPrivateKey]]:
     from web import create_app
 
     key = rsa_key()
-    jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
-    jwks = Jwks([{**jwk, "kid": "key-1", "use": "sig", "alg": "RS256"}])
+    jwks = CountingJwks([public_jwk(key, "key-1")])
     app = create_app(replace(settings, auth_jwks_url=jwks.url), celery=celery_app)
     yield app.test_client(), key
     jwks.close()

@@ -118,3 +118,14 @@ def test_runs_cancel_does_what_delete_does_done_event_revoke_and_the_run_stops(
     assert kinds.count("done") == 1
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "not being processed" in again.stderr
+
+
+def test_the_development_mode_prints_a_sign_in_link_with_the_token_in_the_fragment() -> None:
+    from orchestrator.cli import sign_in_link
+
+    link = sign_in_link({"AUTH_SECRET": API_SECRET}, "http://127.0.0.1:5000")
+    page, _, fragment = link.split(": ", 1)[1].partition("#")
+    assert page == "http://127.0.0.1:5000/" and "?" not in page  # never a query string
+    claims = jwt.decode(fragment.removeprefix("token="), API_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "demo" and claims["exp"] > claims["iat"]
+    assert "paste a token" in sign_in_link({}, "http://127.0.0.1:5000")

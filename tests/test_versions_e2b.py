@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
-
-import pytest
 
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 from tests.conftest import SECRET, running_stack
 from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import Reply, ToolCall
-
-
-@pytest.fixture
-def fake_e2b() -> Iterator[FakeE2B]:
-    with FakeE2B() as fake:
-        fake.add_program("npm", "#!/bin/sh\nexec sleep 30\n")  # the template's dev server
-        yield fake
-
-
-@pytest.fixture
-def e2b_settings(settings: Settings, fake_e2b: FakeE2B) -> Settings:
-    return replace(
-        settings,
-        sandbox="e2b",
-        e2b_api_key=fake_e2b.api_key,
-        e2b_api_url=fake_e2b.url,
-        e2b_sandbox_url=fake_e2b.url,
-        e2b_domain=fake_e2b.domain,
-    )
 
 
 def finish() -> Reply:

@@ -12,7 +12,7 @@ from orchestrator import logs
 from orchestrator.errors import ConfigError
 from orchestrator.events import EventLog
 from orchestrator.settings import Settings
-from web import access_log, errors, guards, metrics, request_ids
+from web import access_log, cors, errors, guards, metrics, request_ids
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
         health,
         me,
         messages,
+        page,
         preview,
         projects,
         versions,
@@ -66,6 +67,8 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     for module in (me, projects, conversations, messages, events, fragments, health, preview, docs):
         app.register_blueprint(module.bp)
     app.register_blueprint(versions.bp)
+    app.register_blueprint(page.bp)
+    cors.register(app, settings.cors_origins)
     guards.register(app)
     errors.register(app)
     metrics.register(app)  # HTTP requests by route and status (web/metrics.py)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import queue
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx2
 import openai
 
 from orchestrator.providers import aioloop
@@ -24,35 +26,52 @@ from orchestrator.providers.retry import IncompleteStream, LLMReadTimeout
 from orchestrator.settings import ProviderConfig
 
 _END = object()
-# How often a consumer waiting for the next chunk looks at the cancel check.
+_WAKE = object()
+# How often a consumer waiting for the next chunk looks at the cancel check; with a check that
+# can wake it (`on_trip`, the runner's), only for the deadline.
 CANCEL_POLL_SECONDS = 0.02
+WOKEN_POLL_SECONDS = 0.5
 
 
 class OpenAICompatProvider:
     supports_tools = True
 
     def __init__(
-        self, config: ProviderConfig, *, read_timeout: float = 60.0, connect_timeout: float = 10.0
+        self,
+        config: ProviderConfig,
+        *,
+        read_timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 1000,
     ) -> None:
         self.name = config.name
         self.model = config.model
         self._config = config
         self._read_timeout = read_timeout
         self._connect_timeout = connect_timeout
+        # One client per provider per process, its pool sized to the runs the process holds.
+        self._max_connections = max_connections
         self._client: openai.AsyncOpenAI | None = None
 
     def stream(
         self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
     ) -> Iterator[Delta]:
         inbox: queue.Queue[object] = queue.Queue()
+        subscribe = getattr(cancelled, "on_trip", None)
+        unsubscribe = subscribe(lambda: inbox.put(_WAKE)) if callable(subscribe) else None
+        poll = WOKEN_POLL_SECONDS if unsubscribe is not None else CANCEL_POLL_SECONDS
         future = aioloop.submit(self._pump(messages, tools, inbox))
         try:
             while True:
                 try:
-                    item = inbox.get(timeout=CANCEL_POLL_SECONDS)
+                    item = inbox.get(timeout=poll)
                 except queue.Empty:
                     if cancelled():
                         raise Cancelled() from None
+                    continue
+                if item is _WAKE:
+                    if cancelled():
+                        raise Cancelled()
                     continue
                 if item is _END:
                     return
@@ -64,6 +83,8 @@ class OpenAICompatProvider:
         finally:
             # Cancelling the task closes the HTTP response: the server sees the connection go.
             future.cancel()
+            if unsubscribe is not None:
+                unsubscribe()
 
     def _client_in_loop(self) -> openai.AsyncOpenAI:
         if self._client is None:
@@ -71,6 +92,12 @@ class OpenAICompatProvider:
                 base_url=self._config.base_url,
                 api_key=self._config.api_key,
                 max_retries=0,  # tenacity owns retries; two layers would multiply attempts
+                http_client=openai.DefaultAsyncHttpxClient(
+                    limits=httpx2.Limits(
+                        max_connections=self._max_connections,
+                        max_keepalive_connections=self._max_connections,
+                    ),
+                ),
                 timeout=openai.Timeout(
                     self._read_timeout, connect=self._connect_timeout, read=self._read_timeout
                 ),
@@ -90,24 +117,46 @@ class OpenAICompatProvider:
             }
             if tools:
                 kwargs["tools"] = tools
-            stream = await asyncio.wait_for(
-                client.chat.completions.create(**kwargs), self._read_timeout + self._connect_timeout
-            )
             finished = False
-            async with stream:
-                chunks = stream.__aiter__()
-                while True:
-                    try:
-                        chunk = await asyncio.wait_for(anext(chunks), self._read_timeout)
-                    except StopAsyncIteration:
-                        break
-                    except TimeoutError:
-                        raise LLMReadTimeout(
-                            f"no data from {self.name} for {self._read_timeout:g}s"
-                        ) from None
-                    for delta in _deltas(chunk):
-                        finished = finished or isinstance(delta, Finish)
-                        inbox.put(delta)
+            started = False
+            try:
+                # Until the response starts: the request's whole budget.
+                async with asyncio.timeout(self._read_timeout + self._connect_timeout) as watch:
+                    # The raw lines, parsed here: the SDK's chunk objects cost more CPU than the
+                    # rest of a chunk's way to the client (README, Capacity). Status errors are
+                    # still the SDK's (raised before the body is read).
+                    async with client.chat.completions.with_streaming_response.create(
+                        **kwargs
+                    ) as response:
+                        started = True
+                        # From here the HTTP client's read timeout (LLM_READ_TIMEOUT, per read
+                        # of the socket) is the watchdog: no timer per chunk at all.
+                        watch.reschedule(None)
+                        async for line in response.iter_lines():
+                            if not line.startswith("data:"):
+                                continue
+                            data = line[5:].strip()
+                            if data == "[DONE]":
+                                break
+                            chunk = json.loads(data)
+                            if isinstance(chunk, dict) and chunk.get("error"):
+                                raise openai.APIError(
+                                    str(chunk["error"]), response.http_request, body=chunk
+                                )
+                            for delta in _deltas(chunk):
+                                finished = finished or isinstance(delta, Finish)
+                                inbox.put(delta)
+            except (TimeoutError, httpx2.TimeoutException):
+                if not started:
+                    raise
+                raise LLMReadTimeout(
+                    f"no data from {self.name} for {self._read_timeout:g}s"
+                ) from None
+            except httpx2.TransportError as exc:
+                if not started:
+                    raise
+                # The body was cut (the SDK's own iterator reported this as an early end).
+                raise IncompleteStream(f"{self.name} cut the stream: {exc}") from exc
             if not finished:
                 raise IncompleteStream(f"{self.name} ended the stream before finishing")
             inbox.put(_END)
@@ -118,21 +167,22 @@ class OpenAICompatProvider:
 
 
 def _deltas(chunk: Any) -> Iterator[Delta]:
-    usage = getattr(chunk, "usage", None)
-    if usage is not None:
-        yield Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0)
-    for choice in chunk.choices or []:
-        delta = choice.delta
-        if delta is not None:
-            if delta.content:
-                yield TextDelta(delta.content)
-            for call in delta.tool_calls or []:
-                function = call.function
+    """The deltas of one `chat.completion.chunk`, read from its JSON."""
+    usage = chunk.get("usage")
+    if usage:
+        yield Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta")
+        if delta:
+            if delta.get("content"):
+                yield TextDelta(delta["content"])
+            for call in delta.get("tool_calls") or []:
+                function = call.get("function")
                 yield ToolCallDelta(
-                    index=call.index,
-                    id=call.id,
-                    name=function.name if function else None,
-                    arguments=(function.arguments or "") if function else "",
+                    index=call.get("index") or 0,
+                    id=call.get("id"),
+                    name=function.get("name") if function else None,
+                    arguments=(function.get("arguments") or "") if function else "",
                 )
-        if choice.finish_reason:
-            yield Finish(choice.finish_reason)
+        if choice.get("finish_reason"):
+            yield Finish(choice["finish_reason"])

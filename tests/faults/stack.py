@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -35,6 +36,19 @@ from tests.conftest import Api
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
 TERMINAL = ("COMPLETE", "FAILED", "CANCELLED")
+
+
+def procfile_pool() -> str:
+    """The pool of the Procfile's `worker:` line: what fault scenarios run, as production does."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("worker:"):
+            found = re.search(r"--pool[ =](\S+)", line)
+            assert found, f"the Procfile's worker line names no --pool: {line}"
+            return found.group(1)
+    raise AssertionError("the Procfile has no worker: line")
+
+
+PROCFILE_POOL = procfile_pool()
 
 # Process groups of the worker processes started by the current scenario.
 SPAWNED_GROUPS: set[int] = set()
@@ -102,7 +116,7 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
 class WorkerProcess:
     """A real `celery -A workers.celery_app worker` in its own process group."""
 
-    def __init__(self, settings: Settings, data_dir: Path, *, pool: str = "prefork") -> None:
+    def __init__(self, settings: Settings, data_dir: Path, *, pool: str = PROCFILE_POOL) -> None:
         self.settings = settings
         self.data_dir = data_dir
         self.pool = pool
@@ -280,7 +294,7 @@ class Stack:
             message_id, lambda m: m.status in TERMINAL, timeout, "a terminal state"
         )
 
-    def worker_process(self, pool: str = "prefork") -> WorkerProcess:
+    def worker_process(self, pool: str = PROCFILE_POOL) -> WorkerProcess:
         worker = WorkerProcess(self.settings, self.data_dir, pool=pool).start()
         self._closers.append(worker.stop)
         return worker

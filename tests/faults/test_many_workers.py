@@ -1,6 +1,6 @@
 """Many machines: three worker processes with their own node names stand for three machines.
 
-Three real `celery worker` processes (`-n w1@%h`, `w2@%h`, `w3@%h`, prefork) consume one queue of
+Three real `celery worker` processes (`-n w1@%h`, `w2@%h`, `w3@%h`, the Procfile's pool) consume one queue of
 one Redis and one database, with the reaper sweeping as beat would. Under load (every worker
 busy, more runs queued), w1's whole process group gets SIGKILL. Then: every run ends terminal
 (none left PENDING/STREAMING), w2 and w3 keep taking work (runs queued after the kill complete

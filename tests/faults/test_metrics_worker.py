@@ -1,7 +1,8 @@
-"""The worker machine's metrics endpoint (DESIGN section 11), scraped from a real prefork worker.
+"""The worker machine's metrics endpoint (DESIGN section 11), scraped from a real worker.
 
-The run executes in a prefork child; the endpoint is served by the worker's main process, which
-never runs it: the run is counted only if the child's values reach the scrape (multiprocess mode).
+With the Procfile's pool the run executes in the worker's process; with prefork (which operators
+may still choose) it runs in a child, and the endpoint is served by the main process, which never
+runs it: the run is counted only if the child's values reach the scrape (multiprocess mode).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.faults
 def test_the_worker_machine_serves_the_metrics_of_its_children(
     make_stack: MakeStack, providers: Providers, fault: FaultRecord
 ) -> None:
-    fault.name = "worker-metrics[prefork child counted by the main process]"
+    fault.name = "worker-metrics[a run through the Procfile's pool counted]"
     port = free_port()
     stack = make_stack(in_process_worker=False, worker_metrics_port=port)
     worker = stack.worker_process()
@@ -30,7 +31,7 @@ def test_the_worker_machine_serves_the_metrics_of_its_children(
     url = f"http://127.0.0.1:{port}/metrics"
     before = samples(wait_for(lambda: _scrape(url), 10, "the worker's metrics endpoint"))
     assert value(before, "appforge_runs_total", status="COMPLETE") == 0
-    fault.inject(f"one run through a prefork worker serving /metrics on port {port}")
+    fault.inject(f"one run through a worker serving /metrics on port {port}")
 
     api = stack.api()
     sent = api.send(api.project()["id"])
@@ -84,7 +85,7 @@ def test_a_killed_child_stops_counting_as_a_run_in_progress(
     port = free_port()
     stack = make_stack(in_process_worker=False, worker_metrics_port=port)
     providers.primary.script(Reply("Slowly. " * 100, chunk_size=4, delay=0.1))  # then the default
-    worker = stack.worker_process()
+    worker = stack.worker_process(pool="prefork")
     worker.wait_ready()
     url = f"http://127.0.0.1:{port}/metrics"
     api = stack.api()

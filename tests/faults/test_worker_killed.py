@@ -1,7 +1,8 @@
 """A worker process killed with SIGKILL mid-run (DESIGN section 9).
 
-A real `celery worker` (prefork) runs the run; while the message is STREAMING its whole process
-group gets SIGKILL: once while the model streams text, once while a sandbox command runs. A fresh
+A real `celery worker` (the Procfile's pool) runs the run; while the message is STREAMING its
+whole process group gets SIGKILL: once while the model streams text, once while a sandbox
+command runs. A fresh
 worker starts and the reaper sweeps as the beat would. The message must reach a terminal state
 within RECOVERY_BOUND seconds of the kill: re-run to COMPLETE, or, with no attempt left, FAILED
 with its credit back; either way with at most one fragment and nothing of the dead attempt left.
@@ -20,6 +21,7 @@ from orchestrator.sandboxes.local_users import UID_BASE
 from tests.conftest import wait_for
 from tests.fakes.llm_server import Reply, ToolCall
 from tests.faults.conftest import FaultRecord, MakeStack, Providers
+from tests.faults.stack import PROCFILE_POOL
 
 pytestmark = pytest.mark.faults
 
@@ -84,7 +86,8 @@ def test_sigkill_while_the_model_streams_then_a_fresh_worker_reruns_it(
     victims = first.kill()
     killed_at = time.monotonic()
     fault.inject(
-        f"SIGKILL to the worker's process group ({len(victims)} processes, prefork) while "
+        f"SIGKILL to the worker's process group ({len(victims)} processes, "
+        f"{PROCFILE_POOL} pool) while "
         f"STREAMING, {len(before.content)} chars streamed, workspace open, "
         f"last heartbeat {heartbeat_age:.1f}s old; RUN_MAX_ATTEMPTS=3"
     )
@@ -127,7 +130,8 @@ def test_sigkill_while_a_sandbox_command_runs_with_no_attempt_left_fails_with_th
     victims = first.kill()
     killed_at = time.monotonic()
     fault.inject(
-        f"SIGKILL to the worker's process group ({len(victims)} processes, prefork) while "
+        f"SIGKILL to the worker's process group ({len(victims)} processes, "
+        f"{PROCFILE_POOL} pool) while "
         f"STREAMING with `sleep 30` running in the sandbox ({len(commands)} sandbox processes), "
         f"last heartbeat {heartbeat_age:.1f}s old; RUN_MAX_ATTEMPTS=1"
     )

@@ -17,6 +17,7 @@ import pytest
 import celeryconfig
 from tests.fakes.llm_server import Reply
 from tests.faults.conftest import FaultRecord, MakeStack, Providers
+from tests.faults.stack import PROCFILE_POOL
 
 pytestmark = pytest.mark.faults
 
@@ -32,7 +33,7 @@ def test_sigterm_lets_the_running_run_finish_and_takes_no_new_one(
 ) -> None:
     fault.name = "worker-sigterm"
     stack = make_stack(in_process_worker=False)
-    worker = stack.worker_process()  # prefork, as the Procfile
+    worker = stack.worker_process()  # the Procfile's pool
     worker.wait_ready()
     providers.primary.script(SLOW)
     api = stack.api()
@@ -52,7 +53,7 @@ def test_sigterm_lets_the_running_run_finish_and_takes_no_new_one(
     except Exception as exc:
         raise AssertionError(f"the worker did not exit after its run:\n{worker.log()}") from exc
     fault.inject(
-        f"SIGTERM to a prefork worker's main process while its run streamed "
+        f"SIGTERM to a {PROCFILE_POOL}-pool worker's main process while its run streamed "
         f"~{SOFT_TIMEOUT + 4:.0f}s of text (worker_soft_shutdown_timeout {SOFT_TIMEOUT:.0f}s), "
         "one run queued behind it"
     )
