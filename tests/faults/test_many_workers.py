@@ -1,12 +1,12 @@
 """Many machines: three worker processes with their own node names stand for three machines.
 
-Three real `celery worker` processes (`-n w1@%h`, `w2@%h`, `w3@%h`, the Procfile's pool) consume one queue of
-one Redis and one database, with the reaper sweeping as beat would. Under load (every worker
-busy, more runs queued), w1's whole process group gets SIGKILL. Then: every run ends terminal
-(none left PENDING/STREAMING), w2 and w3 keep taking work (runs queued after the kill complete
-too), and the runs w1 held are re-run (or, with no attempt left, FAILED and refunded) within
-RECOVERY_BOUND seconds of the kill: stale_after (2 s here; RUN_STALE_AFTER, 30 s by default) + a
-sweep + the re-run.
+Three real `celery worker` processes (`-n w1@%h`, `w2@%h`, `w3@%h`, the Procfile's pool) consume
+one queue of one Redis and one database, with the reaper sweeping as beat would. Under load (every
+worker busy, more runs queued), w1's whole process group gets SIGKILL. Then: every run ends
+terminal (none left PENDING/STREAMING), w2 and w3 keep taking work (runs queued after the kill
+complete too), and the runs w1 held are re-run (or, with no attempt left, FAILED and refunded)
+within RECOVERY_BOUND seconds of the kill: stale_after (2 s here; RUN_STALE_AFTER, 30 s by default)
++ a sweep + the re-run.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def test_sigkill_one_of_three_workers_under_load(
     victims = workers[0].kill()
     killed_at = time.monotonic()
     fault.inject(
-        f"3 prefork workers (w1, w2, w3) on one queue, 9 runs sent, 3 STREAMING; SIGKILL to "
+        f"3 workers (w1, w2, w3) on one queue, 9 runs sent, 3 STREAMING; SIGKILL to "
         f"w1's process group ({len(victims)} processes)"
     )
     send(3)  # work queued after the kill: w2 and w3 must take it
