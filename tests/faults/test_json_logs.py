@@ -25,7 +25,7 @@ def test_a_runs_log_lines_are_json_with_its_ids(
     sent = api.send(api.project()["id"]).json()
     final = stack.wait_terminal(sent["messageId"], 30)
     assert final.status == "COMPLETE", (final.status, final.error)
-    fault.inject("LOG_FORMAT=json on a prefork worker; a run whose primary fails 3 times")
+    fault.inject("LOG_FORMAT=json on a worker; a run whose primary fails 3 times")
     worker.stop()
 
     lines = [line for line in worker.log().splitlines() if line.strip()]
