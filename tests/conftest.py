@@ -108,13 +108,22 @@ def _fresh_llms(request: pytest.FixtureRequest) -> None:
     test's scripted replies: wait for it to settle first, then reset the scripts.
     """
     if "worker" in request.fixturenames or "api" in request.fixturenames:
-        _wait_for_idle_runs(request.getfixturevalue("settings"))
-        _reset_breakers(request.getfixturevalue("settings"))
+        settle(request.getfixturevalue("settings"))
     for name in ("llm", "fallback_llm"):
         if name in request.fixturenames:
-            server = request.getfixturevalue(name)
-            server.reset()
-            server.default = Reply("Hello from the fake LLM.")
+            reset_llm(request.getfixturevalue(name))
+
+
+def settle(settings: Settings) -> None:
+    """No run of an earlier test left going, and no provider breaker left open."""
+    _wait_for_idle_runs(settings)
+    _reset_breakers(settings)
+
+
+def reset_llm(server: FakeLLM) -> None:
+    """No script left by an earlier test, and the plain default reply."""
+    server.reset()
+    server.default = Reply("Hello from the fake LLM.")
 
 
 def _reset_breakers(settings: Settings) -> None:

@@ -23,7 +23,8 @@ from models import make_engine, make_sessionmaker, transaction
 from orchestrator import accounts, lifecycle
 from orchestrator.lifecycle import FragmentValues
 from orchestrator.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, reset_llm, settle
+from tests.fakes.llm_server import FakeLLM
 from web.openapi import describe_api
 
 CONFIG = schemathesis.Config.from_dict(
@@ -72,7 +73,10 @@ class Owned:
 
 
 @pytest.fixture(scope="module")
-def owned(server: str, worker: Any, settings: Settings) -> Iterator[Owned]:
+def owned(server: str, worker: Any, settings: Settings, llm: FakeLLM) -> Iterator[Owned]:
+    # Module-scoped: set up before the per-test reset, so it settles the shared stack itself.
+    settle(settings)
+    reset_llm(llm)
     api = Api(server, "fuzz_user")
     project = api.project("Fuzzed")
     sent = api.send(project["id"]).json()
