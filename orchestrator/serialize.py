@@ -83,6 +83,19 @@ def fragment_json(fragment: Fragment) -> dict[str, Any]:
     }
 
 
+def version_json(fragment: Fragment) -> dict[str, Any]:
+    """A version as the list shows it: everything but the files."""
+    return {
+        "id": fragment.id,
+        "messageId": fragment.message_id,
+        "version": fragment.version,
+        "parentId": fragment.parent_id,
+        "title": fragment.title,
+        "changes": fragment.changes,
+        "createdAt": iso(fragment.created_at),
+    }
+
+
 # All a public share shows of a fragment's metadata: an allow-list, so a key added later stays
 # private until someone decides otherwise. Attempt logs, provider errors, usage and the sandbox's
 # details are the owner's alone (DESIGN section 15).

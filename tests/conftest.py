@@ -71,8 +71,16 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         upgrade(url)
         yield url
         return
+    with postgres_schema(raw, "t") as url:
+        upgrade(url)
+        yield url
+
+
+@contextlib.contextmanager
+def postgres_schema(raw: str, prefix: str) -> Iterator[str]:
+    """A URL whose search_path is a fresh, empty schema of its own, dropped afterwards."""
     base = normalize_database_url(raw)
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         admin = sqlalchemy.create_engine(base, connect_args={"connect_timeout": 3})
         with admin.begin() as conn:
@@ -80,12 +88,12 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except sqlalchemy.exc.OperationalError as exc:
         unavailable(f"PostgreSQL at {raw} is unreachable: {exc}")
     separator = "&" if "?" in base else "?"
-    url = f"{base}{separator}options=-csearch_path%3D{schema}"
-    upgrade(url)
-    yield url
-    with admin.begin() as conn:
-        conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -26,8 +26,7 @@ from models import (
 from models.migrate import upgrade
 from orchestrator import lifecycle
 from orchestrator.lifecycle import FragmentValues
-from orchestrator.settings import normalize_database_url
-from tests.conftest import unavailable
+from tests.conftest import postgres_schema
 
 
 @pytest.fixture
@@ -37,19 +36,8 @@ def empty_database_url(tmp_path: Any) -> Iterator[str]:
     if not raw:
         yield f"sqlite:///{tmp_path / 'migrate.db'}"
         return
-    base = normalize_database_url(raw)
-    schema = f"m_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = sa.create_engine(base, connect_args={"connect_timeout": 3})
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as exc:
-        unavailable(f"PostgreSQL at {raw} is unreachable: {exc}")
-    separator = "&" if "?" in base else "?"
-    yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    with postgres_schema(raw, "m") as url:
+        yield url
 
 
 def _insert_0001_rows(engine: Any) -> dict[str, list[str]]:

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from models import Fragment
 from orchestrator import messages, projects
-from orchestrator.serialize import iso
 from orchestrator.versions import changes
 
 
@@ -17,19 +16,6 @@ def list_versions(session: Session, user_id: str, project_id: str) -> list[Fragm
     projects.get_project(session, user_id, project_id)
     query = select(Fragment).where(Fragment.project_id == project_id)
     return list(session.scalars(query.order_by(Fragment.version)))
-
-
-def version_json(fragment: Fragment) -> dict[str, Any]:
-    """A version as the list shows it: everything but the files."""
-    return {
-        "id": fragment.id,
-        "messageId": fragment.message_id,
-        "version": fragment.version,
-        "parentId": fragment.parent_id,
-        "title": fragment.title,
-        "changes": fragment.changes,
-        "createdAt": iso(fragment.created_at),
-    }
 
 
 def owned(session: Session, user_id: str, fragment_id: str) -> Fragment:

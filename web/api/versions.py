@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from orchestrator.serialize import fragment_json, message_json
+from orchestrator.serialize import fragment_json, message_json, version_json
 from orchestrator.versions import queries
 from orchestrator.versions.preview import Reviving, live_preview
 from orchestrator.versions.restore import restore
@@ -24,7 +24,7 @@ bp = Blueprint("versions", __name__)
 def index(project_id: str) -> ResponseReturnValue:
     with unit_of_work() as session:
         found = queries.list_versions(session, current_user_id(), project_id)
-        return jsonify([queries.version_json(f) for f in found])
+        return jsonify([version_json(f) for f in found])
 
 
 @bp.get("/api/fragments/<fragment_id>/diff")
