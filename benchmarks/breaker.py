@@ -20,13 +20,13 @@ import time
 import uuid
 from pathlib import Path
 
-from orchestrator.bundled_redis import BundledRedis
 from orchestrator.providers.base import TextDelta
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
 from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
 from orchestrator.settings import ProviderConfig
+from orchestrator.wiring.bundled_redis import BundledRedis
 from tests.fakes.llm_server import FakeLLM, Hang, Reply
 
 

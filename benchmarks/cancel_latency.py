@@ -24,9 +24,9 @@ from celery.contrib.testing.worker import start_worker
 from werkzeug.serving import make_server
 
 from models.migrate import upgrade
-from orchestrator.bundled_redis import BundledRedis, free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
 from orchestrator.tokens import user_token
+from orchestrator.wiring.bundled_redis import BundledRedis, free_port
 from tests.fakes.llm_server import FakeLLM, Hang, Reply
 from web import create_app
 from workers.app import create_celery

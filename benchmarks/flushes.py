@@ -22,11 +22,12 @@ from sqlalchemy import event, update
 
 from models import Message, make_engine, make_sessionmaker, transaction, utcnow
 from models.migrate import upgrade
-from orchestrator import accounts, lifecycle, projects
-from orchestrator.events import DeltaEvent
-from orchestrator.prompts import PromptRequest, _store_turn
-from orchestrator.recorder import Recorder
+from orchestrator import accounts, projects
+from orchestrator.runs import lifecycle
+from orchestrator.runs.recorder import Recorder
+from orchestrator.send_prompt import PromptRequest, _store_turn
 from orchestrator.settings import normalize_database_url
+from orchestrator.streams.events import DeltaEvent
 
 
 class _NoEvents:

@@ -217,7 +217,7 @@ def raw_latency(url: str, rate: float, duration: float) -> list[float]:
 
 async def run(args: argparse.Namespace, port: int, master: psutil.Process, token: str,
               ids: list[str], client: redis.Redis) -> None:  # fmt: skip
-    from orchestrator.events import DeltaEvent, EventLog
+    from orchestrator.streams.events import DeltaEvent, EventLog
 
     conns: list[Conn] = []
     tasks: list[asyncio.Task[None]] = []
@@ -295,8 +295,8 @@ def main() -> None:
     args.levels = sorted(int(n) for n in args.levels.split(","))
     sys.path.insert(0, str(ROOT))
     from models.migrate import upgrade
-    from orchestrator.events import stream_key
     from orchestrator.settings import normalize_database_url
+    from orchestrator.streams.events import stream_key
     from orchestrator.tokens import user_token
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -315,7 +315,7 @@ def main() -> None:
     upgrade(normalize_database_url(url))
     user, ids = seed(normalize_database_url(url), args.levels[-1] + 1)
     client = redis.Redis.from_url(args.redis_url)
-    from orchestrator.events import EventLog, StatusEvent
+    from orchestrator.streams.events import EventLog, StatusEvent
 
     log = EventLog(client, ttl=600)
     for message_id in ids:

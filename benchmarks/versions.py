@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator.prompting import system_prompt
+from orchestrator.runs.context import system_prompt
+from orchestrator.runs.tools import TOOL_SPECS
 from orchestrator.sandboxes.local import LocalSandboxFactory
 from orchestrator.sandboxes.snapshot import read_tree
-from orchestrator.tools import TOOL_SPECS
 from orchestrator.versions.base import Base, with_file_tree
 
 

@@ -45,8 +45,8 @@ from typing import Any
 import psutil
 
 from benchmarks.streams import free_port, percentile
-from orchestrator.bundled_redis import BundledRedis
 from orchestrator.settings import normalize_database_url
+from orchestrator.wiring.bundled_redis import BundledRedis
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "benchmark-secret-benchmark-secret-0123"

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from models import Attachment, Fragment, Message, Project, utcnow
 from orchestrator import projects
 from orchestrator.errors import InvalidRequest, NotFound
-from orchestrator.prompts import AttachmentInput
+from orchestrator.send_prompt import AttachmentInput
 
 # Page sizes of GET /api/messages (README, /openapi.json).
 DEFAULT_PAGE = 50

@@ -29,9 +29,9 @@ from werkzeug.serving import make_server
 
 from models import make_engine, make_sessionmaker
 from models.migrate import upgrade
-from orchestrator.bundled_redis import BundledRedis, free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
 from orchestrator.tokens import user_token
+from orchestrator.wiring.bundled_redis import BundledRedis, free_port
 from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import FakeLLM, Reply
 
@@ -175,9 +175,9 @@ def _running_runs(settings: Settings) -> list[tuple[str, str, str]]:
 
 def cancel_running_runs(settings: Settings) -> list[str]:
     """Cancel every PENDING/STREAMING run, as DELETE does (their commands are killed)."""
-    from orchestrator.cancellation import cancel_run
     from orchestrator.errors import Conflict
-    from orchestrator.events import EventLog
+    from orchestrator.runs.cancellation import cancel_run
+    from orchestrator.streams.events import EventLog
 
     db = make_sessionmaker(_engine(settings.database_url))
     client = redis.Redis.from_url(settings.redis_url)
@@ -421,8 +421,8 @@ def running_stack(settings: Settings) -> Iterator[tuple[Any, Callable[[str, str]
     in-process Celery worker is not an option: a worker's shutdown flags are process-global
     and would stop the session's worker too.
     """
-    from orchestrator.runner import execute_run
-    from orchestrator.services import build_run_services
+    from orchestrator.runs.runner import execute_run
+    from orchestrator.wiring.services import build_run_services
     from web import create_app
     from workers.app import create_celery
 

@@ -16,9 +16,9 @@ import httpx
 import jwt
 import pytest
 
-from orchestrator.bundled_redis import free_port
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
+from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import SECRET
 from web.access_log import redact
 

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import event
 
 from models import Message, Role, Status, transaction
-from orchestrator import lifecycle
-from orchestrator.lifecycle import FragmentValues
+from orchestrator.runs import lifecycle
+from orchestrator.runs.lifecycle import FragmentValues
 from orchestrator.settings import Settings
 from tests.conftest import Api
 

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from models import Role, transaction
-from orchestrator import lifecycle
-from orchestrator.lifecycle import FragmentValues
+from orchestrator.runs import lifecycle
+from orchestrator.runs.lifecycle import FragmentValues
 from tests.conftest import Api
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

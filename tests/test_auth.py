@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from models import transaction
-from orchestrator import lifecycle
-from orchestrator.lifecycle import FragmentValues
+from orchestrator.runs import lifecycle
+from orchestrator.runs.lifecycle import FragmentValues
 from orchestrator.settings import Settings
 from tests.conftest import SECRET, Api
 from tests.fakes.jwks_server import CountingJwks, public_jwk

@@ -7,8 +7,8 @@ from typing import Any
 
 import redis
 
-from orchestrator.bundled_redis import free_port
 from orchestrator.providers.breaker import Breaker, BreakerConfig, Gate, breaker_client
+from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import Api, wait_for
 from tests.fakes.llm_server import Hang, Reply
 

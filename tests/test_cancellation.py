@@ -9,8 +9,8 @@ from typing import Any
 
 from models import Fragment, transaction
 from orchestrator import accounts
-from orchestrator.events import EventLog
 from orchestrator.settings import Settings
+from orchestrator.streams.events import EventLog
 from orchestrator.tokens import user_token
 from tests.conftest import SECRET, Api, running_stack, sandbox_processes, wait_for
 from tests.fakes.llm_server import Hang, Reply, ToolCall

@@ -23,7 +23,7 @@ SECRET = "cli-test-secret-cli-test-secret-0123456789"
 def run(database: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DATABASE_URL=f"sqlite:///{database}", AUTH_SECRET=SECRET)
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
+        [sys.executable, "-m", "orchestrator.wiring.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -74,7 +74,7 @@ def test_runs_cancel_does_what_delete_does_done_event_revoke_and_the_run_stops(
     from celery.worker import state
 
     from models import transaction
-    from orchestrator.events import EventLog
+    from orchestrator.streams.events import EventLog
     from tests.test_events import listen
     from tests.test_runs import _pending_message
 
@@ -121,7 +121,7 @@ def test_runs_cancel_does_what_delete_does_done_event_revoke_and_the_run_stops(
 
 
 def test_the_development_mode_prints_a_sign_in_link_with_the_token_in_the_fragment() -> None:
-    from orchestrator.cli import sign_in_link
+    from orchestrator.wiring.cli import sign_in_link
 
     link = sign_in_link({"AUTH_SECRET": API_SECRET}, "http://127.0.0.1:5000")
     page, _, fragment = link.split(": ", 1)[1].partition("#")

@@ -18,9 +18,9 @@ import pytest
 import redis
 from werkzeug.serving import make_server
 
-from orchestrator.events import DeltaEvent, DoneEvent, EventLog, StatusEvent, stream_key
-from orchestrator.replay import Replay
 from orchestrator.settings import Settings
+from orchestrator.streams.events import DeltaEvent, DoneEvent, EventLog, StatusEvent, stream_key
+from orchestrator.streams.replay import Replay
 from tests.conftest import SECRET, Api, wait_for
 from tests.fakes.llm_server import Hang, Reply, ToolCall
 from web.sse import EventStream
@@ -347,8 +347,8 @@ def unclaimed(
     settings: Settings,
 ) -> Iterator[tuple[Api, Callable[[str, str], Any]]]:
     """A server whose runs no worker takes, and a function that executes one in this thread."""
-    from orchestrator.runner import execute_run
-    from orchestrator.services import build_run_services
+    from orchestrator.runs.runner import execute_run
+    from orchestrator.wiring.services import build_run_services
     from web import create_app
     from workers.app import create_celery
 
@@ -415,7 +415,7 @@ def test_a_client_between_the_claim_and_the_workers_first_event_gets_an_id_too(
 ) -> None:
     """The claim commits STREAMING a moment before the worker appends its first event."""
     from models import transaction
-    from orchestrator import lifecycle
+    from orchestrator.runs import lifecycle
 
     user, _ = unclaimed
     sent = user.send(user.project()["id"]).json()

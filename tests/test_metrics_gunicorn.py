@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.bundled_redis import free_port
+from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import SECRET, wait_for
 from tests.test_metrics import samples, value
 

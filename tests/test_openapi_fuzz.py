@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from models import make_engine, make_sessionmaker, transaction
-from orchestrator import accounts, lifecycle
-from orchestrator.lifecycle import FragmentValues
+from orchestrator import accounts
+from orchestrator.runs import lifecycle
+from orchestrator.runs.lifecycle import FragmentValues
 from orchestrator.settings import Settings
 from tests.conftest import Api, reset_llm, settle
 from tests.fakes.llm_server import FakeLLM

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.bundled_redis import free_port
+from orchestrator.wiring.bundled_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -137,7 +137,7 @@ def test_every_procfile_line_starts_on_a_fresh_clone(
         "WORKER_CONCURRENCY": "1",
     }
     upgrade = subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", "db", "upgrade"],
+        [sys.executable, "-m", "orchestrator.wiring.cli", "db", "upgrade"],
         cwd=clone,
         env=env,
         capture_output=True,

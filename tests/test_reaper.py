@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from models import Message, transaction
-from orchestrator import reaper
-from orchestrator.events import EventLog
-from orchestrator.services import build_run_services
+from orchestrator.runs import reaper
 from orchestrator.settings import Settings
+from orchestrator.streams.events import EventLog
+from orchestrator.wiring.services import build_run_services
 from tests.conftest import Api, wait_for
 from tests.test_runs import _pending_message
 from workers.app import REAP_EVERY_SECONDS, REAP_TASK, create_celery, maintenance_queue

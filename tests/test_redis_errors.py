@@ -11,8 +11,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from orchestrator.bundled_redis import free_port
 from orchestrator.settings import Settings
+from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import Api
 from tests.fakes.jwks_server import CountingJwks, public_jwk
 from tests.test_auth import claims, rsa_key

@@ -16,11 +16,11 @@ import redis
 from sqlalchemy import update
 
 from models import Conversation, Message, Project, Status, User, new_id, transaction
-from orchestrator import lifecycle
-from orchestrator.cancellation import RunHub, RunWatch, flag_key, request_cancel
-from orchestrator.events import DeltaEvent, EventLog, StatusEvent, ToolCallEvent
-from orchestrator.lifecycle import Lease
-from orchestrator.publisher import Publisher
+from orchestrator.runs import lifecycle
+from orchestrator.runs.cancellation import RunHub, RunWatch, flag_key, request_cancel
+from orchestrator.runs.lifecycle import Lease
+from orchestrator.streams.events import DeltaEvent, EventLog, StatusEvent, ToolCallEvent
+from orchestrator.streams.publisher import Publisher
 from tests.conftest import wait_for
 
 
@@ -184,7 +184,7 @@ def test_the_process_sink_survives_redis_forgetting_its_scripts(
 
 
 def test_a_process_holding_many_runs_flushes_each_less_often_within_its_budget() -> None:
-    from orchestrator.runner import FLUSH_BUDGET, flush_interval
+    from orchestrator.runs.runner import FLUSH_BUDGET, flush_interval
 
     assert flush_interval(0.25, 1) == 0.25  # one run: as configured
     assert flush_interval(0.0, 1) == 0.0  # every delta, when configured so

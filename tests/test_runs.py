@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from models import Message, Status, transaction
-from orchestrator import lifecycle
 from orchestrator.errors import SandboxError
-from orchestrator.runner import execute_run
+from orchestrator.runs import lifecycle
+from orchestrator.runs.runner import execute_run
 from orchestrator.settings import Settings
 from tests.conftest import Api
 from tests.fakes.llm_server import Reply, ToolCall
@@ -86,7 +86,7 @@ def _pending_message(session: Any, api: Api, project_id: str) -> Message:
     """A PENDING assistant message that no worker will see (stored without enqueueing)."""
     from datetime import timedelta
 
-    from orchestrator.prompts import PromptRequest, _store_turn
+    from orchestrator.send_prompt import PromptRequest, _store_turn
 
     accepted = _store_turn(
         session,
@@ -105,7 +105,7 @@ def test_a_rerun_keeps_what_clients_saw_so_deltas_still_add_up(
     from datetime import timedelta
 
     from models import utcnow
-    from orchestrator.events import DeltaEvent, EventLog
+    from orchestrator.streams.events import DeltaEvent, EventLog
 
     project = api.project()
     api.get("/api/me")
@@ -196,9 +196,9 @@ class _Factory:
 def test_a_failure_while_completing_fails_the_run_refunds_and_releases_the_sandbox(
     api: Api, db: Any, llm: Any, settings: Settings, redis_client: Any, breaks: str
 ) -> None:
-    from orchestrator import reaper
-    from orchestrator.events import EventLog
-    from orchestrator.services import build_run_services
+    from orchestrator.runs import reaper
+    from orchestrator.streams.events import EventLog
+    from orchestrator.wiring.services import build_run_services
 
     llm.script(
         Reply("Writing.", tool_calls=[ToolCall("write_file", {"path": "a.html", "content": "x"})]),
@@ -238,8 +238,8 @@ def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
 ) -> None:
     from sqlalchemy import event
 
-    from orchestrator.events import EventLog
-    from orchestrator.services import build_run_services
+    from orchestrator.streams.events import EventLog
+    from orchestrator.wiring.services import build_run_services
 
     chunk, pieces = 8, 300
     text = "".join(f"{i:07d} " for i in range(pieces))  # 300 distinct pieces of 8 characters

@@ -19,10 +19,10 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from orchestrator import dev_secret
-from orchestrator.cli import dev_environment
 from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
+from orchestrator.wiring import dev_secret
+from orchestrator.wiring.cli import dev_environment
 from tests.conftest import SECRET, Api
 from tests.fakes.jwks_server import CountingJwks, public_jwk
 from tests.fakes.llm_server import Error, Reply, ToolCall
@@ -93,7 +93,7 @@ def test_the_development_mode_makes_a_random_secret_of_its_own(
 
 def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "orchestrator.cli", *args],
+        [sys.executable, "-m", "orchestrator.wiring.cli", *args],
         env=env_without_auth(
             DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}", DATA_DIR=str(tmp_path), **env
         ),

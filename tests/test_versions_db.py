@@ -24,8 +24,8 @@ from models import (
     transaction,
 )
 from models.migrate import upgrade
-from orchestrator import lifecycle
-from orchestrator.lifecycle import FragmentValues
+from orchestrator.runs import lifecycle
+from orchestrator.runs.lifecycle import FragmentValues
 from tests.conftest import postgres_schema
 
 

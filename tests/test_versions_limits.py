@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.runs.tools import Workspace
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.sandboxes.local import LocalSandboxFactory
 from orchestrator.sandboxes.snapshot import VersionBudget
-from orchestrator.tools import Workspace
 
 
 def test_write_file_past_the_version_caps_is_a_tool_error_and_writes_nothing(

@@ -24,7 +24,7 @@ import pytest
 
 from models import transaction
 from orchestrator import accounts
-from orchestrator.bundled_redis import free_port
+from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import SANDBOX_ROOTS, Api, unavailable, wait_for
 from tests.fakes.llm_server import Reply, ToolCall
 from tests.fakes.tcp_proxy import TcpProxy

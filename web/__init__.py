@@ -10,8 +10,8 @@ from flask import Flask
 from models import make_engine, make_sessionmaker
 from orchestrator import logs
 from orchestrator.errors import ConfigError
-from orchestrator.events import EventLog
 from orchestrator.settings import Settings
+from orchestrator.streams.events import EventLog
 from web import access_log, cors, errors, guards, metrics, request_ids
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from orchestrator.services import redis_client
+    from orchestrator.wiring.services import redis_client
 
     engine = make_engine(settings.database_url)
     client = redis_client(settings)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from orchestrator.prompts import AttachmentInput
+from orchestrator.send_prompt import AttachmentInput
 
 Framework = Literal["NEXTJS", "ANGULAR", "REACT", "VUE", "SVELTE"]
 Id = Field(default=None, min_length=1, max_length=64)

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 
 import redis
 
-from orchestrator.events import stream_key
-from orchestrator.replay import Item, Replay, id_key, read_after
+from orchestrator.streams.events import stream_key
+from orchestrator.streams.replay import Item, Replay, id_key, read_after
 from web.stream_hub import StreamHub, Subscription
 
 PING = ": ping\n\n"

@@ -9,8 +9,8 @@ from flask import current_app
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from orchestrator.events import EventLog
 from orchestrator.settings import Settings
+from orchestrator.streams.events import EventLog
 from workers.app import ForgeCelery
 
 

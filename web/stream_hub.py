@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import redis
 
-from orchestrator.replay import Item, id_key, xread
+from orchestrator.streams.replay import Item, id_key, xread
 
 log = logging.getLogger(__name__)
 

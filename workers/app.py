@@ -8,7 +8,7 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
-from orchestrator.runner import RunServices
+from orchestrator.runs.runner import RunServices
 from orchestrator.settings import Settings
 
 RUN_TASK = "workers.run_message"
@@ -39,7 +39,7 @@ class ForgeCelery(Celery):  # type: ignore[misc]
         # Built after the fork, in the process that uses them: no client crosses a fork.
         with self._services_lock:
             if self._services is None or self._services_pid != os.getpid():
-                from orchestrator.services import build_run_services
+                from orchestrator.wiring.services import build_run_services
 
                 self._services = build_run_services(self.settings)
                 self._services_pid = os.getpid()
@@ -78,7 +78,7 @@ class SandboxIsolationCheck(bootsteps.Step):  # type: ignore[misc]
     """A worker refuses to start when its sandboxes cannot be isolated as configured (§15)."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
-        from orchestrator.services import check_sandbox_isolation
+        from orchestrator.wiring.services import check_sandbox_isolation
 
         check_sandbox_isolation(parent.app.settings)
         super().__init__(parent, **kwargs)

@@ -1,4 +1,4 @@
-"""The `orchestrator` console script at the Celery edge: `orchestrator.cli` with a real revoke.
+"""The `orchestrator` console script at the Celery edge: the core's CLI with a real revoke.
 
 The core's CLI cannot import Celery, so the one command that needs it (`runs cancel`, which
 must drop a queued task as DELETE does) gets it from here.
@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orchestrator import cli
 from orchestrator.settings import Settings
+from orchestrator.wiring import cli
 
 
 def _revoke(settings: Settings) -> Callable[[str], None]:

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from orchestrator import logs, reaper, runner
+from orchestrator import logs
+from orchestrator.runs import reaper, runner
 
 if TYPE_CHECKING:
     from workers.app import ForgeCelery

@@ -8,8 +8,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models import RUNNING, Conversation, Fragment, Message, MessageType, Role, Status, utcnow
-from orchestrator import lifecycle, messages, projects
+from orchestrator import messages, projects
 from orchestrator.errors import Conflict, InvalidRequest
+from orchestrator.runs import lifecycle
 from orchestrator.versions.record import LATEST
 
 

@@ -30,8 +30,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import make_engine, make_sessionmaker, utcnow
 from models.migrate import upgrade
-from orchestrator.bundled_redis import free_port
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
+from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import SANDBOX_ROOTS, SECRET, unavailable
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.faults import invariants, stack

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.serving import make_server
 
 from models import Fragment, Message, make_engine, make_sessionmaker, transaction
-from orchestrator import reaper
-from orchestrator.reaper import ReapReport
+from orchestrator.runs import reaper
+from orchestrator.runs.reaper import ReapReport
 from orchestrator.settings import Settings
 from tests.conftest import Api
 
@@ -301,7 +301,7 @@ class Stack:
 
     @contextlib.contextmanager
     def reaper(self, every: float = 0.25) -> Iterator[ReaperLoop]:
-        from orchestrator.services import build_run_services
+        from orchestrator.wiring.services import build_run_services
         from workers.dispatch import enqueue_run
 
         services = build_run_services(self.settings)

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis
 
-from orchestrator.bundled_redis import free_port
 from orchestrator.providers.breaker import Breaker, BreakerConfig
+from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import wait_for
 from tests.faults.conftest import FaultRecord, MakeStack, Providers
 from tests.test_metrics import samples, value

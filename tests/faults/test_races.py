@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 from models import transaction, utcnow
-from orchestrator import accounts, lifecycle, prompts
-from orchestrator.runner import execute_run
-from orchestrator.services import build_run_services
+from orchestrator import accounts, send_prompt
+from orchestrator.runs import lifecycle
+from orchestrator.runs.runner import execute_run
+from orchestrator.wiring.services import build_run_services
 from tests.fakes.llm_server import Reply, ToolCall
 from tests.faults.conftest import FaultRecord, MakeStack, Providers
 from tests.faults.stack import Stack
@@ -121,9 +122,9 @@ def test_two_workers_executing_one_run_call_the_model_once(
     rounds = 10
     try:
         for i in range(rounds):
-            accepted = prompts.send_prompt(
+            accepted = send_prompt.send_prompt(
                 stack.db,
-                prompts.PromptRequest(
+                send_prompt.PromptRequest(
                     user_id=api.user_id, text=f"Claim race {i}", project_id=project
                 ),
                 default_credits=5,
@@ -195,9 +196,11 @@ def test_a_stale_attempt_that_is_still_alive_never_touches_the_rerun_workspace(
     api = stack.api()
     project = api.project()["id"]
     api.get("/api/me")
-    accepted = prompts.send_prompt(
+    accepted = send_prompt.send_prompt(
         stack.db,
-        prompts.PromptRequest(user_id=api.user_id, text="Stale attempt race", project_id=project),
+        send_prompt.PromptRequest(
+            user_id=api.user_id, text="Stale attempt race", project_id=project
+        ),
         default_credits=5,
         dispatch=lambda message_id, run_id: None,
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from models import Message
-from orchestrator.bundled_redis import BundledRedis
+from orchestrator.wiring.bundled_redis import BundledRedis
 from tests.fakes.llm_server import Reply, ToolCall
 from tests.faults.conftest import FaultRecord, MakeStack, Providers
 from tests.faults.stack import TERMINAL

@@ -10,10 +10,11 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from models import transaction
-from orchestrator import messages, metrics, replay
+from orchestrator import messages, metrics
 from orchestrator.errors import Unauthorized
-from orchestrator.events import StatusEvent
 from orchestrator.serialize import iso
+from orchestrator.streams import replay
+from orchestrator.streams.events import StatusEvent
 from orchestrator.tokens import events_key, stream_token, verify_stream_token
 from web.api.common import unit_of_work
 from web.auth import bearer_token, current_user_id, require_user, verify

@@ -11,9 +11,10 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from models import Fragment
-from orchestrator import cancellation, messages, prompts, ratelimit
+from orchestrator import messages, ratelimit, send_prompt
 from orchestrator.errors import InvalidRequest
 from orchestrator.messages import MessageView
+from orchestrator.runs import cancellation
 from orchestrator.serialize import attachment_json, fragment_json, message_json
 from web.api.common import json_body, parse, storable, unit_of_work
 from web.auth import current_user_id, require_user
@@ -130,10 +131,10 @@ def send() -> ResponseReturnValue:
 
 def _send(
     app: AppState, raw: Any, text: str, body: SendMessage, key: str | None
-) -> prompts.PromptAccepted:
-    return prompts.send_prompt(
+) -> send_prompt.PromptAccepted:
+    return send_prompt.send_prompt(
         app.db,
-        prompts.PromptRequest(
+        send_prompt.PromptRequest(
             user_id=current_user_id(),
             text=text,
             project_id=body.projectId,

@@ -19,9 +19,9 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Status, transaction
-from orchestrator import lifecycle
-from orchestrator.events import EventLog, StatusEvent
-from orchestrator.lifecycle import CancelOutcome, Lease
+from orchestrator.runs import lifecycle
+from orchestrator.runs.lifecycle import CancelOutcome, Lease
+from orchestrator.streams.events import EventLog, StatusEvent
 
 log = logging.getLogger(__name__)
 

@@ -8,19 +8,19 @@ from pathlib import Path
 import redis
 
 from models import make_engine, make_sessionmaker
-from orchestrator.cancellation import RunHub
 from orchestrator.errors import ConfigError
-from orchestrator.events import EventLog
 from orchestrator.providers.base import Provider
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
 from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
-from orchestrator.publisher import Publisher
-from orchestrator.runner import RunServices
+from orchestrator.runs.cancellation import RunHub
+from orchestrator.runs.runner import RunServices
 from orchestrator.sandboxes.base import SandboxFactory
 from orchestrator.settings import Settings
+from orchestrator.streams.events import EventLog
+from orchestrator.streams.publisher import Publisher
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.events import DeltaEvent, Event, ToolCallEvent, ToolResultEvent
 from orchestrator.providers.base import (
     Cancelled,
     Message,
@@ -27,8 +26,9 @@ from orchestrator.providers.base import (
     ToolCallDelta,
     ToolSpec,
 )
+from orchestrator.runs.tools import TOOL_NAMES, TOOL_SPECS, ToolError, Workspace, parse_arguments
 from orchestrator.sandboxes.base import Sandbox
-from orchestrator.tools import TOOL_NAMES, TOOL_SPECS, ToolError, Workspace, parse_arguments
+from orchestrator.streams.events import DeltaEvent, Event, ToolCallEvent, ToolResultEvent
 
 
 @dataclass

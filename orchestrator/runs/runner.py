@@ -18,20 +18,28 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Attachment, Fragment, Message, Project, Status, transaction
-from orchestrator import lifecycle, logs, metrics, prompting
-from orchestrator.agent import Outcome, run_agent
-from orchestrator.cancellation import RunHub, RunWatch
+from orchestrator import logs, metrics
 from orchestrator.errors import ProviderError, SandboxError
-from orchestrator.events import DeltaEvent, ErrorEvent, Event, EventLog, FragmentEvent, StatusEvent
-from orchestrator.lifecycle import FragmentValues, Lease
 from orchestrator.providers.base import Cancelled
 from orchestrator.providers.chain import ChainRun
-from orchestrator.publisher import Publisher
-from orchestrator.recorder import Recorder
+from orchestrator.runs import context, lifecycle
+from orchestrator.runs.agent import Outcome, run_agent
+from orchestrator.runs.cancellation import RunHub, RunWatch
+from orchestrator.runs.lifecycle import FragmentValues, Lease
+from orchestrator.runs.recorder import Recorder
 from orchestrator.sandboxes.base import SandboxFactory
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.serialize import fragment_json
 from orchestrator.settings import Settings
+from orchestrator.streams.events import (
+    DeltaEvent,
+    ErrorEvent,
+    Event,
+    EventLog,
+    FragmentEvent,
+    StatusEvent,
+)
+from orchestrator.streams.publisher import Publisher
 from orchestrator.versions.base import Base, load_base, with_file_tree
 from orchestrator.versions.result import first_changes, run_files
 
@@ -132,7 +140,7 @@ def load_context(session: Session, message_id: str, serves: str) -> RunContext:
         session.scalars(select(Attachment).where(Attachment.message_id == prompt.id))
     )
     base = load_base(session, project.id)
-    messages = prompting.build_messages(
+    messages = context.build_messages(
         project.framework, earlier, prompt, attachments, serves=serves
     )
     return RunContext(

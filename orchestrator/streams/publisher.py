@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from orchestrator.events import DeltaEvent, Event, EventLog
+from orchestrator.streams.events import DeltaEvent, Event, EventLog
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from models import TERMINAL, Fragment, Message, Status
 from orchestrator.errors import InvalidRequest
-from orchestrator.events import stream_key
 from orchestrator.serialize import fragment_json
+from orchestrator.streams.events import stream_key
 
 # Redis ids are two unsigned 64-bit numbers; 19 digits always fit.
 _STREAM_ID = re.compile(r"^\d{1,19}(-\d{1,19})?$")

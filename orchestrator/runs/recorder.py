@@ -19,10 +19,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import transaction
-from orchestrator import lifecycle
-from orchestrator.events import DeltaEvent, Event, EventLog, ToolCallEvent, ToolResultEvent
-from orchestrator.lifecycle import Lease
-from orchestrator.publisher import Publisher
+from orchestrator.runs import lifecycle
+from orchestrator.runs.lifecycle import Lease
+from orchestrator.streams.events import DeltaEvent, Event, EventLog, ToolCallEvent, ToolResultEvent
+from orchestrator.streams.publisher import Publisher
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ orchestrator credits grant USER_ID N
 orchestrator dev            # everything in the Procfile, on embedded defaults
 
 The console script is `workers.cli:main`, this CLI with Celery's revoke handed in (the core does
-not import Celery); run as `python -m orchestrator.cli`, a cancel cannot drop a queued task, which
-then finds its run CANCELLED and does nothing.
+not import Celery); run as `python -m orchestrator.wiring.cli`, a cancel cannot drop a queued
+task, which then finds its run CANCELLED and does nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmaker, transaction
 from models.migrate import upgrade
-from orchestrator import accounts, dev_secret
+from orchestrator import accounts
 from orchestrator.errors import AppError, ConfigError
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
+from orchestrator.wiring import dev_secret
 
 # Given the settings, how to revoke a run's task (dropping it if still queued).
 RevokeFactory = Callable[[Settings], Callable[[str], None]]
@@ -196,8 +197,8 @@ def _cancel(
     """What DELETE does: CANCELLED, the cancel flag, the `done` event, the revoke."""
     import redis
 
-    from orchestrator.cancellation import cancel_run
-    from orchestrator.events import EventLog
+    from orchestrator.runs.cancellation import cancel_run
+    from orchestrator.streams.events import EventLog
 
     client = redis.Redis.from_url(settings.redis_url)
     try:
@@ -211,7 +212,7 @@ def _cancel(
 
 def dev(settings: Settings) -> int:
     """Migrate, start a bundled Redis unless REDIS_URL is set, and run the Procfile with honcho."""
-    from orchestrator.bundled_redis import BundledRedis
+    from orchestrator.wiring.bundled_redis import BundledRedis
 
     env = dev_environment(dict(os.environ))
     bundled = None

@@ -17,10 +17,10 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from models import Message, Status, transaction, utcnow
-from orchestrator import lifecycle
 from orchestrator.errors import QueueUnavailable
-from orchestrator.events import ErrorEvent, StatusEvent
-from orchestrator.runner import RunServices
+from orchestrator.runs import lifecycle
+from orchestrator.runs.runner import RunServices
+from orchestrator.streams.events import ErrorEvent, StatusEvent
 
 log = logging.getLogger(__name__)
 
