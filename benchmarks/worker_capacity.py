@@ -185,15 +185,20 @@ async def baseline(port: int, runs: int) -> tuple[float, list[float]]:
 
 @dataclass
 class Sampler:
-    process: psutil.Process
+    """The worker processes' figures: CPU, RSS and connections summed over them."""
+
+    processes: list[psutil.Process]
     ports: dict[str, int]
     rss_peak: float = 0.0
     connections_peak: dict[str, int] = field(default_factory=dict)
     threads_peak: int = 0
 
     def cpu(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        total = 0.0
+        for process in self.processes:
+            times = process.cpu_times()
+            total += times.user + times.system
+        return total
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -202,9 +207,10 @@ class Sampler:
 
     def sample(self) -> None:
         try:
-            self.rss_peak = max(self.rss_peak, self.process.memory_info().rss / 2**20)
-            self.threads_peak = max(self.threads_peak, self.process.num_threads())
-            connections = self.process.net_connections(kind="tcp")
+            rss = sum(p.memory_info().rss for p in self.processes) / 2**20
+            self.rss_peak = max(self.rss_peak, rss)
+            self.threads_peak = max(self.threads_peak, sum(p.num_threads() for p in self.processes))
+            connections = [c for p in self.processes for c in p.net_connections(kind="tcp")]
         except psutil.Error:
             return
         for name, port in self.ports.items():
@@ -371,11 +377,19 @@ def main() -> None:
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder and logs")
     parser.add_argument(
+        "--concurrency", type=int, help="WORKER_CONCURRENCY (default: the Procfile's default)"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="worker processes started with the worker line"
+    )
+    parser.add_argument(
         "--live-posts",
         action="store_true",
         help="POST while the worker runs (default: all prompts queued first, then the worker)",
     )
     args = parser.parse_args()
+    if args.live_posts and args.processes != 1:
+        parser.error("--live-posts measures one worker process")
     asyncio.run(amain(args))
 
 
@@ -443,6 +457,14 @@ async def amain(args: argparse.Namespace) -> None:
         web_command = web_command.replace("--access-logfile -", "")
         processes.append(spawn(web_command, env, scratch / "web.log"))
         worker_command = procfile("worker")
+        if args.concurrency:
+            env["WORKER_CONCURRENCY"] = str(args.concurrency)
+
+        def worker_command_of(n: int) -> str:
+            if args.processes == 1:
+                return worker_command
+            return f"{worker_command} --hostname capacity{n}@%h"
+
         worker = spawn(worker_command, env, scratch / "worker.log")
         processes.append(worker)
         wait_for(lambda: " ready." in (scratch / "worker.log").read_text(), 60, "the worker")
@@ -478,18 +500,24 @@ async def amain(args: argparse.Namespace) -> None:
         }
         held: dict[str, Any] = {}
 
-        def measure(process: subprocess.Popen[bytes]) -> None:
-            held["sampler"] = sampler = Sampler(psutil.Process(process.pid), ports)
+        def measure(*workers: subprocess.Popen[bytes]) -> None:
+            held["sampler"] = sampler = Sampler([psutil.Process(w.pid) for w in workers], ports)
             held["stop"] = stop = asyncio.Event()
             held["task"] = asyncio.create_task(sampler.run(stop))
             held["cpu"], held["wall"] = sampler.cpu(), time.monotonic()
 
         async def fresh_worker() -> float:
-            log = scratch / "worker2.log"
-            process = spawn(worker_command, env, log)
-            processes.append(process)
-            await asyncio.to_thread(wait_for, lambda: " ready." in log.read_text(), 60, "worker")
-            measure(process)
+            fresh = []
+            for n in range(args.processes):
+                log = scratch / f"worker-{n}.log"
+                fresh.append(spawn(worker_command_of(n), env, log))
+                processes.append(fresh[-1])
+            for n in range(args.processes):
+                log = scratch / f"worker-{n}.log"
+                await asyncio.to_thread(
+                    wait_for, lambda log=log: " ready." in log.read_text(), 60, "worker"
+                )
+            measure(*fresh)
             return time.time()
 
         if args.live_posts:
@@ -571,8 +599,9 @@ def report(args: argparse.Namespace, database_url: str, base_makespan: float,
         cancels.append((max(cut, client.done_at) - sent) * 1000)
     machine = f"{psutil.cpu_count()} cores, shared with other work"
     db = database_url.split(":")[0]
+    slots = f"WORKER_CONCURRENCY={args.concurrency}" if args.concurrency else "default slots"
     print(f"worker capacity: {args.runs} runs x {args.seconds:g} s of text at 30 chunks/s ({db}, "
-          f"{machine})")  # fmt: skip
+          f"{machine}); {args.processes} worker process(es), {slots}")  # fmt: skip
     print(f"  baseline (fake model read directly): peak {base_stats['peak']} streams, makespan "
           f"{base_makespan:.1f} s, chunk p50 {_p(base_latencies, 0.5)} p99 "
           f"{_p(base_latencies, 0.99)} ms")  # fmt: skip

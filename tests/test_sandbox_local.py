@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ from orchestrator.sandboxes.local import (
     SandboxClosed,
 )
 from orchestrator.sandboxes.local_process import IsolationUnavailable
+from orchestrator.sandboxes.local_users import UID_BASE, UidLease
 from orchestrator.settings import Settings
 from tests.conftest import unavailable
 
@@ -453,6 +455,68 @@ def test_commands_run_as_a_sandbox_uid_of_their_own(root: Path) -> None:
     assert first.uid not in (None, 0) and second.uid not in (None, 0, first.uid)
     first.close()
     second.close()
+
+
+def _processes_of(uid: int) -> list[int]:
+    """The live processes of `uid` (a zombie waiting for its parent is dead already)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines())
+            if int(fields["Uid"].split()[0]) == uid and not fields["State"].strip().startswith("Z"):
+                found.append(int(status.parent.name))
+    return found
+
+
+@needs_root
+def test_a_uid_left_by_a_crashed_sandbox_is_cleaned_when_leased_again(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker that ran a command under its sandbox's uid dies outright (SIGKILL), leaving a
+    # process behind; the next lease of that uid must kill it first.
+    script = f"""
+import os, subprocess, sys
+from pathlib import Path
+from orchestrator.sandboxes.local_users import UidLease
+lease = UidLease.acquire(Path({str(root / ".uids")!r}))
+lease.mark_used()
+subprocess.Popen(["sleep", "300"], user=lease.uid, group=lease.uid, start_new_session=True,
+                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(lease.uid, flush=True)
+os.kill(os.getpid(), 9)
+"""
+    crashed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert crashed.returncode == -9, crashed.stderr
+    uid = int(crashed.stdout)
+    try:
+        assert _processes_of(uid), "the crashed holder's command should still be running"
+        monkeypatch.setattr(random, "randrange", lambda _n: uid - UID_BASE)
+        lease = UidLease.acquire(root / ".uids")
+        assert lease.uid == uid
+        assert _processes_of(uid) == []
+        lease.release(clean=True)
+        assert (root / ".uids" / f"{uid - UID_BASE}.lock").read_bytes() == b""
+    finally:
+        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+
+
+@needs_root
+def test_a_sandbox_that_ran_commands_leaves_its_uid_clean_for_the_next(root: Path) -> None:
+    factory = LocalSandboxFactory(root, LIMITS, isolation="none")
+    idle = factory.create("idle", "static")
+    assert isinstance(idle.uid, int)
+    idle.write("index.html", "<p>no command ran</p>")
+    idle_lock = root / ".uids" / f"{idle.uid - UID_BASE}.lock"
+    assert idle_lock.read_bytes() == b""  # nothing ran under the uid: nothing to clean
+    idle.close()
+
+    sandbox = factory.create("one", "static")
+    assert isinstance(sandbox.uid, int)
+    lock = root / ".uids" / f"{sandbox.uid - UID_BASE}.lock"
+    sandbox.run("true")
+    assert lock.read_bytes() == b"1"  # a crash now would leave the uid to be cleaned
+    sandbox.close()
+    assert lock.read_bytes() == b""  # no helper process is needed to lease it again
 
 
 # Bubblewrap

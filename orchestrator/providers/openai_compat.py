@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import queue
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,11 +21,10 @@ from orchestrator.providers.base import (
     ToolSpec,
     Usage,
 )
+from orchestrator.providers.handoff import END, WAKE, Handoff
 from orchestrator.providers.retry import IncompleteStream, LLMReadTimeout
 from orchestrator.settings import ProviderConfig
 
-_END = object()
-_WAKE = object()
 # How often a consumer waiting for the next chunk looks at the cancel check; with a check that
 # can wake it (`on_trip`, the runner's), only for the deadline.
 CANCEL_POLL_SECONDS = 0.02
@@ -56,30 +54,28 @@ class OpenAICompatProvider:
     def stream(
         self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
     ) -> Iterator[Delta]:
-        inbox: queue.Queue[object] = queue.Queue()
+        inbox = Handoff()
         subscribe = getattr(cancelled, "on_trip", None)
-        unsubscribe = subscribe(lambda: inbox.put(_WAKE)) if callable(subscribe) else None
+        unsubscribe = subscribe(lambda: inbox.put(WAKE)) if callable(subscribe) else None
         poll = WOKEN_POLL_SECONDS if unsubscribe is not None else CANCEL_POLL_SECONDS
         future = aioloop.submit(self._pump(messages, tools, inbox))
         try:
             while True:
-                try:
-                    item = inbox.get(timeout=poll)
-                except queue.Empty:
-                    if cancelled():
-                        raise Cancelled() from None
-                    continue
-                if item is _WAKE:
+                items = inbox.take(timeout=poll)
+                if not items and cancelled():
+                    raise Cancelled()
+                for item in items:
+                    if item is WAKE:
+                        if cancelled():
+                            raise Cancelled()
+                        continue
+                    if item is END:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item  # type: ignore[misc]
                     if cancelled():
                         raise Cancelled()
-                    continue
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item  # type: ignore[misc]
-                if cancelled():
-                    raise Cancelled()
         finally:
             # Cancelling the task closes the HTTP response: the server sees the connection go.
             future.cancel()
@@ -104,19 +100,22 @@ class OpenAICompatProvider:
             )
         return self._client
 
-    async def _pump(
-        self, messages: list[Message], tools: list[ToolSpec], inbox: queue.Queue[object]
-    ) -> None:
+    async def _pump(self, messages: list[Message], tools: list[ToolSpec], inbox: Handoff) -> None:
         try:
             client = self._client_in_loop()
+            # The conversation and tools go in `extra_body`, which the SDK sends as given: its
+            # typed transform walks every message and tool schema, and cost a tenth of a busy
+            # worker's CPU once per request (README, Capacity). Ours are plain JSON already.
+            body: dict[str, Any] = {"messages": messages}
+            if tools:
+                body["tools"] = tools
             kwargs: dict[str, Any] = {
                 "model": self.model,
-                "messages": messages,
+                "messages": [],
                 "stream": True,
                 "stream_options": {"include_usage": True},
+                "extra_body": body,
             }
-            if tools:
-                kwargs["tools"] = tools
             finished = False
             started = False
             try:
@@ -159,7 +158,7 @@ class OpenAICompatProvider:
                 raise IncompleteStream(f"{self.name} cut the stream: {exc}") from exc
             if not finished:
                 raise IncompleteStream(f"{self.name} ended the stream before finishing")
-            inbox.put(_END)
+            inbox.put(END)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:

@@ -115,6 +115,8 @@ class LocalSandboxFactory:
         lease = UidLease.acquire(self._lock_dir) if self.drops_privileges else None
         try:
             uid = None if lease is None else lease.uid
+            if lease is not None:
+                lease.mark_used()
             problem = probe_bubblewrap(Launcher(self.root, BUBBLEWRAP, self.limits, uid))
         finally:
             if lease is not None:
@@ -207,6 +209,8 @@ class LocalSandbox:
             self._ensure_open()
             if self._running is not None:
                 raise RuntimeError("another command is still running in this sandbox")
+            if self._lease is not None:
+                self._lease.mark_used()
             running = self._running = self._launcher.start(command)
         try:
             return running.result(timeout, stopped=lambda: self._closed)
@@ -238,11 +242,11 @@ class LocalSandbox:
             running = self._running
         if running is not None:
             running.kill()
-        elif self.uid is not None:
-            kill_all_processes_of(self.uid)
+        elif self.uid is not None and (self._lease is None or self._lease.used):
+            kill_all_processes_of(self.uid)  # what a finished command may have left running
         shutil.rmtree(self.workspace, ignore_errors=True)
         if self._lease is not None:
-            self._lease.release()
+            self._lease.release(clean=True)
 
     def _ensure_open(self) -> None:
         if self._closed:

@@ -26,6 +26,7 @@ class UidLease:
 
     uid: int
     _lock_fd: int | None
+    _used: bool = False
 
     @classmethod
     def acquire(cls, lock_dir: Path) -> UidLease:
@@ -40,13 +41,31 @@ class UidLease:
                 os.close(fd)
                 continue
             lease = cls(UID_BASE + slot, fd)
-            # A worker that crashed may have left processes behind under this uid.
-            kill_all_processes_of(lease.uid)
+            if os.pread(fd, 1, 0):
+                # Its last holder ran commands and did not see them die (it crashed): some may
+                # still run under this uid. A clean holder leaves the file empty, which spares
+                # every new sandbox a helper process (costly from a worker holding many runs).
+                kill_all_processes_of(lease.uid)
+                os.ftruncate(fd, 0)
             return lease
         raise RuntimeError(f"all {UID_SLOTS} sandbox uids are in use")
 
-    def release(self) -> None:
+    @property
+    def used(self) -> bool:
+        """True once a command may have run under this uid (see `mark_used`)."""
+        return self._used
+
+    def mark_used(self) -> None:
+        """Before the first command: a crash from here on leaves the uid to be cleaned."""
+        if self._lock_fd is not None and not self._used:
+            os.pwrite(self._lock_fd, b"1", 0)
+            self._used = True
+
+    def release(self, *, clean: bool = False) -> None:
+        """Give the uid back; `clean` when every process of it is known dead."""
         if self._lock_fd is not None:
+            if clean and self._used:
+                os.ftruncate(self._lock_fd, 0)
             os.close(self._lock_fd)
             self._lock_fd = None
 
