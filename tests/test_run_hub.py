@@ -181,14 +181,3 @@ def test_the_process_sink_survives_redis_forgetting_its_scripts(
     redis_client.script_flush()  # as a Redis restart does
     events.append_many({message_id: [DeltaEvent("still here")]})
     assert [data for _id, _kind, data in events.read(message_id)] == [{"text": "still here"}]
-
-
-def test_a_process_holding_many_runs_flushes_each_less_often_within_its_budget() -> None:
-    from orchestrator.runs.runner import FLUSH_BUDGET, flush_interval
-
-    assert flush_interval(0.25, 1) == 0.25  # one run: as configured
-    assert flush_interval(0.0, 1) == 0.0  # every delta, when configured so
-    assert flush_interval(0.25, 50) == 0.25
-    for held in (100, 500, 2000):
-        # Whatever the number of runs, at most FLUSH_BUDGET flushes a second in all.
-        assert held / flush_interval(0.25, held) <= FLUSH_BUDGET

@@ -7,6 +7,7 @@ and terminal states stay terminal.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -169,6 +170,65 @@ def flush(
         params["tool_calls"] = tool_calls
     result = session.execute(_FLUSH if tool_calls is None else _FLUSH_WITH_CALLS, params)
     return _rows(result) == 1
+
+
+@dataclass(frozen=True)
+class Tail:
+    """A run's text streamed since its last flush, to go after its first `after` characters."""
+
+    lease: Lease
+    after: int
+    text: str
+
+
+# One statement for the new text of every run a process holds: the batch travels as one JSON
+# array, read as rows by each database's JSON table function, each row fenced as `flush` is.
+_FLUSH_MANY = {
+    "postgresql": (
+        "UPDATE messages AS m SET content = substr(m.content, 1, v.keep) || v.tail, "
+        "heartbeat_at = :now, updated_at = :now "
+        "FROM jsonb_to_recordset(CAST(:batch AS jsonb)) "
+        "AS v(id text, run_id text, lease text, keep int, tail text) "
+        "WHERE m.id = v.id AND m.run_id = v.run_id AND m.lease = v.lease AND m.status = :status "
+        "RETURNING m.lease"
+    ),
+    "sqlite": (
+        "UPDATE messages SET content = substr(messages.content, 1, v.keep) || v.tail, "
+        "heartbeat_at = :now, updated_at = :now "
+        "FROM (SELECT json_extract(value, '$.id') AS id, "
+        "json_extract(value, '$.run_id') AS run_id, "
+        "json_extract(value, '$.lease') AS lease, json_extract(value, '$.keep') AS keep, "
+        "json_extract(value, '$.tail') AS tail FROM json_each(:batch)) AS v "
+        "WHERE messages.id = v.id AND messages.run_id = v.run_id AND messages.lease = v.lease "
+        "AND messages.status = :status RETURNING messages.lease"
+    ),
+}
+_FLUSH_MANY_STATEMENTS = {
+    dialect: text(sql).bindparams(bindparam("now", type_=Message.__table__.c.heartbeat_at.type))
+    for dialect, sql in _FLUSH_MANY.items()
+}
+
+
+def flush_many(session: Session, tails: list[Tail]) -> set[str]:
+    """`flush` for many runs in one statement; returns the lease tokens of the rows it wrote.
+
+    A run whose token is missing is no longer ours (cancelled, reaped, taken over).
+    """
+    statement = _FLUSH_MANY_STATEMENTS[session.get_bind().dialect.name]
+    batch = json.dumps(
+        [
+            {
+                "id": tail.lease.message_id,
+                "run_id": tail.lease.run_id,
+                "lease": tail.lease.token,
+                "keep": tail.after,
+                "tail": tail.text,
+            }
+            for tail in tails
+        ]
+    )
+    params = {"batch": batch, "now": utcnow(), "status": Status.STREAMING.value}
+    return {token for token in session.execute(statement, params).scalars() if token}
 
 
 def complete(

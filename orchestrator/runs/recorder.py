@@ -1,15 +1,17 @@
 """A run's recorder and event sink: what it streamed, its tool calls, and when they are flushed.
 
 Every event goes to the run's Redis Stream (what clients follow), through the process's
-`Publisher` when there is one (coalesced, pipelined), and into the recorder; the
-recorder flushes to the message row at least every `flush_interval`, and at once on a tool event.
-A flush sends only the text added since the last one, and the tool calls only when they changed,
-so a long run writes bytes in proportion to what it streamed (not its square).
+`Publisher` when there is one (coalesced, pipelined), and into the recorder. The text reaches
+the message row with the process's `Flusher` (one statement for all its runs per tick) when there
+is one, else by the recorder itself at least every `flush_interval`; tool events are flushed at
+once by the run. A flush sends only the text added since the last one, and the tool calls only
+when they changed, so a long run writes bytes in proportion to what it streamed (not its square).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +22,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import transaction
 from orchestrator.runs import lifecycle
-from orchestrator.runs.lifecycle import Lease
+from orchestrator.runs.flusher import Flusher
+from orchestrator.runs.lifecycle import Lease, Tail
 from orchestrator.streams.events import DeltaEvent, Event, EventLog, ToolCallEvent, ToolResultEvent
 from orchestrator.streams.publisher import Publisher
 
@@ -36,10 +39,12 @@ class Recorder:
         *,
         flush_interval: float | Callable[[], float],
         publisher: Publisher | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
         self.db = db
         self.events = events
         self.publisher = publisher
+        self.flusher = flusher
         self.lease = lease
         # A number, or what the process says now (see runner.flush_interval).
         self._flush_interval = flush_interval
@@ -53,6 +58,12 @@ class Recorder:
         self._flushed_chars = 0
         self._unflushed: list[str] = []
         self._calls_changed = False
+        # Held by whoever flushes (the run itself or the flusher), so two flushes never cross;
+        # while the flusher holds it, the pieces it took are the first `_taken` of `_unflushed`.
+        self._flushing = threading.Lock()
+        self._taken = 0
+        if flusher is not None:
+            flusher.add(self)
 
     @property
     def flush_interval(self) -> float:
@@ -85,10 +96,16 @@ class Recorder:
                     call["result"] = event.result
             self._calls_changed = force = True
         self.publish(event)
-        if force or time.monotonic() - self.last_flush >= self.flush_interval:
+        if force or (
+            self.flusher is None and time.monotonic() - self.last_flush >= self.flush_interval
+        ):
             self.flush()
 
     def flush(self) -> None:
+        with self._flushing:
+            self._flush()
+
+    def _flush(self) -> None:
         self.last_flush = time.monotonic()
         batch = list(self._unflushed)
         tail = "".join(batch)
@@ -109,6 +126,34 @@ class Recorder:
         if calls is not None:
             self._calls_changed = False
 
+    # -- what the process's flusher sends ------------------------------------------------------
+
+    def take_tail(self) -> Tail | None:
+        """The new text for the flusher, or None (nothing new, or the run is flushing itself).
+
+        A tail taken must be given back with `tail_sent`.
+        """
+        if not self._flushing.acquire(blocking=False):
+            return None
+        self._taken = len(self._unflushed)
+        if not self._taken:
+            self._flushing.release()
+            return None
+        return Tail(self.lease, self._flushed_chars, "".join(self._unflushed[: self._taken]))
+
+    def tail_sent(self, tail: Tail, held: bool | None) -> None:
+        """The flusher wrote `tail` (held), found the run not ours (False), or failed (None)."""
+        try:
+            if held:
+                self.last_flush = time.monotonic()
+                self._flushed_chars += len(tail.text)
+                del self._unflushed[: self._taken]
+            elif held is False:
+                self.lost = True
+        finally:
+            self._taken = 0
+            self._flushing.release()
+
     # -- the event sink ----------------------------------------------------------------------
 
     def publish(self, *events: Event) -> None:
@@ -122,6 +167,8 @@ class Recorder:
 
     def close(self) -> None:
         """Send what is still queued for the run's stream (its events keep their order)."""
+        if self.flusher is not None:
+            self.flusher.remove(self)
         if self.publisher is not None:
             self.publisher.close(self.lease.message_id)
 

@@ -25,6 +25,7 @@ from orchestrator.providers.chain import ChainRun
 from orchestrator.runs import context, lifecycle
 from orchestrator.runs.agent import Outcome, run_agent
 from orchestrator.runs.cancellation import RunHub, RunWatch
+from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.lifecycle import FragmentValues, Lease
 from orchestrator.runs.recorder import Recorder
 from orchestrator.sandboxes.base import SandboxFactory
@@ -47,21 +48,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# The flushes a worker process holding more than FLUSH_BUDGET_FROM runs sends per second, at
-# most: each of its runs flushes less often (its stream keeps every delta live, and a re-run
-# carries over from the stream). Under load, flushes were a quarter of the worker's CPU (README,
-# Capacity). Up to FLUSH_BUDGET_FROM runs, each flushes as configured.
-FLUSH_BUDGET = 200.0
-FLUSH_BUDGET_FROM = 50
-
-
-def flush_interval(configured: float, runs_held: int) -> float:
-    """How often each run of a process holding `runs_held` runs flushes its content."""
-    if runs_held <= FLUSH_BUDGET_FROM:
-        return configured
-    return max(configured, runs_held / FLUSH_BUDGET)
-
-
 FAILED_TEXT = {
     "provider": "Sorry, the AI service is unavailable right now, so this request could not be "
     "completed. Your credit was refunded; please try again in a moment.",
@@ -81,9 +67,11 @@ class RunServices:
     events: EventLog
     new_chain: Callable[[], ChainRun]
     sandboxes: SandboxFactory
-    # One per process: the cancel listener and heartbeat of all its runs, and their event sink.
+    # One per process: the cancel listener and heartbeat of all its runs, their event sink,
+    # and the flusher of their content.
     hub: RunHub
     publisher: Publisher
+    flusher: Flusher
 
 
 @dataclass(frozen=True)
@@ -211,8 +199,9 @@ class _Run:
             services.db,
             services.events,
             lease,
-            flush_interval=self.flush_interval,
+            flush_interval=self.settings.flush_interval,
             publisher=services.publisher,
+            flusher=services.flusher,
         )
         # Set once the sandbox was closed as a COMPLETE run wants it (a kept-alive preview).
         self.released = False
@@ -220,9 +209,6 @@ class _Run:
         self.watch = RunWatch(services.hub, lease, on_cancel=self.sandbox.kill)
         self.stop_check = StopCheck(self)
         self.metrics = metrics.RunMetrics()
-
-    def flush_interval(self) -> float:
-        return flush_interval(self.settings.flush_interval, self.services.hub.size())
 
     # -- the run ---------------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ class Publisher:
     # -- the process's sending thread ------------------------------------------------------
 
     def _start(self) -> None:
+        if self._pid == os.getpid():
+            return  # started in this process: no lock, which every run's every event would take
         with self._lock:
             if self._pid == os.getpid():
                 return

@@ -16,6 +16,7 @@ from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
 from orchestrator.runs.cancellation import RunHub
+from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.runner import RunServices
 from orchestrator.sandboxes.base import SandboxFactory
 from orchestrator.settings import Settings
@@ -130,6 +131,7 @@ def build_run_services(settings: Settings) -> RunServices:
         events=events,
         hub=RunHub(client, db, heartbeat_interval=settings.heartbeat_interval),
         publisher=Publisher(events),
+        flusher=Flusher(db, interval=settings.flush_interval),
         new_chain=lambda: ChainRun(
             providers,
             attempts_per_provider=settings.llm_attempts_per_provider,

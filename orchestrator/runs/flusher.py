@@ -1,0 +1,86 @@
+"""The content flushes of all the runs of one worker process: one statement per tick.
+
+Each run's recorder keeps the text it streamed since its last flush. Every `interval` this
+process's flusher thread sends the new text of every run that has some as one statement in one
+transaction (`lifecycle.flush_many`), where a transaction per run per flush was a sixth of a busy
+worker's CPU (README, Capacity). Each row is fenced by its run's lease; a run whose row was not
+written is no longer ours and stops, as when its own flush finds that. A run still flushes by
+itself when a tool call changes (at once, with its tool calls), never at the same time as this.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import transaction
+from orchestrator.runs import lifecycle
+
+if TYPE_CHECKING:
+    from orchestrator.runs.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+# Rows per statement: the batch is one JSON parameter, kept well under any driver's limits.
+BATCH_ROWS = 500
+
+
+class Flusher:
+    def __init__(self, db: sessionmaker[Session], *, interval: float) -> None:
+        self.db = db
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._recorders: dict[int, Recorder] = {}
+        self._pid: int | None = None
+
+    def add(self, recorder: Recorder) -> None:
+        self._start()
+        with self._lock:
+            self._recorders[id(recorder)] = recorder
+
+    def remove(self, recorder: Recorder) -> None:
+        with self._lock:
+            self._recorders.pop(id(recorder), None)
+
+    def flush_all(self) -> int:
+        """Send the new text of every run that has some; returns how many runs it sent."""
+        with self._lock:
+            recorders = list(self._recorders.values())
+        taken = [(recorder, tail) for recorder in recorders if (tail := recorder.take_tail())]
+        for start in range(0, len(taken), BATCH_ROWS):
+            batch = taken[start : start + BATCH_ROWS]
+            held: set[str] | None = None
+            try:
+                with transaction(self.db) as session:
+                    held = lifecycle.flush_many(session, [tail for _recorder, tail in batch])
+            except Exception:  # a database blip: the text goes with the next tick
+                log.warning("could not flush %d runs; will try again", len(batch), exc_info=True)
+            finally:
+                for recorder, tail in batch:
+                    recorder.tail_sent(tail, None if held is None else tail.lease.token in held)
+        return len(taken)
+
+    # -- the process's flushing thread -----------------------------------------------------
+
+    def _start(self) -> None:
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            self._recorders.clear()  # a forked child holds none of its parent's runs
+        threading.Thread(target=self._loop, name="content-flusher", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.interval)
+            try:
+                self.flush_all()
+            except Exception:  # the thread must outlive any one tick
+                log.exception("content flush tick failed")
