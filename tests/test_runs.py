@@ -236,6 +236,8 @@ def test_a_failure_while_completing_fails_the_run_refunds_and_releases_the_sandb
 def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
     api: Api, db: Any, llm: Any, settings: Settings, redis_client: Any
 ) -> None:
+    import json
+
     from sqlalchemy import event
 
     from orchestrator.streams.events import EventLog
@@ -245,24 +247,26 @@ def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
     text = "".join(f"{i:07d} " for i in range(pieces))  # 300 distinct pieces of 8 characters
     page = "<!doctype html>" + "x" * 2000  # a tool call as big as a small file
     write = ToolCall("write_file", {"path": "index.html", "content": page})
-    llm.script(Reply("", tool_calls=[write]), Reply(text, chunk_size=chunk))
-    # A flush after every delta: the worst case for a flush that rewrites the whole content.
-    services = build_run_services(replace(settings, flush_interval=0.0))
+    # About 1.5 s of text against a flush every 20 ms: many flushes, each a few pieces.
+    llm.script(Reply("", tool_calls=[write]), Reply(text, chunk_size=chunk, delay=0.005))
+    services = build_run_services(replace(settings, flush_interval=0.02))
     engine = services.db.kw["bind"]
-    text_flushes: list[int] = []  # bytes sent by each flush that carried text only
+    sent: list[tuple[int, str]] = []  # what each of the process's flushes sent for this run
     call_flushes = 0
 
     def observe(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
         nonlocal call_flushes
         sql = " ".join(statement.split()).lower()
-        assignments = sql.split(" where ")[0]
-        if not sql.startswith("update messages set content") or "status" in assignments:
-            return  # not a flush (a heartbeat, the final write)
-        if "tool_calls" in assignments:
-            call_flushes += 1
+        if not sql.startswith("update messages"):
             return
-        values = params.values() if isinstance(params, dict) else params
-        text_flushes.append(sum(len(v) for v in values if isinstance(v, str | bytes)))
+        if "json_each" in sql or "jsonb_to_recordset" in sql:  # the flusher's statement
+            values = params.values() if isinstance(params, dict) else params
+            (batch,) = [v for v in values if isinstance(v, str) and v.startswith("[")]
+            for row in json.loads(batch):  # its rows travel as one JSON array
+                if row["id"] == message.id:
+                    sent.append((row["keep"], row["tail"]))
+        elif "tool_calls = " in sql.split(" where ")[0] and "status" not in sql.split(" where ")[0]:
+            call_flushes += 1  # a run's own flush at a tool event (not its final write)
 
     project = api.project()
     api.get("/api/me")
@@ -274,11 +278,16 @@ def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
     finally:
         event.remove(engine, "before_cursor_execute", observe)
 
-    assert len(text_flushes) >= pieces  # one per delta
-    # Each flush carries one piece plus the fences (ids, lease), never the text so far, and
-    # never the tool calls, which changed only twice (the call, then its result).
-    fences = 3 * 64
-    assert max(text_flushes) <= chunk + fences, max(text_flushes)
+    assert len(sent) >= 10, sent  # the text went in many flushes...
+    # ...each carrying only what was new, after exactly what the row held: never the text so
+    # far, so a long run writes bytes in proportion to what it streamed.
+    held = 0
+    for keep, tail in sent:
+        assert keep == held and tail, (keep, held)
+        held += len(tail)
+    assert "".join(tail for _keep, tail in sent) == text[:held]
+    assert max(len(tail) for _keep, tail in sent) < len(text) // 4
+    # The tool calls travel only when they changed: the call, then its result.
     assert call_flushes == 2
     final = api.message(message.id)
     assert final["content"] == text

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 # Rows per statement: the batch is one JSON parameter, kept well under any driver's limits.
 BATCH_ROWS = 500
+# FLUSH_INTERVAL=0 means "as often as it can", not a thread spinning on the database.
+MIN_INTERVAL = 0.005
 
 
 class Flusher:
@@ -79,7 +81,7 @@ class Flusher:
 
     def _loop(self) -> None:
         while True:
-            time.sleep(self.interval)
+            time.sleep(max(self.interval, MIN_INTERVAL))
             try:
                 self.flush_all()
             except Exception:  # the thread must outlive any one tick
