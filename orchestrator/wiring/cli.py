@@ -226,7 +226,7 @@ def dev(settings: Settings) -> int:
     print(sign_in_link(env, env["PUBLIC_URL"]))
     # The Procfile names gunicorn and celery: find them beside this interpreter (the venv).
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    procfile = Path(__file__).resolve().parent.parent / "Procfile"
+    procfile = Path(__file__).resolve().parents[2] / "Procfile"  # the repository's
     honcho = [
         sys.executable, "-m", "honcho", "start",
         "-f", str(procfile), "-d", os.getcwd(), "-p", str(settings.port),
