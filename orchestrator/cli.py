@@ -5,6 +5,7 @@ orchestrator token USER_ID [--credits N] [--plan PRO]
 orchestrator runs stuck | cancel MESSAGE_ID | requeue MESSAGE_ID
 orchestrator credits grant USER_ID N
 orchestrator dev            # everything in the Procfile, on embedded defaults
+orchestrator e2b-template build [FRAMEWORK ...]   # build and register E2B templates
 
 The console script is `workers.cli:main`, this CLI with Celery's revoke handed in (the core does
 not import Celery); run as `python -m orchestrator.cli`, a cancel cannot drop a queued task, which
@@ -64,6 +65,14 @@ def main(argv: list[str] | None = None, *, revoke: RevokeFactory = _no_revoke) -
 
     commands.add_parser("dev", help="run every Procfile line on embedded defaults")
 
+    e2b_template = commands.add_parser(
+        "e2b-template", help="build and register the E2B templates of sandbox-templates/"
+    )
+    e2b_template.add_argument("action", choices=["build"])
+    e2b_template.add_argument(
+        "frameworks", nargs="*", metavar="FRAMEWORK", help="react, vue, ...; all by default"
+    )
+
     args = parser.parse_args(argv)
     try:
         return _dispatch(args, revoke)
@@ -76,6 +85,8 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
     settings = Settings.from_env(os.environ)
     if args.command == "dev":
         return dev(settings)
+    if args.command == "e2b-template":
+        return _build_e2b_templates(settings, args.frameworks)
     if args.command == "db":
         upgrade(settings.database_url)
         print("database is up to date")
@@ -100,6 +111,25 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
         print(f"granted {args.amount} credits to {args.user_id}")
         return 0
     return _runs(factory, settings, args.action, args.message_id, revoke)
+
+
+def _build_e2b_templates(settings: Settings, frameworks: list[str]) -> int:
+    from orchestrator.sandboxes.e2b import DEV_SERVERS
+    from orchestrator.sandboxes.e2b_templates import build, load
+
+    if not settings.e2b_api_key:
+        raise ConfigError("set E2B_API_KEY to the key of the E2B team the templates are for")
+    configs = [load(framework) for framework in frameworks or sorted(DEV_SERVERS)]
+    for config in configs:
+        print(f"building {config.name} from {config.folder}", flush=True)
+        template_id = build(
+            config,
+            api_key=settings.e2b_api_key,
+            domain=settings.e2b_domain,
+            api_url=settings.e2b_api_url,
+        )
+        print(f"{config.framework}: {config.name} is built (template id {template_id})")
+    return 0
 
 
 def _data_dir() -> Path:

@@ -53,6 +53,7 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
         assert settings.e2b_api_key
         return E2BSandboxFactory(
             settings.e2b_api_key,
+            templates=dict(settings.e2b_templates),
             api_url=settings.e2b_api_url,
             sandbox_url=settings.e2b_sandbox_url,
             domain=settings.e2b_domain,

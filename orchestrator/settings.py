@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.tables import Framework
 from orchestrator.errors import ConfigError
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -13,6 +14,7 @@ OPENROUTER_DEFAULT_MODEL = "moonshotai/kimi-k2.5"
 CEREBRAS_BASE_URL = "https://api.cerebras.ai/v1"
 CEREBRAS_DEFAULT_MODEL = "zai-glm-4.7"
 SANDBOX_ISOLATIONS = ("required", "best-effort")
+E2B_TEMPLATE_PREFIX = "E2B_TEMPLATE_"
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Settings:
     e2b_api_url: str | None = None
     e2b_sandbox_url: str | None = None
     e2b_domain: str | None = None
+    # (framework, template name) pairs from E2B_TEMPLATE_<FRAMEWORK>: the deployment's own
+    # templates; a framework left out gets the name in its sandbox-templates/ e2b.toml.
+    e2b_templates: tuple[tuple[str, str], ...] = ()
     public_url: str = "http://127.0.0.1:5000"
     port: int = 5000
     queue_name: str = "generation"
@@ -149,6 +154,7 @@ class Settings:
             e2b_api_url=env.get("E2B_API_URL") or None,
             e2b_sandbox_url=env.get("E2B_SANDBOX_URL") or None,
             e2b_domain=env.get("E2B_DOMAIN") or None,
+            e2b_templates=e2b_templates_from_env(env),
             public_url=(env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
             port=port,
             queue_name=env.get("QUEUE_NAME") or cls.queue_name,
@@ -171,6 +177,23 @@ class Settings:
                 filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
             ),
         )
+
+
+def e2b_templates_from_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """E2B_TEMPLATE_REACT=team-react and the like, one per framework; empty means the default."""
+    known = {framework.value for framework in Framework}
+    chosen: list[tuple[str, str]] = []
+    for name, value in sorted(env.items()):
+        if not name.startswith(E2B_TEMPLATE_PREFIX) or not value:
+            continue
+        framework = name.removeprefix(E2B_TEMPLATE_PREFIX)
+        if framework not in known:
+            raise ConfigError(
+                f"{name} names no framework: use one of "
+                + ", ".join(E2B_TEMPLATE_PREFIX + k for k in sorted(known))
+            )
+        chosen.append((framework, value))
+    return tuple(chosen)
 
 
 def log_format(raw: str | None) -> str:
