@@ -1,0 +1,156 @@
+"""The E2B template definitions of sandbox-templates/, checked here without E2B: each Dockerfile
+through the e2b SDK's own parser and serializer (what `build()` sends), each start command run
+with a stand-in `npm`, each name against what the sandbox asks for."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import re
+import shlex
+import socket
+import subprocess
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2b import Template
+from e2b_dockerfile_utils import parse_dockerfile_ast
+
+from orchestrator.errors import ConfigError
+from orchestrator.sandboxes.e2b import DEV_SERVERS, WORKSPACE
+from orchestrator.sandboxes.e2b_templates import TEMPLATES_DIR, definition, load
+
+FRAMEWORKS = sorted(DEV_SERVERS)
+# What E2B's Dockerfile conversion turns into template steps (it drops EXPOSE and LABEL, and
+# only prints a warning for anything else, so the check is ours).
+KNOWN_INSTRUCTIONS = {"FROM", "ARG", "ENV", "RUN", "COPY", "WORKDIR", "USER"}
+# A full version in the tag (node:20.20.2-bookworm-slim, not node:20 or latest), or a digest.
+PINNED_IMAGE = re.compile(r"^[\w./-]+(:\d+\.\d+\.\d+[\w.-]*|(:[\w.-]+)?@sha256:[0-9a-f]{64})$")
+START_SCRIPT = posixpath.join(posixpath.dirname(WORKSPACE), "start.sh")
+
+
+def folder(framework: str) -> Path:
+    return TEMPLATES_DIR / framework.lower()
+
+
+def steps(framework: str) -> dict[str, Any]:
+    """The template as the SDK would send it to E2B (COPY sources hashed, so they must exist)."""
+    return json.loads(Template.to_json(definition(load(framework))))  # type: ignore[no-any-return]
+
+
+def resolved_steps(framework: str) -> Iterator[tuple[str, str, str, list[str]]]:
+    """(type, user, workdir, args) of each step, with the workdir and user in force at it."""
+    user, workdir = "root", "/"
+    for step in steps(framework)["steps"]:
+        kind, args = step["type"], step["args"]
+        if kind == "WORKDIR":
+            workdir = posixpath.normpath(posixpath.join(workdir, args[0]))
+        elif kind == "USER":
+            user = args[0]
+        yield kind, user, workdir, args
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_each_framework_has_a_template_named_as_the_sandbox_asks(framework: str) -> None:
+    raw = tomllib.loads((folder(framework) / "e2b.toml").read_text())
+
+    assert raw["template_name"] == DEV_SERVERS[framework].template
+    assert (folder(framework) / raw["dockerfile"]).is_file()
+    assert raw["start_cmd"] == START_SCRIPT
+    assert (folder(framework) / "start.sh").is_file()
+    assert raw["cpu_count"] >= 1
+    assert raw["memory_mb"] >= 512 and raw["memory_mb"] % 2 == 0  # E2B wants an even number
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_dockerfile_has_known_instructions_and_a_pinned_base(framework: str) -> None:
+    ast = parse_dockerfile_ast((folder(framework) / "e2b.Dockerfile").read_text())
+    names = [instruction.name for instruction in ast.instructions]
+    [base] = [i.args[0] for i in ast.instructions if i.name == "FROM"]
+
+    assert set(names) <= KNOWN_INSTRUCTIONS, set(names) - KNOWN_INSTRUCTIONS
+    assert not ast.warnings
+    assert PINNED_IMAGE.match(base), base
+    assert steps(framework)["fromImage"] == base
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_template_installs_the_starter_in_the_sandbox_workspace(framework: str) -> None:
+    copies = {}
+    installs = []
+    for kind, user, workdir, args in resolved_steps(framework):
+        if kind == "COPY":
+            source, target, owner = args[0], args[1], args[2]
+            assert (folder(framework) / source).exists(), source
+            assert owner.split(":")[0] == "user"  # the sandbox's commands run as `user`
+            copies[source.rstrip("/")] = posixpath.normpath(posixpath.join(workdir, target))
+        elif kind == "RUN" and "npm" in args[0]:
+            installs.append((user, workdir, args[0]))
+
+    assert copies == {"app": WORKSPACE, "start.sh": START_SCRIPT}
+    assert (folder(framework) / "app" / "package-lock.json").is_file()
+    # The lock file's tree, installed as the sandbox's user in the workspace.
+    assert installs == [("user", WORKSPACE, "npm ci --no-audit --no-fund")]
+    assert steps(framework)["startCmd"] == START_SCRIPT
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_start_script_is_valid_bash(framework: str) -> None:
+    checked = subprocess.run(
+        ["bash", "-n", str(folder(framework) / "start.sh")], capture_output=True, text=True
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    assert os.access(folder(framework) / "start.sh", os.X_OK)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_start_script_runs_the_dev_server_the_sandbox_previews(
+    framework: str, tmp_path: Path
+) -> None:
+    # A stand-in npm that records where and how it was started.
+    record = tmp_path / "npm.args"
+    npm = tmp_path / "npm"
+    npm.write_text(f'#!/bin/sh\nprintf "%s\\n" "$PWD" "$@" > {shlex.quote(str(record))}\n')
+    npm.chmod(0o755)
+
+    started = subprocess.run(
+        [str(folder(framework) / "start.sh")],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert started.returncode == 0, started.stderr
+    cwd, *argv = record.read_text().splitlines()
+    # Beside the script, as app/ is beside start.sh in the VM: the workspace.
+    assert Path(cwd) == folder(framework) / "app"
+    server = DEV_SERVERS[framework]
+    assert ["npm", *argv] == shlex.split(server.command)
+    assert str(server.port) in argv
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_ready_command_waits_for_the_dev_server_port(framework: str) -> None:
+    ready = load(framework).ready_cmd
+    port = DEV_SERVERS[framework].port
+    assert f"/127.0.0.1/{port}'" in ready
+
+    # The same command against a port that listens, then one that does not.
+    listener = socket.create_server(("127.0.0.1", 0))
+    check = ["bash", "-c", ready.replace(f"/{port}'", f"/{listener.getsockname()[1]}'")]
+    up = subprocess.run(check, timeout=10)
+    listener.close()
+    down = subprocess.run(check, timeout=10, capture_output=True)
+
+    assert (up.returncode, down.returncode != 0) == (0, True)
+
+
+def test_a_missing_template_is_a_config_error_that_names_it() -> None:
+    with pytest.raises(ConfigError, match="COBOL"):
+        load("COBOL")
