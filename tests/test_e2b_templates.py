@@ -4,13 +4,16 @@ with a stand-in `npm`, each name against what the sandbox asks for."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import posixpath
 import re
 import shlex
+import shutil
 import socket
 import subprocess
+import tarfile
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +25,8 @@ from e2b_dockerfile_utils import parse_dockerfile_ast
 
 from orchestrator.errors import ConfigError
 from orchestrator.sandboxes.e2b import DEV_SERVERS, WORKSPACE
-from orchestrator.sandboxes.e2b_templates import TEMPLATES_DIR, definition, load
+from orchestrator.sandboxes.e2b_templates import TEMPLATES_DIR, build, definition, load
+from tests.fakes.e2b_server import FakeE2B
 
 FRAMEWORKS = sorted(DEV_SERVERS)
 # What E2B's Dockerfile conversion turns into template steps (it drops EXPOSE and LABEL, and
@@ -154,3 +158,30 @@ def test_ready_command_waits_for_the_dev_server_port(framework: str) -> None:
 def test_a_missing_template_is_a_config_error_that_names_it() -> None:
     with pytest.raises(ConfigError, match="COBOL"):
         load("COBOL")
+
+
+def test_build_registers_the_template_under_its_name_with_the_starter(tmp_path: Path) -> None:
+    # A copy of the folder as a developer may leave it: a local install inside app/.
+    shutil.copytree(folder("REACT"), tmp_path / "react")
+    (tmp_path / "react/app/node_modules/vite").mkdir(parents=True)
+    (tmp_path / "react/app/node_modules/vite/index.js").write_text("x")
+    config = load("REACT", root=tmp_path)
+
+    with FakeE2B() as fake:
+        template_id = build(config, api_key=fake.api_key, api_url=fake.url, domain=fake.domain)
+
+    [made] = fake.builds
+    assert template_id == made.template_id
+    assert made.request == {"name": "react-developer", "cpuCount": 2, "memoryMB": 2048}
+    assert made.template is not None
+    assert made.template["fromImage"] == steps("REACT")["fromImage"]
+    assert (made.template["startCmd"], made.template["readyCmd"]) == (
+        START_SCRIPT,
+        config.ready_cmd,
+    )
+    # The starter went up as its COPY's archive: sources and lock file, not the local install.
+    [app_hash] = [s["filesHash"] for s in made.template["steps"] if s["args"][0] == "app/"]
+    with tarfile.open(fileobj=io.BytesIO(fake.uploads[app_hash]), mode="r:*") as archive:
+        names = archive.getnames()
+    assert "app/package-lock.json" in names and "app/src" in names
+    assert not [name for name in names if "node_modules" in name]
