@@ -62,6 +62,10 @@ class Settings:
     # DESIGN section 15: "required" refuses to run local commands without bubblewrap.
     sandbox_isolation: str = "required"
     sandbox_root: str = "./.data/sandboxes"
+    # Where `orchestrator sandbox prepare` installs the framework templates the local sandbox
+    # builds apps from (SANDBOX_TEMPLATES, default $DATA_DIR/templates). None ("off"): no
+    # templates, the local sandbox serves plain static files whatever the framework.
+    sandbox_templates: str | None = None
     e2b_api_key: str | None = None
     # Only to point the SDK somewhere else (a self-hosted E2B, or the offline fake in tests).
     e2b_api_url: str | None = None
@@ -136,6 +140,7 @@ class Settings:
                 f"SANDBOX_ISOLATION must be 'required' or 'best-effort', got {isolation!r}"
             )
         port = int(number("PORT", 5000))
+        templates = env.get("SANDBOX_TEMPLATES") or str(data_dir / "templates")
         return cls(
             database_url=normalize_database_url(
                 env.get("DATABASE_URL") or default_database_url(data_dir)
@@ -150,6 +155,7 @@ class Settings:
             sandbox=sandbox,
             sandbox_isolation=isolation,
             sandbox_root=str(data_dir / "sandboxes"),
+            sandbox_templates=None if templates.lower() in ("off", "none") else templates,
             e2b_api_key=env.get("E2B_API_KEY") or None,
             e2b_api_url=env.get("E2B_API_URL") or None,
             e2b_sandbox_url=env.get("E2B_SANDBOX_URL") or None,

@@ -1,10 +1,10 @@
 import { defineConfig } from 'vite'
 import react from '@vitejs/plugin-react'
 
-// node_modules is mounted read-only in the sandbox: Vite's cache goes to the temporary folder,
-// and the build uses relative URLs so the preview works under any path.
+// node_modules is mounted read-only in the sandbox, so Vite's cache lives in the project (.vite/,
+// never part of a version); relative URLs let the built app be served under any path.
 export default defineConfig({
   plugins: [react()],
   base: './',
-  cacheDir: process.env.VITE_CACHE_DIR || '/tmp/vite-cache',
+  cacheDir: '.vite',
 })
