@@ -140,6 +140,34 @@ def test_start_script_runs_the_dev_server_the_sandbox_previews(
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_the_starter_ships_the_program_its_dev_server_command_runs(framework: str) -> None:
+    npm, exec_, dashes, program, *_ = shlex.split(DEV_SERVERS[framework].command)
+    lock = json.loads((folder(framework) / "app" / "package-lock.json").read_text())
+    root = lock["packages"][""]
+    direct = {**root.get("dependencies", {}), **root.get("devDependencies", {})}
+
+    # `npm exec` finds it installed by `npm ci`, from a package the starter depends on.
+    assert [npm, exec_, dashes] == ["npm", "exec", "--"]
+    assert [
+        name
+        for name in direct
+        if program in lock["packages"][f"node_modules/{name}"].get("bin", {})
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the Angular starter's angular.json has only a build target: `ng serve` needs a "
+    "serve target (@angular/build:dev-server), which belongs to the starter",
+)
+def test_the_angular_starter_can_serve() -> None:
+    angular = json.loads((folder("ANGULAR") / "app" / "angular.json").read_text())
+
+    [project] = angular["projects"].values()
+    assert project["architect"]["serve"]["builder"] == "@angular/build:dev-server"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_ready_command_waits_for_the_dev_server_port(framework: str) -> None:
     ready = load(framework).ready_cmd
     port = DEV_SERVERS[framework].port

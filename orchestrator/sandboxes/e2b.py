@@ -118,10 +118,9 @@ DEV_SERVERS: dict[str, DevServer] = {
     "REACT": DevServer("react-developer", _VITE, 5173),
     "VUE": DevServer("vue-developer", _VITE, 5173),
     "SVELTE": DevServer("svelte-developer", _VITE, 5173),
+    # Angular 18's dev server checks no host (and takes no --disable-host-check).
     "ANGULAR": DevServer(
-        "angular-developer",
-        "npm exec -- ng serve --host 0.0.0.0 --port 4200 --disable-host-check",
-        4200,
+        "angular-developer", "npm exec -- ng serve --host 0.0.0.0 --port 4200", 4200
     ),
 }
 

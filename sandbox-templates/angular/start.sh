@@ -4,6 +4,4 @@
 # (DEV_SERVERS in orchestrator/sandboxes/e2b.py); with this one up, that one exits at once.
 set -euo pipefail
 cd "$(dirname "$0")/app"
-# No prompt for usage analytics: nobody is there to answer it.
-export NG_CLI_ANALYTICS=false
-exec npm exec -- ng serve --host 0.0.0.0 --port 4200 --disable-host-check
+exec npm exec -- ng serve --host 0.0.0.0 --port 4200
