@@ -11,11 +11,12 @@ import posixpath
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import tarfile
+import threading
 import tomllib
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from e2b_dockerfile_utils import parse_dockerfile_ast
 from orchestrator.errors import ConfigError
 from orchestrator.sandboxes.e2b import DEV_SERVERS, WORKSPACE
 from orchestrator.sandboxes.e2b_templates import TEMPLATES_DIR, build, definition, load
+from tests.conftest import unavailable
 from tests.fakes.e2b_server import FakeE2B
 
 FRAMEWORKS = sorted(DEV_SERVERS)
@@ -167,20 +169,40 @@ def test_the_angular_starter_can_serve() -> None:
     assert project["architect"]["serve"]["builder"] == "@angular/build:dev-server"
 
 
+class _Page(BaseHTTPRequestHandler):
+    """Answers `/` with the status its server holds (200: the dev server has the page)."""
+
+    def do_GET(self) -> None:
+        self.send_response(getattr(self.server, "status", 200) if self.path == "/" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.mark.parametrize("framework", FRAMEWORKS)
-def test_ready_command_waits_for_the_dev_server_port(framework: str) -> None:
+def test_ready_command_waits_for_the_dev_server_page(framework: str) -> None:
+    if shutil.which("node") is None:
+        unavailable("node is not installed (Debian: apt-get install nodejs)")
     ready = load(framework).ready_cmd
-    port = DEV_SERVERS[framework].port
-    assert f"/127.0.0.1/{port}'" in ready
+    url = f"http://127.0.0.1:{DEV_SERVERS[framework].port}/"
+    assert ready.endswith(f" {url}")
 
-    # The same command against a port that listens, then one that does not.
-    listener = socket.create_server(("127.0.0.1", 0))
-    check = ["bash", "-c", ready.replace(f"/{port}'", f"/{listener.getsockname()[1]}'")]
-    up = subprocess.run(check, timeout=10)
-    listener.close()
-    down = subprocess.run(check, timeout=10, capture_output=True)
+    # The same command against a page that answers, one still failing, then nothing.
+    page = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=page.serve_forever, daemon=True).start()
+    check = ["bash", "-c", ready.replace(url, f"http://127.0.0.1:{page.server_port}/")]
+    try:
+        up = subprocess.run(check, timeout=30).returncode
+        page.status = 500  # type: ignore[attr-defined]
+        failing = subprocess.run(check, timeout=30).returncode
+    finally:
+        page.shutdown()
+        page.server_close()
+    down = subprocess.run(check, timeout=30, capture_output=True).returncode
 
-    assert (up.returncode, down.returncode != 0) == (0, True)
+    assert (up, failing != 0, down != 0) == (0, True, True)
 
 
 def test_a_missing_template_is_a_config_error_that_names_it() -> None:
