@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from models import Attachment, AttachmentType, Framework, Message, Role, Status
+from orchestrator.sandboxes.templates import SPECS
 
 HISTORY_LIMIT = 20
 
@@ -52,6 +53,7 @@ FRAMEWORK_NAMES: dict[str, str] = {
 
 # What the sandbox offers decides what the model is told to build (`SandboxFactory.serves`).
 SERVES_STATIC = "static"
+SERVES_BUILD = "build"
 SERVES_DEV_SERVER = "dev-server"
 
 STATIC_GUIDE = (
@@ -68,7 +70,23 @@ DEV_SERVER_GUIDE = (
 )
 
 
+def build_guide(framework: str) -> str:
+    """The local sandbox's framework template: what is installed, how to build, what is served."""
+    spec = SPECS.get(framework, SPECS[Framework.NEXTJS])
+    return (
+        f"{spec.guide} The workspace starts with the template's working app: change it into "
+        "what the user asks for. Its dependencies are installed (node_modules is read-only) and "
+        "the sandbox has no network, so use only the packages package.json already lists; do "
+        f"not run npm install. Build the app with run_command `{spec.build_command}` (give it a "
+        "timeout of 180 seconds) after your changes and before you finish; when it fails, read "
+        f"the error, fix the code and build again. The preview serves the build output "
+        f"({spec.output_dir}/); no dev server runs."
+    )
+
+
 def system_prompt(framework: str, serves: str = SERVES_STATIC) -> str:
+    if serves == SERVES_BUILD:
+        return f"{_BASE}\n\n{build_guide(framework)}"
     if serves == SERVES_DEV_SERVER:
         guide = FRAMEWORK_GUIDES.get(framework, FRAMEWORK_GUIDES[Framework.NEXTJS])
         return f"{_BASE}\n\n{guide}\n{DEV_SERVER_GUIDE}"
