@@ -31,7 +31,7 @@ from models.migrate import upgrade
 from orchestrator import accounts, dev_secret
 from orchestrator.errors import AppError, ConfigError
 from orchestrator.sandboxes.prepare import prepare
-from orchestrator.sandboxes.templates import SPECS, TemplateStore
+from orchestrator.sandboxes.templates import SPECS, TemplateStore, spec_for
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 
@@ -120,6 +120,8 @@ def _prepare(settings: Settings, frameworks: list[str]) -> int:
     if settings.sandbox_templates is None:
         raise ConfigError("SANDBOX_TEMPLATES is off: there is nowhere to prepare templates")
     store = TemplateStore(Path(settings.sandbox_templates))
+    for framework in frameworks:
+        spec_for(framework)  # an unknown name fails before anything is installed
     for framework in frameworks:
         print(f"{framework}: preparing in {store.root / framework} ...", flush=True)
         done = prepare(store, framework)

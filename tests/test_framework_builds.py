@@ -191,3 +191,38 @@ def test_a_run_for_an_unprepared_framework_fails_in_words_and_takes_no_credit(
         assert "credit was refunded" in message["content"]
         assert client.get("/api/me", headers=headers).get_json()["credits"] == 5  # given back
         assert llm.requests == []  # it failed before the model was asked anything
+
+
+def test_the_offline_demo_builds_a_react_app_a_newcomer_sees_built(
+    settings: Settings, templates_dir: Path, server: str
+) -> None:
+    demo = replace(settings, providers=(), sandbox_templates=str(templates_dir))
+    with running_stack(demo) as stack:
+        message, fragment = run_prompt(*stack, "Build a to-do list app", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    assert "the build passed" in message["content"]
+    assert "To-Do List App" in fragment["files"]["src/App.jsx"]
+    assert fragment["metadata"]["build"]["status"] == "passed"
+    _, _, page = fetch(fragment["sandboxUrl"])
+    script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
+    assert script, page
+    _, _, code = fetch(fragment["sandboxUrl"] + script[1])
+    assert "To-Do List App" in code and "<h1>" not in code  # compiled JSX, not the source
+
+
+def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
+    templates_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.cli import main
+    from orchestrator.services import check_sandbox_isolation
+
+    again = prepare(TemplateStore(templates_dir), "react")
+    assert not again.installed  # the stamp matches the lock: nothing installed
+    settings = Settings.from_env({"SANDBOX_TEMPLATES": str(templates_dir)})
+    with caplog.at_level("INFO", logger="orchestrator.services"):
+        check_sandbox_isolation(replace(settings, sandbox_isolation="best-effort"))
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "framework templates ready: react" in said
+    monkeypatch.setenv("SANDBOX_TEMPLATES", str(templates_dir))
+    assert main(["sandbox", "prepare", "react"]) == 0
+    assert main(["sandbox", "prepare", "cobol"]) == 1

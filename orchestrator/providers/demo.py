@@ -1,7 +1,7 @@
 """The built-in offline provider: a scripted agent that builds a small app, no keys needed.
 
-A static page (index.html, styles, script) by default; on the local sandbox's React template a
-React component it then builds (`demo_react`).
+A static page (index.html, styles, script) by default; on the local sandbox's React or Next.js
+template a component it then builds (`demo_built`).
 
 It is a real implementation of the Provider protocol (it streams text and tool calls), used only
 when no LLM provider is configured, and it says so in the run's metadata.
@@ -26,8 +26,8 @@ from orchestrator.providers.base import (
     ToolSpec,
     Usage,
 )
+from orchestrator.providers.demo_built import built_step, last_tool_result, layout_for
 from orchestrator.providers.demo_edits import plan_change
-from orchestrator.providers.demo_react import builds_react, last_tool_result, react_step
 from orchestrator.versions.base import paths_in_tree
 
 CHUNK_DELAY_SECONDS = 0.01
@@ -50,8 +50,10 @@ class DemoProvider:
         tool_names = {t.get("function", {}).get("name") for t in tools}
         system = str(messages[0].get("content") or "") if messages else ""
         existing = paths_in_tree(system)
-        if builds_react(system) and {"write_file", "run_command", "finish"} <= tool_names:
-            planned = react_step(title, prompt, step, existing, last_tool_result(messages))
+        layout = layout_for(system)
+        if layout is not None and {"write_file", "run_command", "finish"} <= tool_names:
+            result = last_tool_result(messages)
+            planned = built_step(layout, title, prompt, step, existing, result)
             yield from self._text(planned.text, cancelled)
             for index, (name, args) in enumerate(planned.calls):
                 yield from _tool_call(index, name, args)

@@ -1,8 +1,9 @@
-"""The offline demo for a React project the sandbox builds: a component, then `npm run build`.
+"""The offline demo for a React or Next.js project the sandbox builds: a component, then the build.
 
 When the system prompt describes the local sandbox's React template (prompting.build_guide),
-the demo writes src/App.jsx and src/index.css, runs the build, and finishes saying whether it
-passed; a follow-up reads App.jsx, adds the request to it, and builds again.
+the demo writes src/App.jsx and src/index.css (for Next.js: app/page.jsx and app/globals.css),
+runs `npm run build`, and finishes saying whether it passed; a follow-up reads the component,
+adds the request to it, and builds again.
 """
 
 from __future__ import annotations
@@ -11,12 +12,26 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# What prompting.build_guide says for React (kept literal: providers do not import prompting).
-REACT_MARKERS = ("React 18 + Vite app", "run_command `npm run build`")
-APP = "src/App.jsx"
-STYLES = "src/index.css"
 BUILD = "npm run build"
 CHANGES_MARK = "{/* changes */}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a framework's component and styles live, and what names it in the system prompt
+    (prompting.build_guide's words, kept literal: providers do not import prompting)."""
+
+    name: str
+    marker: str
+    app: str
+    styles: str
+    header: str = ""
+
+
+LAYOUTS = (
+    Layout("React", "React 18 + Vite app", "src/App.jsx", "src/index.css"),
+    Layout("Next.js", "Next.js 14 app", "app/page.jsx", "app/globals.css", "'use client'\n\n"),
+)
 
 
 @dataclass(frozen=True)
@@ -25,54 +40,65 @@ class Step:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
-def builds_react(system_prompt: str) -> bool:
-    return all(marker in system_prompt for marker in REACT_MARKERS)
+def layout_for(system_prompt: str) -> Layout | None:
+    """The built framework the system prompt describes, or None (a static app)."""
+    if f"run_command `{BUILD}`" not in system_prompt:
+        return None
+    return next((layout for layout in LAYOUTS if layout.marker in system_prompt), None)
 
 
-def react_step(
-    title: str, prompt: str, step: int, existing: dict[str, int], last_result: dict[str, Any]
+def built_step(
+    layout: Layout,
+    title: str,
+    prompt: str,
+    step: int,
+    existing: dict[str, int],
+    last_result: dict[str, Any],
 ) -> Step:
-    """What the demo does at `step` of a run on the React template."""
-    follow_up = APP in existing
-    plan = _follow_up_plan(prompt, last_result) if follow_up else _first_plan(title, prompt)
+    """What the demo does at `step` of a run on a React or Next.js template."""
+    if layout.app in existing:
+        plan = _follow_up_plan(layout, prompt, last_result)
+    else:
+        plan = _first_plan(layout, title, prompt)
     if step < len(plan):
         return plan[step]
     if step == len(plan):
         return Step(" Now I build it.", [("run_command", {"command": BUILD, "timeout": 180})])
-    return _finish(title, last_result)
+    return _finish(layout, title, last_result)
 
 
-def _first_plan(title: str, prompt: str) -> list[Step]:
+def _first_plan(layout: Layout, title: str, prompt: str) -> list[Step]:
     text = (
-        f"I'll build **{title}** as a React component (`{APP}`) with its styles, "
-        "then run the build so the preview shows the built app."
+        f"I'll build **{title}** as a {layout.name} component (`{layout.app}`) with its "
+        "styles, then run the build so the preview shows the built app."
     )
-    files = {APP: app_component(title, prompt), STYLES: STYLESHEET}
+    files = {layout.app: layout.header + app_component(title, prompt), layout.styles: STYLESHEET}
     return [Step(text, [("write_file", {"path": p, "content": c}) for p, c in files.items()])]
 
 
-def _follow_up_plan(prompt: str, last_result: dict[str, Any]) -> list[Step]:
+def _follow_up_plan(layout: Layout, prompt: str, last_result: dict[str, Any]) -> list[Step]:
     read = Step(
-        "I'll change the existing React app; first I read its component.",
-        [("read_file", {"path": APP})],
+        f"I'll change the existing {layout.name} app; first I read its component.",
+        [("read_file", {"path": layout.app})],
     )
     content = str(last_result.get("content") or "")
     note = f"        <li>{_jsx_text(prompt)}</li>\n        {CHANGES_MARK}"
     if CHANGES_MARK in content:
-        edit = ("edit_file", {"path": APP, "old": CHANGES_MARK, "new": note})
+        edit = ("edit_file", {"path": layout.app, "old": CHANGES_MARK, "new": note})
     else:  # not the demo's component: write one that carries the request
-        edit = ("write_file", {"path": APP, "content": app_component("Demo App", prompt)})
+        fresh = layout.header + app_component("Demo App", prompt)
+        edit = ("write_file", {"path": layout.app, "content": fresh})
     return [read, Step(" Now the change.", [edit])]
 
 
-def _finish(title: str, result: dict[str, Any]) -> Step:
+def _finish(layout: Layout, title: str, result: dict[str, Any]) -> Step:
     if result.get("exitCode") == 0:
         text = " Done: the build passed and the preview shows the built app."
-        summary = f"A React {title} component, built with Vite."
+        summary = f"A {layout.name} {title} component, built offline in the sandbox."
     else:
         error = str(result.get("stderr") or result.get("stdout") or "")[-300:]
         text = f" The build failed:\n\n```\n{error}\n```"
-        summary = f"A React {title} component; its build failed."
+        summary = f"A {layout.name} {title} component; its build failed."
     return Step(text, [("finish", {"title": title, "summary": summary})])
 
 
