@@ -226,3 +226,25 @@ def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
     monkeypatch.setenv("SANDBOX_TEMPLATES", str(templates_dir))
     assert main(["sandbox", "prepare", "react"]) == 0
     assert main(["sandbox", "prepare", "cobol"]) == 1
+
+
+def test_a_restored_built_version_serves_its_build(stack: Stack, llm: FakeLLM, server: str) -> None:
+    client, execute = stack
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'restorer-{os.getpid()}')}"}
+    project = client.post(
+        "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
+    ).get_json()
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        finish(),
+    )
+    body = {"message": "Say hello", "projectId": project["id"]}
+    sent = client.post("/api/messages", json=body, headers=headers).get_json()
+    execute(sent["messageId"], sent["runId"])
+    one = client.get(f"/api/messages/{sent['messageId']}/fragment", headers=headers).get_json()
+    restored = client.post(
+        f"/api/fragments/{one['id']}/restore", json={}, headers=headers
+    ).get_json()["fragment"]
+    _, _, page = fetch(restored["sandboxUrl"])
+    assert "/src/main.jsx" not in page and 'src="./assets/' in page  # the build, not the sources
