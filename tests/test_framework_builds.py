@@ -218,6 +218,9 @@ def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
 
     again = prepare(TemplateStore(templates_dir), "react")
     assert not again.installed  # the stamp matches the lock: nothing installed
+    monkeypatch.chdir(templates_dir.parent)  # a relative folder, as DATA_DIR=.data gives
+    relative = TemplateStore(Path(templates_dir.name)).require("react")
+    assert relative.node_modules.is_absolute() and relative.node_modules.is_dir()
     settings = Settings.from_env({"SANDBOX_TEMPLATES": str(templates_dir)})
     with caplog.at_level("INFO", logger="orchestrator.services"):
         check_sandbox_isolation(replace(settings, sandbox_isolation="best-effort"))

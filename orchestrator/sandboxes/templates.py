@@ -160,7 +160,8 @@ class TemplateStore:
             return None
         if stamp != current or not (path / NODE_MODULES).is_dir():
             return None
-        return PreparedTemplate(spec, path)
+        # Absolute: bubblewrap binds it from another working directory.
+        return PreparedTemplate(spec, path.resolve())
 
     def require(self, framework: str) -> PreparedTemplate:
         found = self.prepared(framework)
