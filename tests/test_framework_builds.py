@@ -251,3 +251,42 @@ def test_a_restored_built_version_serves_its_build(stack: Stack, llm: FakeLLM, s
     ).get_json()["fragment"]
     _, _, page = fetch(restored["sandboxUrl"])
     assert "/src/main.jsx" not in page and 'src="./assets/' in page  # the build, not the sources
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, as tests/test_web_page.py drives it."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        unavailable("no Chromium: install the Debian package chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def test_the_built_app_runs_in_a_browser_on_the_previews_opaque_origin(
+    stack: Stack, llm: FakeLLM, browser: Any, server: str
+) -> None:
+    """The preview's sandbox policy gives its page an opaque origin, from which a module script
+    (what Vite and Angular emit) loads only if its response allows that origin (CORS)."""
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        finish(),
+    )
+    message, fragment = run_prompt(*stack, "Say hello", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda entry: errors.append(entry.text))
+        page.goto(fragment["sandboxUrl"])
+        heading = page.locator("h1")
+        heading.wait_for(timeout=15_000)
+        assert heading.text_content() == "Hello from the component", errors
+    finally:
+        context.close()
