@@ -197,17 +197,42 @@ def test_the_offline_demo_builds_a_react_app_a_newcomer_sees_built(
     settings: Settings, templates_dir: Path, server: str
 ) -> None:
     demo = replace(settings, providers=(), sandbox_templates=str(templates_dir))
-    with running_stack(demo) as stack:
-        message, fragment = run_prompt(*stack, "Build a to-do list app", framework="REACT")
-    assert message["status"] == "COMPLETE", message
-    assert "the build passed" in message["content"]
-    assert "To-Do List App" in fragment["files"]["src/App.jsx"]
-    assert fragment["metadata"]["build"]["status"] == "passed"
-    _, _, page = fetch(fragment["sandboxUrl"])
-    script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
-    assert script, page
-    _, _, code = fetch(fragment["sandboxUrl"] + script[1])
-    assert "To-Do List App" in code and "<h1>" not in code  # compiled JSX, not the source
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'newcomer-{os.getpid()}')}"}
+    with running_stack(demo) as (client, execute):
+        project = client.post(
+            "/api/projects", json={"name": "Todo", "framework": "REACT"}, headers=headers
+        ).get_json()
+
+        def send(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            body = {"message": text, "projectId": project["id"]}
+            sent = client.post("/api/messages", json=body, headers=headers).get_json()
+            execute(sent["messageId"], sent["runId"])
+            url = f"/api/messages/{sent['messageId']}"
+            message = client.get(url, headers=headers).get_json()
+            return message, client.get(f"{url}/fragment", headers=headers).get_json()
+
+        message, fragment = send("Build a to-do list app")
+        assert message["status"] == "COMPLETE", message
+        assert "the build passed" in message["content"]
+        assert "To-Do List App" in fragment["files"]["src/App.jsx"]
+        assert fragment["metadata"]["build"]["status"] == "passed"
+        _, _, page = fetch(fragment["sandboxUrl"])
+        script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
+        assert script, page
+        _, _, code = fetch(fragment["sandboxUrl"] + script[1])
+        assert "To-Do List App" in code and "<h1>" not in code  # compiled JSX, not the source
+
+        # A follow-up edits the component it wrote and builds again.
+        message, two = send("Now add a dark mode toggle")
+        assert message["status"] == "COMPLETE", message
+        assert two["changes"]["modified"] == ["src/App.jsx"], two["changes"]
+        assert "Now add a dark mode toggle" in two["files"]["src/App.jsx"]
+        assert two["metadata"]["build"]["status"] == "passed"
+        _, _, page = fetch(two["sandboxUrl"])
+        script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
+        assert script, page
+        _, _, code = fetch(two["sandboxUrl"] + script[1])
+        assert "Now add a dark mode toggle" in code
 
 
 def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
