@@ -33,7 +33,7 @@ from orchestrator.sandboxes.local import (
     LocalSandboxFactory,
     SandboxClosed,
 )
-from orchestrator.sandboxes.local_process import IsolationUnavailable
+from orchestrator.sandboxes.local_process import TOOL_ENV, IsolationUnavailable
 from orchestrator.settings import Settings
 from tests.conftest import unavailable
 
@@ -592,7 +592,8 @@ def test_commands_find_none_of_the_workers_secrets(root: Path, isolation: str, a
     assert found.pop("own secret") == secret  # the worker's /proc shows it, to whom may look
     leaks = {name: output for name, output in found.items() if secret in str(output)}
     assert leaks == {}
-    assert set(found["env names"]) <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_"}
+    allowed = {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_", *TOOL_ENV}
+    assert set(found["env names"]) <= allowed
 
 
 def test_isolation_is_required_unless_the_environment_says_best_effort() -> None:

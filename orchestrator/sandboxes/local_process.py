@@ -34,7 +34,7 @@ _DRAIN_SECONDS = 1.0
 _REAP_SECONDS = 5.0
 _EXITED, _TIMED_OUT, _STOPPED = "exited", "timed out", "stopped"
 # The framework tools' own network habits, off: there is no network, and waiting on it is slow.
-_TOOL_ENV = {
+TOOL_ENV = {
     "NEXT_TELEMETRY_DISABLED": "1",
     "NG_CLI_ANALYTICS": "false",
     "npm_config_update_notifier": "false",
@@ -101,7 +101,7 @@ class Launcher:
 
     def environment(self) -> dict[str, str]:
         home = SANDBOX_WORKSPACE if self.isolation == BUBBLEWRAP else str(self.workspace)
-        return {"PATH": _PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb", **_TOOL_ENV}
+        return {"PATH": _PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb", **TOOL_ENV}
 
 
 def probe_bubblewrap(launcher: Launcher) -> str | None:
