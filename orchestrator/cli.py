@@ -4,6 +4,7 @@ orchestrator db upgrade
 orchestrator token USER_ID [--credits N] [--plan PRO]
 orchestrator runs stuck | cancel MESSAGE_ID | requeue MESSAGE_ID
 orchestrator credits grant USER_ID N
+orchestrator sandbox prepare [FRAMEWORK ...]   # the local sandbox's templates (default: all)
 orchestrator dev            # everything in the Procfile, on embedded defaults
 orchestrator e2b-template build [FRAMEWORK ...]   # build and register E2B templates
 
@@ -30,6 +31,8 @@ from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmake
 from models.migrate import upgrade
 from orchestrator import accounts, dev_secret
 from orchestrator.errors import AppError, ConfigError
+from orchestrator.sandboxes.prepare import prepare
+from orchestrator.sandboxes.templates import SPECS, TemplateStore, spec_for
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 
@@ -63,6 +66,15 @@ def main(argv: list[str] | None = None, *, revoke: RevokeFactory = _no_revoke) -
     credits.add_argument("user_id")
     credits.add_argument("amount", type=int)
 
+    sandbox = commands.add_parser("sandbox", help="the local sandbox's framework templates")
+    sandbox.add_argument("action", choices=["prepare"])
+    sandbox.add_argument(
+        "frameworks",
+        nargs="*",
+        metavar="FRAMEWORK",
+        help=f"any of {', '.join(spec.folder for spec in SPECS.values())} (default: all)",
+    )
+
     commands.add_parser("dev", help="run every Procfile line on embedded defaults")
 
     e2b_template = commands.add_parser(
@@ -85,6 +97,8 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
     settings = Settings.from_env(os.environ)
     if args.command == "dev":
         return dev(settings)
+    if args.command == "sandbox":
+        return _prepare(settings, args.frameworks or [spec.folder for spec in SPECS.values()])
     if args.command == "e2b-template":
         return _build_e2b_templates(settings, args.frameworks)
     if args.command == "db":
@@ -111,6 +125,20 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
         print(f"granted {args.amount} credits to {args.user_id}")
         return 0
     return _runs(factory, settings, args.action, args.message_id, revoke)
+
+
+def _prepare(settings: Settings, frameworks: list[str]) -> int:
+    if settings.sandbox_templates is None:
+        raise ConfigError("SANDBOX_TEMPLATES is off: there is nowhere to prepare templates")
+    store = TemplateStore(Path(settings.sandbox_templates))
+    for framework in frameworks:
+        spec_for(framework)  # an unknown name fails before anything is installed
+    for framework in frameworks:
+        print(f"{framework}: preparing in {store.root / framework} ...", flush=True)
+        done = prepare(store, framework)
+        what = "installed" if done.installed else "already prepared"
+        print(f"{framework}: {what} ({done.seconds:.1f} s)", flush=True)
+    return 0
 
 
 def _build_e2b_templates(settings: Settings, frameworks: list[str]) -> int:

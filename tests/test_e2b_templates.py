@@ -26,7 +26,8 @@ from e2b_dockerfile_utils import parse_dockerfile_ast
 
 from orchestrator.errors import ConfigError
 from orchestrator.sandboxes.e2b import DEV_SERVERS, WORKSPACE
-from orchestrator.sandboxes.e2b_templates import TEMPLATES_DIR, build, definition, load
+from orchestrator.sandboxes.e2b_templates import build, definition, load
+from orchestrator.sandboxes.templates import STARTERS
 from tests.conftest import unavailable
 from tests.fakes.e2b_server import FakeE2B
 
@@ -40,7 +41,7 @@ START_SCRIPT = posixpath.join(posixpath.dirname(WORKSPACE), "start.sh")
 
 
 def folder(framework: str) -> Path:
-    return TEMPLATES_DIR / framework.lower()
+    return STARTERS / framework.lower()
 
 
 def steps(framework: str) -> dict[str, Any]:

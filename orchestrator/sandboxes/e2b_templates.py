@@ -16,8 +16,7 @@ from pathlib import Path
 from e2b import Template, TemplateClass, default_build_logger
 
 from orchestrator.errors import ConfigError, SandboxError
-
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "sandbox-templates"
+from orchestrator.sandboxes.templates import STARTERS
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class TemplateConfig:
     memory_mb: int
 
 
-def load(framework: str, root: Path = TEMPLATES_DIR) -> TemplateConfig:
+def load(framework: str, root: Path = STARTERS) -> TemplateConfig:
     folder = root / framework.lower()
     path = folder / "e2b.toml"
     try:
