@@ -213,6 +213,11 @@ class Fragment(Timestamps, Base):
     framework: Mapped[str] = mapped_column(String(16), default=Framework.NEXTJS)
     image_url: Mapped[str | None] = mapped_column(Text)
     design_spec: Mapped[Any | None] = mapped_column(JSON)
+    # The build output of the app (path -> text), served as its preview instead of `files`;
+    # NULL for a static app. Deferred: listing fragments never loads it.
+    build_files: Mapped[dict[str, str] | None] = mapped_column(
+        JSON(none_as_null=True), deferred=True
+    )
 
 
 class Attachment(Timestamps, Base):

@@ -133,20 +133,27 @@ def public_fragment(session: Session, fragment_id: str) -> Fragment:
 def public_fragment_file(
     session: Session, fragment_id: str, paths: list[str]
 ) -> tuple[str, str] | None:
-    """The first of `paths` the fragment has, with its text, reading that file alone.
+    """The first of `paths` the fragment serves, with its text, reading that file alone.
 
-    The database picks the files out of the JSON column (`->>` in PostgreSQL, JSON_EXTRACT in
-    SQLite), so a preview's asset request costs one file, not the whole fragment. NotFound when
-    the fragment does not exist.
+    A built app serves its build output (`build_files`), a static app its files. The database
+    picks the files out of the JSON columns (`->>` in PostgreSQL, JSON_EXTRACT in SQLite), so a
+    preview's asset request costs one file, not the whole fragment. NotFound when the fragment
+    does not exist.
     """
     if not all(_addressable(p) for p in paths):
-        files = public_fragment(session, fragment_id).files or {}
-        return next(((p, files[p]) for p in paths if p in files), None)
-    columns = [Fragment.files[p].as_string() for p in paths]
-    row = session.execute(select(Fragment.id, *columns).where(Fragment.id == fragment_id)).first()
+        fragment = public_fragment(session, fragment_id)
+        files = fragment.build_files if fragment.build_files is not None else fragment.files
+        return next(((p, files[p]) for p in paths if p in (files or {})), None)
+    built = [Fragment.build_files[p].as_string() for p in paths]
+    sources = [Fragment.files[p].as_string() for p in paths]
+    row = session.execute(
+        select(Fragment.build_files.is_(None), *built, *sources).where(Fragment.id == fragment_id)
+    ).first()
     if row is None:
         raise NotFound("Fragment not found")
-    found = ((p, text) for p, text in zip(paths, row[1:], strict=True) if text is not None)
+    static = bool(row[0])  # no build output: the files are the app
+    texts = row[1 + len(paths) :] if static else row[1 : 1 + len(paths)]
+    found = ((p, text) for p, text in zip(paths, texts, strict=True) if text is not None)
     return next(found, None)
 
 

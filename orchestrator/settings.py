@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from models.tables import Framework
 from orchestrator.errors import ConfigError
 
 OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
@@ -13,6 +14,7 @@ OPENROUTER_DEFAULT_MODEL = "moonshotai/kimi-k2.5"
 CEREBRAS_BASE_URL = "https://api.cerebras.ai/v1"
 CEREBRAS_DEFAULT_MODEL = "zai-glm-4.7"
 SANDBOX_ISOLATIONS = ("required", "best-effort")
+E2B_TEMPLATE_PREFIX = "E2B_TEMPLATE_"
 
 
 @dataclass(frozen=True)
@@ -60,11 +62,18 @@ class Settings:
     # DESIGN section 15: "required" refuses to run local commands without bubblewrap.
     sandbox_isolation: str = "required"
     sandbox_root: str = "./.data/sandboxes"
+    # Where `orchestrator sandbox prepare` installs the framework templates the local sandbox
+    # builds apps from (SANDBOX_TEMPLATES, default $DATA_DIR/templates). None ("off"): no
+    # templates, the local sandbox serves plain static files whatever the framework.
+    sandbox_templates: str | None = None
     e2b_api_key: str | None = None
     # Only to point the SDK somewhere else (a self-hosted E2B, or the offline fake in tests).
     e2b_api_url: str | None = None
     e2b_sandbox_url: str | None = None
     e2b_domain: str | None = None
+    # (framework, template name) pairs from E2B_TEMPLATE_<FRAMEWORK>: the deployment's own
+    # templates; a framework left out gets the name in its sandbox-templates/ e2b.toml.
+    e2b_templates: tuple[tuple[str, str], ...] = ()
     public_url: str = "http://127.0.0.1:5000"
     port: int = 5000
     queue_name: str = "generation"
@@ -131,6 +140,7 @@ class Settings:
                 f"SANDBOX_ISOLATION must be 'required' or 'best-effort', got {isolation!r}"
             )
         port = int(number("PORT", 5000))
+        templates = env.get("SANDBOX_TEMPLATES") or str(data_dir / "templates")
         return cls(
             database_url=normalize_database_url(
                 env.get("DATABASE_URL") or default_database_url(data_dir)
@@ -145,10 +155,12 @@ class Settings:
             sandbox=sandbox,
             sandbox_isolation=isolation,
             sandbox_root=str(data_dir / "sandboxes"),
+            sandbox_templates=None if templates.lower() in ("off", "none") else templates,
             e2b_api_key=env.get("E2B_API_KEY") or None,
             e2b_api_url=env.get("E2B_API_URL") or None,
             e2b_sandbox_url=env.get("E2B_SANDBOX_URL") or None,
             e2b_domain=env.get("E2B_DOMAIN") or None,
+            e2b_templates=e2b_templates_from_env(env),
             public_url=(env.get("PUBLIC_URL") or f"http://127.0.0.1:{port}").rstrip("/"),
             port=port,
             queue_name=env.get("QUEUE_NAME") or cls.queue_name,
@@ -171,6 +183,23 @@ class Settings:
                 filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
             ),
         )
+
+
+def e2b_templates_from_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """E2B_TEMPLATE_REACT=team-react and the like, one per framework; empty means the default."""
+    known = {framework.value for framework in Framework}
+    chosen: list[tuple[str, str]] = []
+    for name, value in sorted(env.items()):
+        if not name.startswith(E2B_TEMPLATE_PREFIX) or not value:
+            continue
+        framework = name.removeprefix(E2B_TEMPLATE_PREFIX)
+        if framework not in known:
+            raise ConfigError(
+                f"{name} names no framework: use one of "
+                + ", ".join(E2B_TEMPLATE_PREFIX + k for k in sorted(known))
+            )
+        chosen.append((framework, value))
+    return tuple(chosen)
 
 
 def log_format(raw: str | None) -> str:

@@ -75,5 +75,6 @@ def test_an_e2b_run_is_told_its_framework_and_dev_server(
         message, _fragment = run_prompt(client, execute, "Hello", "NEXTJS")
     assert message["status"] == "COMPLETE", message
     text = llm.requests[0]["messages"][0]["content"]
-    assert "Next.js" in text and "app/page.tsx" in text and "dev server" in text
+    # The starter its template holds (sandbox-templates/nextjs/app), as the local sandbox's.
+    assert "Next.js 14" in text and "app/page.jsx" in text and "dev server" in text
     assert "static files" not in text

@@ -15,6 +15,7 @@ import pytest
 from orchestrator.settings import Settings
 from tests.conftest import SECRET as API_SECRET
 from tests.conftest import Api, wait_for
+from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import Reply
 
 SECRET = "cli-test-secret-cli-test-secret-0123456789"
@@ -129,3 +130,40 @@ def test_the_development_mode_prints_a_sign_in_link_with_the_token_in_the_fragme
     claims = jwt.decode(fragment.removeprefix("token="), API_SECRET, algorithms=["HS256"])
     assert claims["sub"] == "demo" and claims["exp"] > claims["iat"]
     assert "paste a token" in sign_in_link({}, "http://127.0.0.1:5000")
+
+
+def test_e2b_template_build_registers_the_named_templates_in_the_key_s_team() -> None:
+    with FakeE2B() as fake:
+        env = dict(os.environ, E2B_API_KEY=fake.api_key, E2B_API_URL=fake.url)
+        env["E2B_DOMAIN"] = fake.domain
+        built = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.wiring.cli",
+                "e2b-template",
+                "build",
+                "react",
+                "vue",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        env.pop("E2B_API_KEY")
+        keyless = subprocess.run(
+            [sys.executable, "-m", "orchestrator.wiring.cli", "e2b-template", "build"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert built.returncode == 0, built.stderr
+    assert [b.request["name"] for b in fake.builds] == ["react-developer", "vue-developer"]
+    assert f"REACT: react-developer is built (template id {fake.builds[0].template_id})" in (
+        built.stdout
+    )
+    assert keyless.returncode == 1 and "set E2B_API_KEY" in keyless.stderr
+    assert len(fake.builds) == 2

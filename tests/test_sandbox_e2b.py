@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestrator.errors import SandboxError
+from orchestrator.errors import ConfigError, SandboxError
 from orchestrator.sandboxes.base import OUTPUT_LIMIT, SandboxFileNotFound, SandboxPathError
 from orchestrator.sandboxes.e2b import (
     DEV_SERVERS,
@@ -19,6 +19,9 @@ from orchestrator.sandboxes.e2b import (
     E2BSandbox,
     E2BSandboxFactory,
 )
+from orchestrator.sandboxes.e2b_templates import load
+from orchestrator.settings import Settings
+from orchestrator.wiring.services import build_sandboxes
 from tests.fakes.e2b_server import FakeE2B
 
 # A dev server that just stays up, standing in for `npm run dev` in the fake.
@@ -67,6 +70,34 @@ def test_templates_and_env_can_be_configured(fake: FakeE2B) -> None:
     assert fake.sandboxes[sandbox.id].template == "my-vue"
     assert fake.sandboxes[sandbox.id].timeout == 120
     assert sandbox.run("echo $A").stdout == "1\n"
+
+
+def test_the_deployment_names_its_templates_per_framework(fake: FakeE2B) -> None:
+    env = {
+        "SANDBOX": "e2b",
+        "E2B_API_KEY": fake.api_key,
+        "E2B_API_URL": fake.url,
+        "E2B_SANDBOX_URL": fake.url,
+        "E2B_DOMAIN": fake.domain,
+        "E2B_TEMPLATE_REACT": "team-react",
+        "E2B_TEMPLATE_NEXTJS": "team-next:v2",
+        "E2B_TEMPLATE_VUE": "",  # empty: the default
+    }
+    sandboxes = build_sandboxes(Settings.from_env(env))
+    configured = {"REACT": "team-react", "NEXTJS": "team-next:v2"}
+
+    for framework in sorted(DEV_SERVERS):
+        sandbox = sandboxes.create("run-1", framework)
+        sandbox.kill()
+
+        # Otherwise the name its template definition registers (sandbox-templates/*/e2b.toml).
+        expected = configured.get(framework, load(framework).name)
+        assert fake.sandboxes[sandbox.id].template == expected
+
+
+def test_a_template_variable_for_no_framework_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="E2B_TEMPLATE_REACTJS names no framework"):
+        Settings.from_env({"E2B_TEMPLATE_REACTJS": "team-react"})
 
 
 def test_unknown_framework_is_a_sandbox_error(factory: E2BSandboxFactory) -> None:

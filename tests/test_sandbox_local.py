@@ -34,7 +34,7 @@ from orchestrator.sandboxes.local import (
     LocalSandboxFactory,
     SandboxClosed,
 )
-from orchestrator.sandboxes.local_process import IsolationUnavailable
+from orchestrator.sandboxes.local_process import TOOL_ENV, IsolationUnavailable
 from orchestrator.sandboxes.local_users import UID_BASE, UidLease
 from orchestrator.settings import Settings
 from tests.conftest import unavailable
@@ -383,6 +383,22 @@ def test_a_process_that_leaves_the_process_group_is_killed_too(
     assert leftovers(marker, sandbox.uid) == []
 
 
+def test_writable_memory_is_limited_but_reserved_address_space_is_not(
+    sandbox: LocalSandbox,
+) -> None:
+    """RLIMIT_DATA: touching more memory than the limit fails; reserving address space (as
+    node does, ~10 GB per WebAssembly instance) does not count against it."""
+    over = LIMITS.memory_bytes + 64 * 1024 * 1024
+    grab = sandbox.run(f"python3 -c 'b = bytearray({over}); print(len(b))'", timeout=20)
+    assert grab.exit_code != 0 and "MemoryError" in grab.stderr, grab
+    reserve = (
+        "import mmap; m = mmap.mmap(-1, 16 << 30, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,"
+        " prot=0); print('reserved')"
+    )
+    held = sandbox.run(f'python3 -c "{reserve}"', timeout=20)
+    assert held.exit_code == 0 and "reserved" in held.stdout, held
+
+
 def test_a_huge_file_stops_at_the_file_size_limit(sandbox: LocalSandbox) -> None:
     result = sandbox.run("head -c 1G /dev/zero > big")
 
@@ -640,7 +656,8 @@ def test_commands_find_none_of_the_workers_secrets(root: Path, isolation: str, a
     assert found.pop("own secret") == secret  # the worker's /proc shows it, to whom may look
     leaks = {name: output for name, output in found.items() if secret in str(output)}
     assert leaks == {}
-    assert set(found["env names"]) <= {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_"}
+    allowed = {"PATH", "HOME", "LANG", "TERM", "PWD", "SHLVL", "_", *TOOL_ENV}
+    assert set(found["env names"]) <= allowed
 
 
 def test_isolation_is_required_unless_the_environment_says_best_effort() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from orchestrator.sandboxes.e2b import DEV_SERVERS
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 from tests.conftest import SECRET, running_stack
@@ -101,7 +102,8 @@ def test_a_live_preview_reuses_a_running_sandbox_and_rebuilds_an_expired_one(
         assert revived["sandboxUrl"] == f"https://5173-{new_id}.{fake_e2b.domain}"
         sandbox = fake_e2b.sandboxes[new_id]
         assert sandbox.host_path("/home/user/app/index.html").read_text() == "<p>"
-        assert any("npm run dev" in p.command for p in sandbox.processes.values())
+        dev_server = DEV_SERVERS["REACT"].command
+        assert any(p.command == dev_server for p in sandbox.processes.values())
         assert sandbox.state == "alive"
         stored = stack.get(f"/api/messages/{one['messageId']}/fragment").get_json()
         assert (stored["sandboxId"], stored["sandboxUrl"]) == (new_id, revived["sandboxUrl"])

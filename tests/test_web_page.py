@@ -311,6 +311,8 @@ def test_a_newcomer_opens_the_link_scripts_run_prints_and_the_demo_builds_an_app
         "WEB_WORKERS": "1",
         "WORKER_CONCURRENCY": "1",
         "SANDBOX_ISOLATION": "best-effort",  # as scripts/run sets it where bubblewrap is missing
+        # The static demo app: the built React app is tests/test_framework_builds.py's.
+        "SANDBOX_TEMPLATES": "off",
     }
     dev = subprocess.Popen(
         [sys.executable, "-m", "workers.cli", "dev"],

@@ -1,4 +1,7 @@
-"""The built-in offline provider: a scripted agent that builds a small static app, no keys needed.
+"""The built-in offline provider: a scripted agent that builds a small app, no keys needed.
+
+A static page (index.html, styles, script) by default; on the local sandbox's React or Next.js
+template a component it then builds (`demo_built`).
 
 It is a real implementation of the Provider protocol (it streams text and tool calls), used only
 when no LLM provider is configured, and it says so in the run's metadata.
@@ -11,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from orchestrator.providers.base import (
     Cancelled,
@@ -22,6 +26,7 @@ from orchestrator.providers.base import (
     ToolSpec,
     Usage,
 )
+from orchestrator.providers.demo_built import built_step, last_tool_result, layout_for
 from orchestrator.providers.demo_edits import plan_change
 from orchestrator.versions.base import paths_in_tree
 
@@ -43,8 +48,17 @@ class DemoProvider:
         step = _steps_since_last_user(messages)
         title = _title_for(prompt)
         tool_names = {t.get("function", {}).get("name") for t in tools}
-        existing = paths_in_tree(str(messages[0].get("content") or "")) if messages else {}
-        if "index.html" in existing and {"read_file", "edit_file", "finish"} <= tool_names:
+        system = str(messages[0].get("content") or "") if messages else ""
+        existing = paths_in_tree(system)
+        layout = layout_for(system)
+        if layout is not None and {"write_file", "run_command", "finish"} <= tool_names:
+            result = last_tool_result(messages)
+            planned = built_step(layout, title, prompt, step, existing, result)
+            yield from self._text(planned.text, cancelled)
+            for index, (name, args) in enumerate(planned.calls):
+                yield from _tool_call(index, name, args)
+            yield Finish("tool_calls")
+        elif "index.html" in existing and {"read_file", "edit_file", "finish"} <= tool_names:
             # A follow-up: change the app that is there, never start a new one.
             yield from self._follow_up(messages, prompt, step, existing, cancelled)
         elif step == 0:
@@ -114,7 +128,7 @@ class DemoProvider:
             yield TextDelta(piece)
 
 
-def _tool_call(index: int, name: str, args: dict[str, str]) -> Iterator[Delta]:
+def _tool_call(index: int, name: str, args: dict[str, Any]) -> Iterator[Delta]:
     raw = json.dumps(args)
     yield ToolCallDelta(index=index, id=f"demo_{name}_{index}", name=name, arguments="")
     for start in range(0, len(raw), 256):

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from models import Attachment, AttachmentType, Framework, Message, Role, Status
+from orchestrator.sandboxes.templates import SPECS
 
 HISTORY_LIMIT = 20
 
@@ -19,29 +20,6 @@ _BASE = (
     "complete, call finish with a short title and a one-paragraph summary."
 )
 
-FRAMEWORK_GUIDES: dict[str, str] = {
-    Framework.NEXTJS: (
-        "The project is a Next.js 15 app (App Router, TypeScript, Tailwind CSS). Pages live in "
-        "app/ (app/page.tsx, app/layout.tsx); components in components/."
-    ),
-    Framework.REACT: (
-        "The project is a React 19 + Vite + TypeScript app. The entry is src/main.tsx and the "
-        "root component src/App.tsx; keep index.html at the root."
-    ),
-    Framework.VUE: (
-        "The project is a Vue 3 + Vite + TypeScript app using single-file components. The entry "
-        "is src/main.ts and the root component src/App.vue."
-    ),
-    Framework.ANGULAR: (
-        "The project is an Angular 19 app with standalone components. The root component is "
-        "src/app/app.component.ts with its template and styles beside it."
-    ),
-    Framework.SVELTE: (
-        "The project is a Svelte 5 + Vite app. The entry is src/main.ts and the root component "
-        "src/App.svelte."
-    ),
-}
-
 FRAMEWORK_NAMES: dict[str, str] = {
     Framework.NEXTJS: "Next.js",
     Framework.REACT: "React",
@@ -52,6 +30,7 @@ FRAMEWORK_NAMES: dict[str, str] = {
 
 # What the sandbox offers decides what the model is told to build (`SandboxFactory.serves`).
 SERVES_STATIC = "static"
+SERVES_BUILD = "build"
 SERVES_DEV_SERVER = "dev-server"
 
 STATIC_GUIDE = (
@@ -68,9 +47,26 @@ DEV_SERVER_GUIDE = (
 )
 
 
+def build_guide(framework: str) -> str:
+    """The local sandbox's framework template: what is installed, how to build, what is served."""
+    spec = SPECS.get(framework, SPECS[Framework.NEXTJS])
+    return (
+        f"{spec.guide} The workspace starts with the template's working app: change it into "
+        "what the user asks for. Its dependencies are installed (node_modules is read-only) and "
+        "the sandbox has no network, so use only the packages package.json already lists; do "
+        f"not run npm install. Build the app with run_command `{spec.build_command}` (give it a "
+        "timeout of 180 seconds) after your changes and before you finish; when it fails, read "
+        f"the error, fix the code and build again. The preview serves the build output "
+        f"({spec.output_dir}/); no dev server runs."
+    )
+
+
 def system_prompt(framework: str, serves: str = SERVES_STATIC) -> str:
+    if serves == SERVES_BUILD:
+        return f"{_BASE}\n\n{build_guide(framework)}"
     if serves == SERVES_DEV_SERVER:
-        guide = FRAMEWORK_GUIDES.get(framework, FRAMEWORK_GUIDES[Framework.NEXTJS])
+        # An E2B template holds the same starter as the local one (sandbox-templates/).
+        guide = SPECS.get(framework, SPECS[Framework.NEXTJS]).guide
         return f"{_BASE}\n\n{guide}\n{DEV_SERVER_GUIDE}"
     # A framework the sandbox cannot build is only named, so the model does not write for it.
     name = FRAMEWORK_NAMES.get(framework, "web")

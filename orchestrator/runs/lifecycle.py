@@ -49,6 +49,8 @@ class FragmentValues:
     parent_id: str | None = versions.LATEST
     # Against what a first version was compared (its sandbox's template); None: its parent.
     changes: dict[str, list[str]] | None = None
+    # The app's build output (a framework template's dist/, out/...), served as its preview.
+    build_files: dict[str, str] | None = None
 
 
 def _rows(result: Any) -> int:
@@ -278,6 +280,7 @@ def upsert_fragment(session: Session, message_id: str, values: FragmentValues) -
     target.sandbox_url = url.format(fragment_id=target.id) if url else None
     target.fragment_metadata = values.metadata
     target.image_url = values.image_url
+    target.build_files = values.build_files
     if existing is None:
         versions.place_new(session, target, message_id, values.parent_id, values.changes)
         session.add(target)

@@ -28,8 +28,9 @@ from orchestrator.runs.cancellation import RunHub, RunWatch
 from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.lifecycle import FragmentValues, Lease
 from orchestrator.runs.recorder import Recorder
-from orchestrator.sandboxes.base import SandboxFactory
+from orchestrator.sandboxes.base import Builds, ChecksFrameworks, SandboxFactory
 from orchestrator.sandboxes.lazy import LazySandbox
+from orchestrator.sandboxes.templates import TemplateNotPrepared
 from orchestrator.serialize import fragment_json
 from orchestrator.settings import Settings
 from orchestrator.streams.events import (
@@ -152,6 +153,8 @@ class Completed:
 class Failed:
     kind: str  # a key of FAILED_TEXT
     reason: str
+    # What the user reads instead of FAILED_TEXT[kind], when the reason is theirs to act on.
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,9 @@ class _Run:
 
     def _work(self) -> Ending:
         try:
+            factory = self.services.sandboxes
+            if isinstance(factory, ChecksFrameworks):  # before the model: no tokens for nothing
+                factory.check_ready(self.context.framework)
             outcome = run_agent(
                 self.context.messages,
                 self.chain,
@@ -240,6 +246,8 @@ class _Run:
             return Stopped()
         except ProviderError as exc:
             return Failed("provider", str(exc.__cause__ or exc))
+        except TemplateNotPrepared as exc:
+            return Failed("unprepared", exc.message, f"{exc.message} Your credit was refunded.")
         except SandboxError as exc:
             return Failed("internal", exc.message)
         except Exception as exc:
@@ -258,7 +266,7 @@ class _Run:
                     return self._stopped()
                 return self._fail("internal", f"while completing: {type(exc).__name__}: {exc}")
         if isinstance(ending, Failed):
-            return self._fail(ending.kind, ending.reason)
+            return self._fail(ending.kind, ending.reason, ending.text)
         return self._stopped()
 
     def cancelled(self) -> bool:
@@ -311,6 +319,7 @@ class _Run:
             url = self.sandbox.preview()
             keep_alive = url is not None
             started = self.sandbox.started
+            build, build_files = _build_of(started)
             fragment_values = FragmentValues(
                 title=outcome.title or self.context.prompt_text[:60],
                 files=produced.files,
@@ -322,10 +331,12 @@ class _Run:
                     steps=outcome.steps,
                     stopReason=outcome.stop_reason,
                     **produced.metadata(self.context.base),
+                    **build,
                 ),
                 image_url=self.context.image_url,
                 parent_id=self.context.base.fragment_id if self.context.base else None,
                 changes=first_changes(self.context.base, produced),
+                build_files=build_files,
             )
         metadata = self._metadata(
             summary=outcome.summary,
@@ -355,13 +366,13 @@ class _Run:
         self.record.finish_stream(Status.COMPLETE, *tail, StatusEvent(Status.COMPLETE))
         return Status.COMPLETE
 
-    def _fail(self, kind: str, reason: str) -> str | None:
+    def _fail(self, kind: str, reason: str, text: str | None = None) -> str | None:
         self._kill_sandbox()
         content = self.record.text
         tail: list[Event] = []
         if not content:
             # Clients rebuild content from the deltas, so the explanation is streamed too.
-            content = FAILED_TEXT[kind]
+            content = text or FAILED_TEXT[kind]
             tail.append(DeltaEvent(content))
         error = reason[:500] or kind
         ok = self._write(
@@ -389,3 +400,16 @@ class _Run:
         if not self.record.lost and time.monotonic() > self.deadline:
             return self._fail("deadline", "the run went past its deadline")
         return None
+
+
+def _build_of(sandbox: object) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """A built app's `metadata.build` and the output its preview serves (none for static)."""
+    if not isinstance(sandbox, Builds):
+        return {}, None
+    output = sandbox.build_output()
+    build: dict[str, Any] = {}
+    if sandbox.build is not None:
+        build["build"] = dict(sandbox.build)
+    if output is not None and output.skipped:
+        build["buildSkipped"] = output.skipped[:50]
+    return build, output.files if output is not None else None

@@ -8,7 +8,7 @@ and `e2b` (a cloud sandbox through the e2b SDK). Paths given to a sandbox are al
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from orchestrator.sandboxes.snapshot import Snapshot
 
@@ -90,10 +90,28 @@ class Sandbox(Protocol):
 
 class SandboxFactory(Protocol):
     # What its sandboxes preview, so the model is told what to build: "static" (the files as they
-    # are, no build tooling) or "dev-server" (the framework's project and its dev server).
+    # are, no build tooling), "build" (the framework's template, built by the model; its output
+    # served) or "dev-server" (the framework's project and its dev server).
     serves: str
 
     def create(self, run_id: str, framework: str) -> Sandbox: ...
+
+
+@runtime_checkable
+class ChecksFrameworks(Protocol):
+    """A factory that can say before a run starts that it cannot make its framework's sandbox."""
+
+    def check_ready(self, framework: str) -> None: ...
+
+
+@runtime_checkable
+class Builds(Protocol):
+    """A sandbox whose app the model builds: its last build, and the output to serve."""
+
+    @property
+    def build(self) -> dict[str, object] | None: ...
+
+    def build_output(self) -> Snapshot | None: ...
 
 
 @dataclass

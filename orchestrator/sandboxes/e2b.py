@@ -105,18 +105,22 @@ class DevServer:
     port: int
 
 
-_VITE = "npm run dev -- --host 0.0.0.0 --port 5173 --strictPort"
+# `npm exec` runs the starter's own binary: the starters (sandbox-templates/*/app) have no dev
+# script of their own, only the build the local sandbox runs.
+_VITE = "npm exec -- vite --host 0.0.0.0 --port 5173 --strictPort"
 
-# The templates are ours to build in the E2B account (`nextjs-developer` and `vue-developer` are
-# the names E2B's fragments app uses): each ships a project with its node_modules installed, with
-# `WORKSPACE` as its home. `templates=` in the factory overrides the names.
+# The templates are built from sandbox-templates/<framework>/ (README "E2B templates"), whose
+# e2b.toml names them as here and whose start.sh runs this command: each ships its starter with
+# its node_modules installed, with `WORKSPACE` as its home. `templates=` in the factory overrides
+# the names (E2B_TEMPLATE_<FRAMEWORK> in Settings).
 DEV_SERVERS: dict[str, DevServer] = {
-    "NEXTJS": DevServer("nextjs-developer", "npm run dev -- -H 0.0.0.0 -p 3000", 3000),
+    "NEXTJS": DevServer("nextjs-developer", "npm exec -- next dev -H 0.0.0.0 -p 3000", 3000),
     "REACT": DevServer("react-developer", _VITE, 5173),
     "VUE": DevServer("vue-developer", _VITE, 5173),
     "SVELTE": DevServer("svelte-developer", _VITE, 5173),
+    # Angular 18's dev server checks no host (and takes no --disable-host-check).
     "ANGULAR": DevServer(
-        "angular-developer", "npm start -- --host 0.0.0.0 --port 4200 --disable-host-check", 4200
+        "angular-developer", "npm exec -- ng serve --host 0.0.0.0 --port 4200", 4200
     ),
 }
 

@@ -20,6 +20,7 @@ import stat
 import threading
 from pathlib import Path
 
+from orchestrator.sandboxes import builds
 from orchestrator.sandboxes.base import (
     DEFAULT_COMMAND_TIMEOUT,
     MAX_COMMAND_TIMEOUT,
@@ -40,6 +41,7 @@ from orchestrator.sandboxes.local_process import (
 from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of, kill_orphans
 from orchestrator.sandboxes.paths import resolve_inside
 from orchestrator.sandboxes.snapshot import Snapshot, read_tree
+from orchestrator.sandboxes.templates import NODE_MODULES, PreparedTemplate, TemplateStore
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +59,24 @@ class SandboxClosed(RuntimeError):
 
 
 class LocalSandboxFactory:
-    """Makes one workspace per run under `root`; `isolation` is "auto", "bwrap" or "none"."""
+    """Makes one workspace per run under `root`; `isolation` is "auto", "bwrap" or "none".
 
-    serves = "static"  # the web app serves the workspace's files as they are: no build, no server
+    With `templates`, a workspace starts with its framework's prepared starter and its commands
+    see the starter's node_modules read-only (the model builds the app; the web app serves the
+    build output). Without, the web app serves the workspace's files as they are.
+    """
 
     def __init__(
-        self, root: Path, limits: SandboxLimits | None = None, isolation: str = "auto"
+        self,
+        root: Path,
+        limits: SandboxLimits | None = None,
+        isolation: str = "auto",
+        templates: TemplateStore | None = None,
     ) -> None:
         if isolation not in _ISOLATIONS:
             raise ValueError(f"isolation must be one of {sorted(_ISOLATIONS)}, not {isolation!r}")
+        self.templates = templates
+        self.serves = "static" if templates is None else "build"
         self.limits = limits or SandboxLimits()
         self.drops_privileges = os.geteuid() == 0
         self.root = _prepare_root(Path(root), self.drops_privileges)
@@ -74,9 +85,15 @@ class LocalSandboxFactory:
             # Commands share our uid: at least keep them out of our /proc (environment, memory).
             hide_from_same_user()
 
+    def check_ready(self, framework: str) -> None:
+        """Raise TemplateNotPrepared (saying what to run) when `framework` cannot be built."""
+        if self.templates is not None:
+            self.templates.require(framework)
+
     def create(self, run_id: str, framework: str) -> LocalSandbox:
         if not _RUN_ID.fullmatch(run_id):
             raise ValueError(f"run id cannot name a workspace: {run_id!r}")
+        template = self.templates.require(framework) if self.templates is not None else None
         lease = UidLease.acquire(self._lock_dir) if self.drops_privileges else None
         try:
             # A directory of its own per sandbox, not per run: an earlier attempt of this run
@@ -90,13 +107,23 @@ class LocalSandboxFactory:
                 lease.release()
             raise
         uid = None if lease is None else lease.uid
-        launcher = Launcher(workspace, self.isolation, self.limits, uid)
+        read_only: tuple[tuple[Path, str], ...] = ()
+        if template is not None and self.isolation == BUBBLEWRAP:
+            read_only = ((template.node_modules, NODE_MODULES),)
+        launcher = Launcher(workspace, self.isolation, self.limits, uid, read_only)
         metadata: dict[str, object] = {
             "sandbox": "local",
             "isolation": self.isolation,
             "framework": framework,
         }
-        return LocalSandbox(f"local-{run_id}", launcher, lease, metadata)
+        sandbox = LocalSandbox(f"local-{run_id}", launcher, lease, metadata, template)
+        if template is not None:
+            try:
+                sandbox.install_template()
+            except BaseException:
+                sandbox.kill()
+                raise
+        return sandbox
 
     def discard(self, run_id: str) -> None:
         """Clear what a run's dead worker left behind: its workspace, and any sandbox process
@@ -140,9 +167,16 @@ class LocalSandbox:
         launcher: Launcher,
         lease: UidLease | None,
         metadata: dict[str, object],
+        template: PreparedTemplate | None = None,
     ) -> None:
         self.id = id
         self.metadata = metadata
+        self.template = template
+        # A workspace made from a template starts with its files (DESIGN section 12).
+        self.starts_from_template = template is not None
+        self._template_paths: frozenset[str] = frozenset()
+        # The last build the model ran: {"status": "passed" | "failed", "command", "exitCode"}.
+        self.build: dict[str, object] | None = None
         self.workspace = launcher.workspace
         # The uid commands run as, or None when they run as this process's user.
         self.uid = launcher.uid
@@ -213,19 +247,52 @@ class LocalSandbox:
                 self._lease.mark_used()
             running = self._running = self._launcher.start(command)
         try:
-            return running.result(timeout, stopped=lambda: self._closed)
+            result = running.result(timeout, stopped=lambda: self._closed)
         finally:
             with self._lock:
                 self._running = None
+        if self.template is not None and builds.names_build(self.template.spec, command):
+            self.build = builds.outcome(command, result)
+        return result
+
+    # -- templates -------------------------------------------------------------------------
+    def install_template(self) -> None:
+        """The starter's sources into the new workspace, and its node_modules made visible."""
+        assert self.template is not None
+        files = self.template.source_files()
+        for path, content in files.items():
+            self.write(path, content)
+        self._template_paths = frozenset(files)
+        mount_point = self.workspace / NODE_MODULES
+        if self._launcher.read_only:
+            mount_point.mkdir()  # bubblewrap binds the prepared folder over it
+            if self.uid is not None:
+                os.chown(mount_point, self.uid, self.uid)
+        else:  # plain subprocesses: a link (the snapshot never follows it)
+            mount_point.symlink_to(self.template.node_modules, target_is_directory=True)
+
+    def build_output(self) -> Snapshot | None:
+        """The last build's output folder (text files), or None when there is none."""
+        self._ensure_open()
+        if self.template is None:
+            return None
+        return builds.read_output(self.workspace, self.template.spec)
 
     # -- versions (DESIGN section 12) ------------------------------------------------------
     def seed(self, files: dict[str, str]) -> None:
+        # A base replaces the template: a template file the app deleted stays deleted.
+        for path in self._template_paths - set(files):
+            with contextlib.suppress(OSError):
+                resolve_inside(self.workspace, path).unlink()
         for path, content in files.items():
             self.write(path, content)
 
     def snapshot(self) -> Snapshot:
         self._ensure_open()
-        return read_tree(self.workspace)
+        snapshot = read_tree(self.workspace)
+        if self.template is not None:
+            builds.leave_out_output(snapshot, self.template.spec)
+        return snapshot
 
     def preview(self) -> str | None:
         return None  # the web app serves a local preview from the fragment's files

@@ -33,6 +33,14 @@ _POLL_SECONDS = 0.05
 _DRAIN_SECONDS = 1.0
 _REAP_SECONDS = 5.0
 _EXITED, _TIMED_OUT, _STOPPED = "exited", "timed out", "stopped"
+# The framework tools' own network habits, off: there is no network, and waiting on it is slow.
+TOOL_ENV = {
+    "NEXT_TELEMETRY_DISABLED": "1",
+    "NG_CLI_ANALYTICS": "false",
+    "npm_config_update_notifier": "false",
+    "npm_config_audit": "false",
+    "npm_config_fund": "false",
+}
 
 
 class IsolationUnavailable(RuntimeError):
@@ -47,6 +55,9 @@ class Launcher:
     isolation: str
     limits: SandboxLimits
     uid: int | None = None
+    # Host folders seen read-only inside the workspace: (host path, path in the workspace). With
+    # bubblewrap a bind mount; without it, the factory links them into the workspace instead.
+    read_only: tuple[tuple[Path, str], ...] = ()
 
     def start(self, command: str) -> RunningCommand:
         proc = subprocess.Popen(
@@ -80,6 +91,8 @@ class Launcher:
                 argv += ["--ro-bind", directory, directory]
         argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
         argv += ["--bind", str(self.workspace), SANDBOX_WORKSPACE, "--chdir", SANDBOX_WORKSPACE]
+        for source, inside in self.read_only:
+            argv += ["--ro-bind", str(source), f"{SANDBOX_WORKSPACE}/{inside}"]
         argv += ["--remount-ro", "/"]  # bwrap's own root is a tmpfs: keep it from being written
         argv.append("--clearenv")
         for name, value in self.environment().items():
@@ -88,7 +101,7 @@ class Launcher:
 
     def environment(self) -> dict[str, str]:
         home = SANDBOX_WORKSPACE if self.isolation == BUBBLEWRAP else str(self.workspace)
-        return {"PATH": _PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb"}
+        return {"PATH": _PATH, "HOME": home, "LANG": "C.UTF-8", "TERM": "dumb", **TOOL_ENV}
 
 
 def probe_bubblewrap(launcher: Launcher) -> str | None:
@@ -276,7 +289,9 @@ def _rlimit_setter(
         nproc += _tasks_of(os.getuid())
     wanted = [
         (resource.RLIMIT_CPU, limits.cpu_seconds),
-        (resource.RLIMIT_AS, limits.memory_bytes),
+        # Writable memory, not address space: node reserves ~10 GB of address space per
+        # WebAssembly instance (guard regions), so any RLIMIT_AS a build fits in limits nothing.
+        (resource.RLIMIT_DATA, limits.memory_bytes),
         (resource.RLIMIT_FSIZE, limits.max_file_bytes),
         (resource.RLIMIT_NPROC, nproc),
         (resource.RLIMIT_CORE, 0),

@@ -72,6 +72,8 @@ def restore(
             metadata={"restoredFrom": source.id, "restoredVersion": source.version},
             image_url=source.image_url,
             parent_id=LATEST,
+            # A built app's preview is its build output: the restored version serves the same.
+            build_files=dict(source.build_files) if source.build_files is not None else None,
         ),
     )
     fragment.design_spec = source.design_spec

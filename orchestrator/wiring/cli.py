@@ -4,7 +4,9 @@ orchestrator db upgrade
 orchestrator token USER_ID [--credits N] [--plan PRO]
 orchestrator runs stuck | cancel MESSAGE_ID | requeue MESSAGE_ID
 orchestrator credits grant USER_ID N
+orchestrator sandbox prepare [FRAMEWORK ...]   # the local sandbox's templates (default: all)
 orchestrator dev            # everything in the Procfile, on embedded defaults
+orchestrator e2b-template build [FRAMEWORK ...]   # build and register E2B templates
 
 The console script is `workers.cli:main`, this CLI with Celery's revoke handed in (the core does
 not import Celery); run as `python -m orchestrator.wiring.cli`, a cancel cannot drop a queued
@@ -29,6 +31,8 @@ from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmake
 from models.migrate import upgrade
 from orchestrator import accounts
 from orchestrator.errors import AppError, ConfigError
+from orchestrator.sandboxes.prepare import prepare
+from orchestrator.sandboxes.templates import SPECS, TemplateStore, spec_for
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
 from orchestrator.wiring import dev_secret
@@ -63,7 +67,24 @@ def main(argv: list[str] | None = None, *, revoke: RevokeFactory = _no_revoke) -
     credits.add_argument("user_id")
     credits.add_argument("amount", type=int)
 
+    sandbox = commands.add_parser("sandbox", help="the local sandbox's framework templates")
+    sandbox.add_argument("action", choices=["prepare"])
+    sandbox.add_argument(
+        "frameworks",
+        nargs="*",
+        metavar="FRAMEWORK",
+        help=f"any of {', '.join(spec.folder for spec in SPECS.values())} (default: all)",
+    )
+
     commands.add_parser("dev", help="run every Procfile line on embedded defaults")
+
+    e2b_template = commands.add_parser(
+        "e2b-template", help="build and register the E2B templates of sandbox-templates/"
+    )
+    e2b_template.add_argument("action", choices=["build"])
+    e2b_template.add_argument(
+        "frameworks", nargs="*", metavar="FRAMEWORK", help="react, vue, ...; all by default"
+    )
 
     args = parser.parse_args(argv)
     try:
@@ -77,6 +98,10 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
     settings = Settings.from_env(os.environ)
     if args.command == "dev":
         return dev(settings)
+    if args.command == "sandbox":
+        return _prepare(settings, args.frameworks or [spec.folder for spec in SPECS.values()])
+    if args.command == "e2b-template":
+        return _build_e2b_templates(settings, args.frameworks)
     if args.command == "db":
         upgrade(settings.database_url)
         print("database is up to date")
@@ -101,6 +126,39 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
         print(f"granted {args.amount} credits to {args.user_id}")
         return 0
     return _runs(factory, settings, args.action, args.message_id, revoke)
+
+
+def _prepare(settings: Settings, frameworks: list[str]) -> int:
+    if settings.sandbox_templates is None:
+        raise ConfigError("SANDBOX_TEMPLATES is off: there is nowhere to prepare templates")
+    store = TemplateStore(Path(settings.sandbox_templates))
+    for framework in frameworks:
+        spec_for(framework)  # an unknown name fails before anything is installed
+    for framework in frameworks:
+        print(f"{framework}: preparing in {store.root / framework} ...", flush=True)
+        done = prepare(store, framework)
+        what = "installed" if done.installed else "already prepared"
+        print(f"{framework}: {what} ({done.seconds:.1f} s)", flush=True)
+    return 0
+
+
+def _build_e2b_templates(settings: Settings, frameworks: list[str]) -> int:
+    from orchestrator.sandboxes.e2b import DEV_SERVERS
+    from orchestrator.sandboxes.e2b_templates import build, load
+
+    if not settings.e2b_api_key:
+        raise ConfigError("set E2B_API_KEY to the key of the E2B team the templates are for")
+    configs = [load(framework) for framework in frameworks or sorted(DEV_SERVERS)]
+    for config in configs:
+        print(f"building {config.name} from {config.folder}", flush=True)
+        template_id = build(
+            config,
+            api_key=settings.e2b_api_key,
+            domain=settings.e2b_domain,
+            api_url=settings.e2b_api_url,
+        )
+        print(f"{config.framework}: {config.name} is built (template id {template_id})")
+    return 0
 
 
 def _data_dir() -> Path:

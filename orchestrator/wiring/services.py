@@ -19,6 +19,7 @@ from orchestrator.runs.cancellation import RunHub
 from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.runner import RunServices
 from orchestrator.sandboxes.base import SandboxFactory
+from orchestrator.sandboxes.templates import SPECS, TemplateStore
 from orchestrator.settings import Settings
 from orchestrator.streams.events import EventLog
 from orchestrator.streams.publisher import Publisher
@@ -54,6 +55,7 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
         assert settings.e2b_api_key
         return E2BSandboxFactory(
             settings.e2b_api_key,
+            templates=dict(settings.e2b_templates),
             api_url=settings.e2b_api_url,
             sandbox_url=settings.e2b_sandbox_url,
             domain=settings.e2b_domain,
@@ -67,7 +69,9 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
     required = settings.sandbox_isolation == "required"
     try:
         return LocalSandboxFactory(
-            Path(settings.sandbox_root), isolation="bwrap" if required else "auto"
+            Path(settings.sandbox_root),
+            isolation="bwrap" if required else "auto",
+            templates=template_store(settings),
         )
     except IsolationUnavailable as exc:
         raise ConfigError(
@@ -78,10 +82,38 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
         ) from exc
 
 
+def template_store(settings: Settings) -> TemplateStore | None:
+    """The local sandbox's prepared framework templates, or None when they are off."""
+    if settings.sandbox_templates is None:
+        return None
+    return TemplateStore(Path(settings.sandbox_templates))
+
+
+def templates_report(settings: Settings) -> str | None:
+    """The worker's start-up line on which frameworks it can build, or None (E2B, or off)."""
+    store = template_store(settings)
+    if settings.sandbox != "local" or store is None:
+        return None
+    ready = [SPECS[name].folder for name in store.ready()]
+    missing = [spec.folder for name, spec in SPECS.items() if spec.folder not in ready]
+    line = f"framework templates ready: {', '.join(ready) or 'none'}"
+    if missing:
+        line += (
+            f"; not prepared: {', '.join(missing)} (runs for them fail until "
+            f"`orchestrator sandbox prepare {' '.join(missing)}`)"
+        )
+    return line
+
+
 def check_sandbox_isolation(settings: Settings) -> None:
-    """At worker start: fail now, with what to set, when sandboxes cannot be built as configured."""
+    """At worker start: fail now, with what to set, when sandboxes cannot be built as configured;
+    and say which framework templates this worker can build."""
     if settings.sandbox == "local":
         build_sandboxes(settings)
+    report = templates_report(settings)
+    if report is not None:
+        level = logging.WARNING if "not prepared" in report else logging.INFO
+        log.log(level, "%s", report)
 
 
 def redis_client(settings: Settings, *, max_connections: int = 200) -> redis.Redis:

@@ -15,6 +15,14 @@ Only what `orchestrator.sandboxes.e2b` uses is faked, with the SDK's own routes 
     POST   /process.Process/Start                 commands.run     Connect server stream
     POST   /process.Process/SendSignal            commands.kill    Connect unary JSON
 
+and what `Template.build` (orchestrator.sandboxes.e2b_templates) sends, recorded in `builds`:
+
+    POST   /v3/templates                          request a build  202 {templateID, buildID, ...}
+    GET    /templates/{id}/files/{hash}           upload link      201 {present, url}
+    PUT    /uploads/{hash}                        the COPY's tar   200, kept in `uploads`
+    POST   /v2/templates/{id}/builds/{build}      start the build  202, its steps kept
+    GET    /templates/{id}/builds/{build}/status  build status     200 {status: "ready", ...}
+
 Each sandbox's filesystem is a temporary directory (`/home/user/app` lives at
 `root/home/user/app`); commands really run there with subprocess, so output, exit codes and
 timing are real, but unconfined: this is a fake, not a sandbox. A killed sandbox drops its open
@@ -90,6 +98,16 @@ class FakeProcess:
 
 
 @dataclass
+class FakeBuild:
+    """One template build: the request (name, CPU, memory) and the template it was sent."""
+
+    template_id: str
+    build_id: str
+    request: dict[str, Any]
+    template: dict[str, Any] | None = None
+
+
+@dataclass
 class FakeSandbox:
     id: str
     template: str
@@ -132,6 +150,9 @@ class FakeE2B:
         self.create_error: tuple[int, str] | None = None
         # What a template ships in /home/user/app (a framework's starting project), per create.
         self.template_files: dict[str, str] = {}
+        self.builds: list[FakeBuild] = []
+        # The tar archives of COPY steps, by the files hash the SDK computed.
+        self.uploads: dict[str, bytes] = {}
         self._dir = Path(tempfile.mkdtemp(prefix="fake-e2b-"))
         # Programs a test drops here shadow the host's (e.g. a slow `npm` for the dev server).
         self.bin_dir = self._dir / "bin"
@@ -245,6 +266,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch()
 
+    def do_PUT(self) -> None:
+        self._dispatch()
+
     # -- plumbing ------------------------------------------------------------------------------
 
     @property
@@ -289,6 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         if path == "/v2/sandboxes" or path.startswith(("/sandboxes/", "/v2/sandboxes/")):
             self._control_plane(path, raw)
+        elif path.startswith(("/v3/templates", "/v2/templates/", "/templates/", "/uploads/")):
+            self._templates(path, raw)
         else:
             self._envd(path, query, raw)
 
@@ -315,6 +341,59 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command == "POST" and parts[2:] == ["timeout"]:
             sandbox.timeout = int(body["timeout"])
             return self._send(204)
+        return self._api_error(404, f"no route {self.command} {path}")
+
+    def _templates(self, path: str, raw: bytes) -> None:
+        parts = path.strip("/").split("/")
+        if self.command == "PUT" and parts[0] == "uploads":
+            self.fake.record(Call("PUT", path, None))
+            self.fake.uploads[parts[1]] = raw
+            return self._send(200)
+        body: dict[str, Any] = json.loads(raw) if raw else {}
+        self.fake.record(Call(self.command, path, None, body))
+        if self.headers.get("X-API-KEY") != self.fake.api_key:
+            return self._api_error(401, "Invalid API key")
+        if self.command == "POST" and parts == ["v3", "templates"]:
+            build = FakeBuild("t" + secrets.token_hex(9), "b" + secrets.token_hex(9), body)
+            self.fake.builds.append(build)
+            names = [body["name"]]
+            return self._json(
+                202,
+                {
+                    "templateID": build.template_id,
+                    "buildID": build.build_id,
+                    "public": False,
+                    "names": names,
+                    "tags": [],
+                    "aliases": names,
+                },
+            )
+        if self.command == "GET" and parts[0] == "templates" and parts[2:3] == ["files"]:
+            files_hash = parts[3]
+            if files_hash in self.fake.uploads:
+                return self._json(201, {"present": True})
+            return self._json(
+                201, {"present": False, "url": f"{self.fake.url}/uploads/{files_hash}"}
+            )
+        builds = {b.template_id: b for b in self.fake.builds}
+        build = builds.get(parts[2] if parts[0] == "v2" else parts[1])
+        if build is None:
+            return self._api_error(404, f"no template build at {path}")
+        if self.command == "POST" and parts[3:4] == ["builds"]:
+            build.template = body
+            return self._send(202)
+        if self.command == "GET" and parts[-1] == "status":
+            status = "ready" if build.template is not None else "waiting"
+            return self._json(
+                200,
+                {
+                    "templateID": build.template_id,
+                    "buildID": build.build_id,
+                    "status": status,
+                    "logs": [],
+                    "logEntries": [],
+                },
+            )
         return self._api_error(404, f"no route {self.command} {path}")
 
     def _connect(self, sandbox_id: str, body: dict[str, Any]) -> None:

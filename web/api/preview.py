@@ -44,4 +44,8 @@ def preview(fragment_id: str, path: str = "") -> ResponseReturnValue:
     response.headers["Content-Security-Policy"] = SANDBOX_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-cache"
+    # The sandbox policy gives the page an opaque origin, so its module scripts (what Vite and
+    # Angular builds emit) are CORS requests from `null`. A preview is public and takes no
+    # credentials: letting any origin read it exposes nothing a plain GET does not.
+    response.headers["Access-Control-Allow-Origin"] = "*"
     return response

@@ -1,0 +1,11 @@
+import './globals.css'
+
+export const metadata = { title: 'App' }
+
+export default function RootLayout({ children }) {
+  return (
+    <html lang="en">
+      <body>{children}</body>
+    </html>
+  )
+}

@@ -1,0 +1,6 @@
+import App from './App.svelte'
+import './app.css'
+
+const app = new App({ target: document.getElementById('app') })
+
+export default app

@@ -1,0 +1,317 @@
+"""The local sandbox builds a framework app offline: runs on the prepared React template.
+
+Runs go through the runner the worker uses (`running_stack`: real services, the real local
+sandbox, the fake model over HTTP); previews are fetched from the session's real HTTP server.
+The React template is prepared once per machine into a cache folder (`templates_dir`), so the
+suite pays `npm ci` at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.sandboxes.local_process import BUBBLEWRAP
+from orchestrator.sandboxes.prepare import prepare
+from orchestrator.sandboxes.templates import STARTERS, TemplateStore
+from orchestrator.settings import Settings
+from orchestrator.tokens import user_token
+from tests.conftest import SECRET, run_prompt, running_stack, unavailable
+from tests.fakes.llm_server import FakeLLM, Reply, ToolCall
+
+Stack = tuple[Any, Callable[[str, str], Any]]
+
+COMPONENT = """export default function App() {
+  return <main><h1>Hello from the component</h1></main>
+}
+"""
+BROKEN = """export default function App() {
+  return <main><h1>Unclosed</main>
+}
+"""
+BUILD = ToolCall("run_command", {"command": "npm run build", "timeout": 180})
+
+
+def _cache_dir() -> Path:
+    """A stable folder per checkout, reused across test sessions (TEST_TEMPLATES_DIR overrides)."""
+    configured = os.environ.get("TEST_TEMPLATES_DIR")
+    if configured:
+        return Path(configured)
+    checkout = hashlib.sha256(str(STARTERS).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"appforge-templates-{checkout}"
+
+
+@pytest.fixture(scope="session")
+def templates_dir() -> Path:
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        unavailable("node and npm are not installed (Debian: apt-get install nodejs npm)")
+    store = TemplateStore(_cache_dir())
+    prepare(store, "react")
+    return store.root
+
+
+@pytest.fixture(scope="module")
+def stack(settings: Settings, templates_dir: Path) -> Iterator[Stack]:
+    with running_stack(replace(settings, sandbox_templates=str(templates_dir))) as running:
+        yield running
+
+
+def calls(*tool_calls: ToolCall) -> Reply:
+    return Reply("", tool_calls=list(tool_calls))
+
+
+def finish() -> Reply:
+    return Reply("Done.", tool_calls=[ToolCall("finish", {"title": "App", "summary": "s"})])
+
+
+def fetch(url: str) -> tuple[int, str, str]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = response.read().decode()
+        return response.status, response.headers.get("Content-Type", ""), body
+
+
+def tool_results(llm: FakeLLM) -> list[dict[str, Any]]:
+    """What the model was sent back for its tool calls, in the last request it got."""
+    messages = llm.requests[-1]["messages"]
+    return [json.loads(m["content"]) for m in messages if m["role"] == "tool"]
+
+
+def test_a_scripted_run_builds_a_react_component_and_the_preview_serves_the_built_app(
+    stack: Stack, llm: FakeLLM, server: str
+) -> None:
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        finish(),
+    )
+    message, fragment = run_prompt(*stack, "Say hello", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    build = tool_results(llm)[-1]
+    assert build["exitCode"] == 0, build
+    # The version is the template's sources with the change; no build output, no node_modules.
+    assert fragment["files"]["src/App.jsx"] == COMPONENT
+    assert {"index.html", "package.json", "src/main.jsx", "vite.config.js"} <= set(
+        fragment["files"]
+    )
+    assert not [p for p in fragment["files"] if p.startswith(("dist/", "node_modules/"))]
+    assert fragment["changes"] == {"added": [], "modified": ["src/App.jsx"], "deleted": []}
+    assert fragment["metadata"]["build"] == {
+        "status": "passed",
+        "command": "npm run build",
+        "exitCode": 0,
+    }
+    # The preview is the built page, and the script it names loads.
+    status, kind, page = fetch(fragment["sandboxUrl"])
+    assert status == 200 and kind.startswith("text/html")
+    assert "/src/main.jsx" not in page
+    script = re.search(r'<script type="module" crossorigin src="\./(assets/[^"]+\.js)"', page)
+    assert script, page
+    status, kind, code = fetch(fragment["sandboxUrl"] + script[1])
+    assert status == 200 and kind.startswith(("text/javascript", "application/javascript"))
+    assert "Hello from the component" in code
+    assert fragment["sandboxUrl"].startswith(server)
+
+
+def test_a_build_error_comes_back_to_the_model_and_the_fragment_records_it(
+    stack: Stack, llm: FakeLLM
+) -> None:
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": BROKEN})),
+        calls(BUILD),
+        finish(),
+    )
+    message, fragment = run_prompt(*stack, "Break it", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    build = tool_results(llm)[-1]
+    assert build["exitCode"] != 0
+    output = build["stdout"] + build["stderr"]
+    assert "src/App.jsx" in output and "Unclosed" in output  # the compiler's error, in words
+    assert fragment["metadata"]["build"]["status"] == "failed"
+    # Nothing was built: the preview falls back to the sources.
+    status, _, page = fetch(fragment["sandboxUrl"])
+    assert status == 200 and "/src/main.jsx" in page
+
+
+def test_the_build_has_no_network(stack: Stack, llm: FakeLLM) -> None:
+    probe = (
+        f"fetch('{llm.base_url}').then(() => console.log('NETWORK REACHED'))"
+        ".catch((e) => console.log('no network:', e.cause && e.cause.code))"
+    )
+    package = json.loads((STARTERS / "react" / "app" / "package.json").read_text())
+    package["scripts"]["build"] = "node probe.mjs && vite build"
+    llm.script(
+        calls(
+            ToolCall("write_file", {"path": "probe.mjs", "content": f"await {probe}\n"}),
+            ToolCall("write_file", {"path": "package.json", "content": json.dumps(package)}),
+        ),
+        calls(BUILD),
+        finish(),
+    )
+    message, fragment = run_prompt(*stack, "Phone home", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    if fragment["metadata"]["sandbox"]["isolation"] != BUBBLEWRAP:
+        unavailable("bubblewrap cannot run here: without it sandbox commands have the network")
+    build = tool_results(llm)[-1]
+    # The fake model's server listens on this machine, yet the build cannot reach it.
+    assert "no network:" in build["stdout"], build
+    assert "NETWORK REACHED" not in build["stdout"]
+    assert build["exitCode"] == 0 and fragment["metadata"]["build"]["status"] == "passed"
+
+
+def test_a_run_for_an_unprepared_framework_fails_in_words_and_takes_no_credit(
+    settings: Settings, llm: FakeLLM, tmp_path: Path
+) -> None:
+    empty = tmp_path / "templates"
+    with running_stack(replace(settings, sandbox_templates=str(empty))) as (client, execute):
+        headers = {"Authorization": f"Bearer {user_token(SECRET, f'unprepared-{tmp_path.name}')}"}
+        project = client.post(
+            "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
+        ).get_json()
+        sent = client.post(
+            "/api/messages",
+            json={"message": "Build it", "projectId": project["id"]},
+            headers=headers,
+        ).get_json()
+        assert client.get("/api/me", headers=headers).get_json()["credits"] == 4  # taken
+        execute(sent["messageId"], sent["runId"])
+        message = client.get(f"/api/messages/{sent['messageId']}", headers=headers).get_json()
+        assert message["status"] == "FAILED"
+        assert "`orchestrator sandbox prepare react`" in message["content"], message
+        assert "credit was refunded" in message["content"]
+        assert client.get("/api/me", headers=headers).get_json()["credits"] == 5  # given back
+        assert llm.requests == []  # it failed before the model was asked anything
+
+
+def test_the_offline_demo_builds_a_react_app_a_newcomer_sees_built(
+    settings: Settings, templates_dir: Path, server: str
+) -> None:
+    demo = replace(settings, providers=(), sandbox_templates=str(templates_dir))
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'newcomer-{os.getpid()}')}"}
+    with running_stack(demo) as (client, execute):
+        project = client.post(
+            "/api/projects", json={"name": "Todo", "framework": "REACT"}, headers=headers
+        ).get_json()
+
+        def send(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            body = {"message": text, "projectId": project["id"]}
+            sent = client.post("/api/messages", json=body, headers=headers).get_json()
+            execute(sent["messageId"], sent["runId"])
+            url = f"/api/messages/{sent['messageId']}"
+            message = client.get(url, headers=headers).get_json()
+            return message, client.get(f"{url}/fragment", headers=headers).get_json()
+
+        message, fragment = send("Build a to-do list app")
+        assert message["status"] == "COMPLETE", message
+        assert "the build passed" in message["content"]
+        assert "To-Do List App" in fragment["files"]["src/App.jsx"]
+        assert fragment["metadata"]["build"]["status"] == "passed"
+        _, _, page = fetch(fragment["sandboxUrl"])
+        script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
+        assert script, page
+        _, _, code = fetch(fragment["sandboxUrl"] + script[1])
+        assert "To-Do List App" in code and "<h1>" not in code  # compiled JSX, not the source
+
+        # A follow-up edits the component it wrote and builds again.
+        message, two = send("Now add a dark mode toggle")
+        assert message["status"] == "COMPLETE", message
+        assert two["changes"]["modified"] == ["src/App.jsx"], two["changes"]
+        assert "Now add a dark mode toggle" in two["files"]["src/App.jsx"]
+        assert two["metadata"]["build"]["status"] == "passed"
+        _, _, page = fetch(two["sandboxUrl"])
+        script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
+        assert script, page
+        _, _, code = fetch(two["sandboxUrl"] + script[1])
+        assert "Now add a dark mode toggle" in code
+
+
+def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
+    templates_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.wiring.cli import main
+    from orchestrator.wiring.services import check_sandbox_isolation
+
+    again = prepare(TemplateStore(templates_dir), "react")
+    assert not again.installed  # the stamp matches the lock: nothing installed
+    monkeypatch.chdir(templates_dir.parent)  # a relative folder, as DATA_DIR=.data gives
+    relative = TemplateStore(Path(templates_dir.name)).require("react")
+    assert relative.node_modules.is_absolute() and relative.node_modules.is_dir()
+    settings = Settings.from_env({"SANDBOX_TEMPLATES": str(templates_dir)})
+    with caplog.at_level("INFO", logger="orchestrator.wiring.services"):
+        check_sandbox_isolation(replace(settings, sandbox_isolation="best-effort"))
+    said = " ".join(record.getMessage() for record in caplog.records)
+    assert "framework templates ready: react" in said
+    monkeypatch.setenv("SANDBOX_TEMPLATES", str(templates_dir))
+    assert main(["sandbox", "prepare", "react"]) == 0
+    assert main(["sandbox", "prepare", "cobol"]) == 1
+
+
+def test_a_restored_built_version_serves_its_build(stack: Stack, llm: FakeLLM, server: str) -> None:
+    client, execute = stack
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'restorer-{os.getpid()}')}"}
+    project = client.post(
+        "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
+    ).get_json()
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        finish(),
+    )
+    body = {"message": "Say hello", "projectId": project["id"]}
+    sent = client.post("/api/messages", json=body, headers=headers).get_json()
+    execute(sent["messageId"], sent["runId"])
+    one = client.get(f"/api/messages/{sent['messageId']}/fragment", headers=headers).get_json()
+    restored = client.post(
+        f"/api/fragments/{one['id']}/restore", json={}, headers=headers
+    ).get_json()["fragment"]
+    _, _, page = fetch(restored["sandboxUrl"])
+    assert "/src/main.jsx" not in page and 'src="./assets/' in page  # the build, not the sources
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, as tests/test_web_page.py drives it."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        unavailable("no Chromium: install the Debian package chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+def test_the_built_app_runs_in_a_browser_on_the_previews_opaque_origin(
+    stack: Stack, llm: FakeLLM, browser: Any, server: str
+) -> None:
+    """The preview's sandbox policy gives its page an opaque origin, from which a module script
+    (what Vite and Angular emit) loads only if its response allows that origin (CORS)."""
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        finish(),
+    )
+    message, fragment = run_prompt(*stack, "Say hello", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda entry: errors.append(entry.text))
+        page.goto(fragment["sandboxUrl"])
+        heading = page.locator("h1")
+        heading.wait_for(timeout=15_000)
+        assert heading.text_content() == "Hello from the component", errors
+    finally:
+        context.close()
