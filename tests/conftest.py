@@ -433,6 +433,9 @@ def running_stack(settings: Settings) -> Iterator[tuple[Any, Callable[[str, str]
         yield client, lambda message_id, run_id: execute_run(services, message_id, run_id)
     finally:
         redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)
+        # The process's run hub keeps the services alive (its threads never end): close the
+        # pool's connections now, or each stack holds its own until the session ends.
+        services.db.kw["bind"].dispose()
 
 
 def run_prompt(

@@ -151,7 +151,7 @@ class Completed:
 
 @dataclass(frozen=True)
 class Failed:
-    kind: str  # a key of FAILED_TEXT
+    kind: str  # a key of FAILED_TEXT, or "unprepared" (with its own text)
     reason: str
     # What the user reads instead of FAILED_TEXT[kind], when the reason is theirs to act on.
     text: str | None = None

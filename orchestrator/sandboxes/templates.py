@@ -113,10 +113,14 @@ def spec_for(framework: str) -> TemplateSpec:
     return spec
 
 
+_TITLES = {"NEXTJS": "Next.js", "REACT": "React", "VUE": "Vue", "SVELTE": "Svelte"}
+
+
 def not_prepared_message(framework: str) -> str:
     spec = spec_for(framework)
+    title = _TITLES.get(spec.framework, spec.framework.title())
     return (
-        f"The {spec.framework} template is not prepared on this worker, so its app cannot be "
+        f"The {title} template is not prepared on this worker, so its app cannot be "
         f"built: run `orchestrator sandbox prepare {spec.folder}` on the worker's machine "
         "(it installs the template's dependencies once), then send the prompt again."
     )
