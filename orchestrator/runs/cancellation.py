@@ -161,11 +161,6 @@ class RunHub:
                 if not held:
                     del self._runs[watch.message_id]
 
-    def size(self) -> int:
-        """How many runs this process holds now."""
-        with self._lock:
-            return len(self._runs)
-
     def watches(self) -> list[RunWatch]:
         with self._lock:
             return [w for held in self._runs.values() for w in held]

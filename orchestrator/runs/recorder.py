@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -37,7 +36,7 @@ class Recorder:
         events: EventLog,
         lease: Lease,
         *,
-        flush_interval: float | Callable[[], float],
+        flush_interval: float,
         publisher: Publisher | None = None,
         flusher: Flusher | None = None,
     ) -> None:
@@ -46,8 +45,8 @@ class Recorder:
         self.publisher = publisher
         self.flusher = flusher
         self.lease = lease
-        # A number, or what the process says now (see runner.flush_interval).
-        self._flush_interval = flush_interval
+        # How often the run flushes its text itself, when the process has no flusher.
+        self.flush_interval = flush_interval
         self.content: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         # True once a flush finds the run is no longer ours (cancelled, reaped).
@@ -64,11 +63,6 @@ class Recorder:
         self._taken = 0
         if flusher is not None:
             flusher.add(self)
-
-    @property
-    def flush_interval(self) -> float:
-        interval = self._flush_interval
-        return interval() if callable(interval) else interval
 
     @property
     def text(self) -> str:
