@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -27,7 +28,7 @@ from orchestrator.sandboxes.prepare import prepare
 from orchestrator.sandboxes.templates import STARTERS, TemplateStore
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
-from tests.conftest import SECRET, run_prompt, running_stack, unavailable
+from tests.conftest import SECRET, run_prompt, running_stack, unavailable, wait_for
 from tests.fakes.llm_server import FakeLLM, Reply, ToolCall
 
 Stack = tuple[Any, Callable[[str, str], Any]]
@@ -111,6 +112,8 @@ def test_a_scripted_run_builds_a_react_component_and_the_preview_serves_the_buil
         "command": "npm run build",
         "exitCode": 0,
     }
+    # The model built its last change: the worker does not build again.
+    assert [c["id"] for c in message["toolCalls"]].count("final_build") == 0
     # The preview is the built page, and the script it names loads.
     status, kind, page = fetch(fragment["sandboxUrl"])
     assert status == 200 and kind.startswith("text/html")
@@ -138,9 +141,106 @@ def test_a_build_error_comes_back_to_the_model_and_the_fragment_records_it(
     output = build["stdout"] + build["stderr"]
     assert "src/App.jsx" in output and "Unclosed" in output  # the compiler's error, in words
     assert fragment["metadata"]["build"]["status"] == "failed"
-    # Nothing was built: the preview falls back to the sources.
+    # The sources are those of the failed build: the worker does not run it again.
+    assert [c["id"] for c in message["toolCalls"]].count("final_build") == 0
+    # The preview says the build failed and shows why, instead of a blank page of sources.
     status, _, page = fetch(fragment["sandboxUrl"])
-    assert status == 200 and "/src/main.jsx" in page
+    assert status == 200 and "The build failed" in page, page
+    assert "Unclosed" in page and "npm run build" in page
+
+
+NEWER = COMPONENT.replace("Hello from the component", "Hello from the newer component")
+
+
+def send_in(stack: Stack, headers: dict[str, str], project_id: str, text: str) -> Any:
+    """One prompt to an existing project, run to its end: (message, fragment)."""
+    client, execute = stack
+    body = {"message": text, "projectId": project_id}
+    sent = client.post("/api/messages", json=body, headers=headers).get_json()
+    execute(sent["messageId"], sent["runId"])
+    url = f"/api/messages/{sent['messageId']}"
+    message = client.get(url, headers=headers).get_json()
+    return message, client.get(f"{url}/fragment", headers=headers).get_json()
+
+
+def built_script(fragment: dict[str, Any]) -> str:
+    """The code of the built page's module script, as the preview serves it."""
+    _, _, page = fetch(fragment["sandboxUrl"])
+    script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
+    assert script, page
+    return fetch(fragment["sandboxUrl"] + script[1])[2]
+
+
+def test_a_follow_up_the_model_left_unbuilt_is_built_by_the_worker_as_a_step(
+    stack: Stack, llm: FakeLLM
+) -> None:
+    client, _ = stack
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'unbuilt-{os.getpid()}')}"}
+    project = client.post(
+        "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
+    ).get_json()
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        finish(),
+    )
+    message, one = send_in(stack, headers, project["id"], "Say hello")
+    assert message["status"] == "COMPLETE", message
+    # The follow-up changes the component and finishes without building it.
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": NEWER})),
+        finish(),
+    )
+    asked = len(llm.requests)
+    message, two = send_in(stack, headers, project["id"], "Say it newer")
+    assert message["status"] == "COMPLETE", message
+    assert len(llm.requests) - asked == 2  # the model was not asked again
+    build = message["toolCalls"][-1]
+    assert build["id"] == "final_build" and build["name"] == "run_command", build
+    assert build["args"]["command"] == "npm run build"
+    assert build["result"]["exitCode"] == 0, build
+    assert two["metadata"]["build"] == {
+        "status": "passed",
+        "command": "npm run build",
+        "exitCode": 0,
+        "by": "worker",
+    }
+    assert two["parentId"] == one["id"]
+    assert "Hello from the newer component" in built_script(two)
+    assert "Hello from the newer component" not in built_script(one)
+
+
+def test_a_change_after_the_models_last_build_is_built_again(stack: Stack, llm: FakeLLM) -> None:
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": NEWER})),
+        finish(),
+    )
+    message, fragment = run_prompt(*stack, "Say hello, then newer", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    assert [c["id"] for c in message["toolCalls"]][-1] == "final_build"
+    assert fragment["metadata"]["build"]["by"] == "worker"
+    # The preview is the build of the sources the version holds, not the model's earlier one.
+    assert "Hello from the newer component" in built_script(fragment)
+
+
+def test_a_broken_change_the_model_left_unbuilt_previews_as_the_builds_error(
+    stack: Stack, llm: FakeLLM
+) -> None:
+    llm.script(
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": BROKEN})),
+        finish(),
+    )
+    message, fragment = run_prompt(*stack, "Break it quietly", framework="REACT")
+    assert message["status"] == "COMPLETE", message
+    assert message["toolCalls"][-1]["result"]["exitCode"] != 0
+    assert fragment["metadata"]["build"]["status"] == "failed"
+    # Never the output the model's earlier, passing build left in the workspace.
+    status, _, page = fetch(fragment["sandboxUrl"])
+    assert "The build failed" in page and "Unclosed" in page, page
 
 
 def test_the_build_has_no_network(stack: Stack, llm: FakeLLM) -> None:
@@ -276,6 +376,46 @@ def test_a_restored_built_version_serves_its_build(stack: Stack, llm: FakeLLM, s
     ).get_json()["fragment"]
     _, _, page = fetch(restored["sandboxUrl"])
     assert "/src/main.jsx" not in page and 'src="./assets/' in page  # the build, not the sources
+
+
+def test_a_cancel_during_the_workers_build_stops_it(stack: Stack, llm: FakeLLM) -> None:
+    client, execute = stack
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'cancel-build-{os.getpid()}')}"}
+    project = client.post(
+        "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
+    ).get_json()
+    package = json.loads((STARTERS / "react" / "app" / "package.json").read_text())
+    package["scripts"]["build"] = "sleep 60 && vite build"  # a build that takes a minute
+    llm.script(
+        calls(ToolCall("write_file", {"path": "package.json", "content": json.dumps(package)})),
+        finish(),
+    )
+    body = {"message": "Slow build", "projectId": project["id"]}
+    sent = client.post("/api/messages", json=body, headers=headers).get_json()
+    url = f"/api/messages/{sent['messageId']}"
+    ended: list[Any] = []
+    runner = threading.Thread(
+        target=lambda: ended.append(execute(sent["messageId"], sent["runId"]))
+    )
+    runner.start()
+    try:
+        wait_for(
+            lambda: any(
+                c["id"] == "final_build"
+                for c in client.get(url, headers=headers).get_json()["toolCalls"]
+            ),
+            timeout=30,
+            what="the worker's build to start",
+        )
+        assert client.delete(url, headers=headers).status_code == 200
+        runner.join(timeout=20)
+        assert not runner.is_alive(), "the run went on building after the cancel"
+    finally:
+        runner.join(timeout=70)
+    assert ended == ["CANCELLED"]
+    message = client.get(url, headers=headers).get_json()
+    assert message["status"] == "CANCELLED"
+    assert client.get(f"{url}/fragment", headers=headers).get_json() is None  # no version
 
 
 @pytest.fixture(scope="module")

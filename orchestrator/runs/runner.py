@@ -28,6 +28,7 @@ from orchestrator.runs.cancellation import RunHub, RunWatch
 from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.lifecycle import FragmentValues, Lease
 from orchestrator.runs.recorder import Recorder
+from orchestrator.runs.tools import Workspace
 from orchestrator.sandboxes.base import Builds, ChecksFrameworks, SandboxFactory
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.sandboxes.templates import TemplateNotPrepared
@@ -40,14 +41,21 @@ from orchestrator.streams.events import (
     EventLog,
     FragmentEvent,
     StatusEvent,
+    ToolCallEvent,
+    ToolResultEvent,
 )
 from orchestrator.streams.publisher import Publisher
 from orchestrator.versions.base import Base, load_base, with_file_tree
-from orchestrator.versions.result import first_changes, run_files
+from orchestrator.versions.result import RunFiles, first_changes, run_files
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# The tool call id of the build the worker runs when the model left its last change unbuilt,
+# and the time that build gets (what the system prompt tells the model to give one).
+FINAL_BUILD_ID = "final_build"
+FINAL_BUILD_TIMEOUT = 180.0
 
 FAILED_TEXT = {
     "provider": "Sorry, the AI service is unavailable right now, so this request could not be "
@@ -147,6 +155,8 @@ def load_context(session: Session, message_id: str, serves: str) -> RunContext:
 @dataclass(frozen=True)
 class Completed:
     outcome: Outcome
+    # The whole app as the run leaves it, or None when it changed nothing.
+    produced: RunFiles | None
 
 
 @dataclass(frozen=True)
@@ -208,6 +218,8 @@ class _Run:
         )
         # Set once the sandbox was closed as a COMPLETE run wants it (a kept-alive preview).
         self.released = False
+        # Set when the worker ran the version's build (the model left its change unbuilt).
+        self.final_build = False
         self.deadline = time.monotonic() + self.settings.run_deadline
         self.watch = RunWatch(services.hub, lease, on_cancel=self.sandbox.kill)
         self.stop_check = StopCheck(self)
@@ -242,6 +254,9 @@ class _Run:
                 self.stop_check,
                 max_steps=self.settings.agent_max_steps,
             )
+            produced = run_files(self.context.base, self.sandbox, outcome.files)
+            if produced is not None:
+                self._build_if_unbuilt(produced)
         except Cancelled:
             return Stopped()
         except ProviderError as exc:
@@ -253,13 +268,13 @@ class _Run:
         except Exception as exc:
             log.exception("run %s failed", self.lease.run_id)
             return Failed("internal", f"{type(exc).__name__}: {exc}")
-        return Completed(outcome)
+        return Completed(outcome, produced)
 
     def _end(self, ending: Ending) -> str | None:
         """The one way out of a run: COMPLETE, FAILED, CANCELLED, or nothing if it is not ours."""
         if isinstance(ending, Completed):
             try:
-                return self._complete(ending.outcome)
+                return self._complete(ending.outcome, ending.produced)
             except Exception as exc:  # the preview, the sandbox's close, the final write
                 log.exception("run %s failed while completing", self.lease.run_id)
                 if self.cancelled():
@@ -310,16 +325,32 @@ class _Run:
         meta.update(extra)
         return meta
 
-    def _complete(self, outcome: Outcome) -> str | None:
+    def _build_if_unbuilt(self, produced: RunFiles) -> None:
+        """A built app's version is previewed from a build of exactly its sources: when the
+        model changed a file after its last build, or never built, the worker runs the build
+        once more itself, as a step the client sees (a `run_command` tool call)."""
+        started = self.sandbox.started
+        if not isinstance(started, Builds) or started.build_command is None:
+            return
+        if started.built(produced.files):
+            return
+        left = max(self.deadline - time.monotonic() - 5, 1.0)  # past the deadline: Stopped
+        args = {"command": started.build_command, "timeout": min(FINAL_BUILD_TIMEOUT, left)}
+        self.emit(ToolCallEvent(FINAL_BUILD_ID, "run_command", args))
+        result = Workspace(self.sandbox).call("run_command", args)  # never raises
+        self.emit(ToolResultEvent(FINAL_BUILD_ID, result))
+        self.final_build = True
+
+    def _complete(self, outcome: Outcome, produced: RunFiles | None) -> str | None:
         fragment_values = None
         keep_alive = False
-        # The whole app: the base with this run's changes, read back from the workspace.
-        produced = run_files(self.context.base, self.sandbox, outcome.files)
+        # `produced`: the whole app, the base with this run's changes, read back from the
+        # workspace.
         if produced is not None:
             url = self.sandbox.preview()
             keep_alive = url is not None
             started = self.sandbox.started
-            build, build_files = _build_of(started)
+            build, build_files = _build_of(started, by_worker=self.final_build)
             fragment_values = FragmentValues(
                 title=outcome.title or self.context.prompt_text[:60],
                 files=produced.files,
@@ -402,7 +433,9 @@ class _Run:
         return None
 
 
-def _build_of(sandbox: object) -> tuple[dict[str, Any], dict[str, str] | None]:
+def _build_of(
+    sandbox: object, by_worker: bool = False
+) -> tuple[dict[str, Any], dict[str, str] | None]:
     """A built app's `metadata.build` and the output its preview serves (none for static)."""
     if not isinstance(sandbox, Builds):
         return {}, None
@@ -410,6 +443,8 @@ def _build_of(sandbox: object) -> tuple[dict[str, Any], dict[str, str] | None]:
     build: dict[str, Any] = {}
     if sandbox.build is not None:
         build["build"] = dict(sandbox.build)
+        if by_worker:
+            build["build"]["by"] = "worker"
     if output is not None and output.skipped:
         build["buildSkipped"] = output.skipped[:50]
     return build, output.files if output is not None else None

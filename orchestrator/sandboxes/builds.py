@@ -2,10 +2,16 @@
 
 The model runs the build itself (`run_command`, e.g. `npm run build`); its output folder is
 read back as the version's preview and kept out of the version's files, which stay the sources.
+Each build remembers a digest of the sources it built, so the runner can tell a version whose
+last build is of other sources (the model changed a file after it, or never built) and build it
+once more itself. A failed build is served as a page that shows its error, never as the output
+an earlier build left behind.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
 import os
 import stat
 from pathlib import Path
@@ -56,3 +62,37 @@ def leave_out_output(snapshot: Snapshot, spec: TemplateSpec) -> None:
         snapshot.total_bytes -= len(snapshot.files.pop(path).encode())
     if dropped:
         snapshot.skip(prefix, "build output")
+
+
+def digest(files: dict[str, str]) -> str:
+    """What identifies a set of sources: their paths and contents."""
+    hashed = hashlib.sha256()
+    for path in sorted(files):
+        for part in (path, files[path]):
+            data = part.encode()
+            hashed.update(len(data).to_bytes(8, "big"))
+            hashed.update(data)
+    return hashed.hexdigest()
+
+
+FAILURE_TAIL_CHARS = 4000
+
+
+def failure_page(command: str, result: CommandResult) -> Snapshot:
+    """What the preview of a version whose build failed serves: the command and its error."""
+    output = (result.stdout + "\n" + result.stderr).strip()
+    if len(output) > FAILURE_TAIL_CHARS:
+        output = "…" + output[-FAILURE_TAIL_CHARS:]
+    page = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>The build failed</title>"
+        "<style>body{font:15px/1.5 system-ui,sans-serif;margin:2rem;color:#222}"
+        "pre{background:#f6f6f6;padding:1rem;overflow:auto;white-space:pre-wrap}</style>"
+        "</head><body><h1>The build failed</h1>"
+        f"<p>This version's sources did not build: <code>{html.escape(command)}</code> exited "
+        f"with code {result.exit_code}. Ask for a fix in a follow-up prompt.</p>"
+        f"<pre>{html.escape(output)}</pre></body></html>\n"
+    )
+    snapshot = Snapshot()
+    snapshot.add("index.html", page.encode())
+    return snapshot

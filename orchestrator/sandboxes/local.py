@@ -177,6 +177,10 @@ class LocalSandbox:
         self._template_paths: frozenset[str] = frozenset()
         # The last build the model ran: {"status": "passed" | "failed", "command", "exitCode"}.
         self.build: dict[str, object] | None = None
+        # Its result, and the digest of the sources it built (builds.digest), if they could be
+        # read back.
+        self._build_result: CommandResult | None = None
+        self._built_sources: str | None = None
         self.workspace = launcher.workspace
         # The uid commands run as, or None when they run as this process's user.
         self.uid = launcher.uid
@@ -253,6 +257,11 @@ class LocalSandbox:
                 self._running = None
         if self.template is not None and builds.names_build(self.template.spec, command):
             self.build = builds.outcome(command, result)
+            self._build_result = result
+            try:
+                self._built_sources = builds.digest(self.snapshot().files)
+            except Exception:  # unreadable now: the runner builds again rather than trust it
+                self._built_sources = None
         return result
 
     # -- templates -------------------------------------------------------------------------
@@ -271,11 +280,23 @@ class LocalSandbox:
         else:  # plain subprocesses: a link (the snapshot never follows it)
             mount_point.symlink_to(self.template.node_modules, target_is_directory=True)
 
+    @property
+    def build_command(self) -> str | None:
+        return self.template.spec.build_command if self.template is not None else None
+
+    def built(self, sources: dict[str, str]) -> bool:
+        """Whether the last build (passed or failed) was of exactly these sources."""
+        return self._built_sources is not None and self._built_sources == builds.digest(sources)
+
     def build_output(self) -> Snapshot | None:
-        """The last build's output folder (text files), or None when there is none."""
+        """What the version's preview serves: the last build's output folder (text files), a
+        page with its error if it failed, or None when nothing was built."""
         self._ensure_open()
         if self.template is None:
             return None
+        if self.build is not None and self.build["status"] == builds.FAILED:
+            assert self._build_result is not None
+            return builds.failure_page(str(self.build["command"]), self._build_result)
         return builds.read_output(self.workspace, self.template.spec)
 
     # -- versions (DESIGN section 12) ------------------------------------------------------
