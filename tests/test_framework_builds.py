@@ -376,6 +376,8 @@ def test_a_restored_built_version_serves_its_build(stack: Stack, llm: FakeLLM, s
     ).get_json()["fragment"]
     _, _, page = fetch(restored["sandboxUrl"])
     assert "/src/main.jsx" not in page and 'src="./assets/' in page  # the build, not the sources
+    assert restored["metadata"]["build"] == one["metadata"]["build"]  # and what built it
+    assert restored["metadata"]["build"]["status"] == "passed"
 
 
 def test_a_cancel_during_the_workers_build_stops_it(stack: Stack, llm: FakeLLM) -> None:

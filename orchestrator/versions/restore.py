@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -69,7 +70,12 @@ def restore(
             framework=source.framework,
             sandbox_id=None,
             sandbox_url=f"{public_url}/preview/{{fragment_id}}/",
-            metadata={"restoredFrom": source.id, "restoredVersion": source.version},
+            metadata={
+                "restoredFrom": source.id,
+                "restoredVersion": source.version,
+                # What its preview was built by, with the build output below.
+                **_build_of(source.fragment_metadata),
+            },
             image_url=source.image_url,
             parent_id=LATEST,
             # A built app's preview is its build output: the restored version serves the same.
@@ -82,3 +88,9 @@ def restore(
         update(Conversation).where(Conversation.id == conversation.id).values(updated_at=now)
     )
     return Restored(message, fragment)
+
+
+def _build_of(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """The restored version's `metadata.build`, if it had one."""
+    build = (metadata or {}).get("build")
+    return {"build": build} if isinstance(build, dict) else {}
