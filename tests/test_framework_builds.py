@@ -127,7 +127,7 @@ def test_a_scripted_run_builds_a_react_component_and_the_preview_serves_the_buil
 
 
 def test_a_build_error_comes_back_to_the_model_and_the_fragment_records_it(
-    stack: Stack, llm: FakeLLM
+    stack: Stack, llm: FakeLLM, server: str
 ) -> None:
     llm.script(
         calls(ToolCall("write_file", {"path": "src/App.jsx", "content": BROKEN})),
@@ -164,15 +164,15 @@ def send_in(stack: Stack, headers: dict[str, str], project_id: str, text: str) -
 
 
 def built_script(fragment: dict[str, Any]) -> str:
-    """The code of the built page's module script, as the preview serves it."""
+    """The code of the built page's main script (its last; Angular's polyfills come first)."""
     _, _, page = fetch(fragment["sandboxUrl"])
-    script = re.search(r'src="\./(assets/[^"]+\.js)"', page)
-    assert script, page
-    return fetch(fragment["sandboxUrl"] + script[1])[2]
+    scripts = re.findall(r'<script[^>]*\bsrc="(?:\./)?([^"]+\.js)"', page)
+    assert scripts, page
+    return fetch(fragment["sandboxUrl"] + scripts[-1])[2]
 
 
 def test_a_follow_up_the_model_left_unbuilt_is_built_by_the_worker_as_a_step(
-    stack: Stack, llm: FakeLLM
+    stack: Stack, llm: FakeLLM, server: str
 ) -> None:
     client, _ = stack
     headers = {"Authorization": f"Bearer {user_token(SECRET, f'unbuilt-{os.getpid()}')}"}
@@ -210,7 +210,9 @@ def test_a_follow_up_the_model_left_unbuilt_is_built_by_the_worker_as_a_step(
     assert "Hello from the newer component" not in built_script(one)
 
 
-def test_a_change_after_the_models_last_build_is_built_again(stack: Stack, llm: FakeLLM) -> None:
+def test_a_change_after_the_models_last_build_is_built_again(
+    stack: Stack, llm: FakeLLM, server: str
+) -> None:
     llm.script(
         calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
         calls(BUILD),
@@ -226,7 +228,7 @@ def test_a_change_after_the_models_last_build_is_built_again(stack: Stack, llm: 
 
 
 def test_a_broken_change_the_model_left_unbuilt_previews_as_the_builds_error(
-    stack: Stack, llm: FakeLLM
+    stack: Stack, llm: FakeLLM, server: str
 ) -> None:
     llm.script(
         calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
@@ -333,6 +335,37 @@ def test_the_offline_demo_builds_a_react_app_a_newcomer_sees_built(
         assert script, page
         _, _, code = fetch(two["sandboxUrl"] + script[1])
         assert "Now add a dark mode toggle" in code
+
+
+@pytest.mark.parametrize("framework", ["VUE", "SVELTE", "ANGULAR"])
+def test_the_offline_demo_previews_a_built_app_on_the_other_frameworks(
+    settings: Settings, templates_dir: Path, server: str, framework: str
+) -> None:
+    """Vue and Svelte get the demo's page, which Vite builds; Angular its root component."""
+    prepare(TemplateStore(templates_dir), framework.lower())
+    demo = replace(settings, providers=(), sandbox_templates=str(templates_dir))
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'demo-{framework}-{os.getpid()}')}"}
+    with running_stack(demo) as stack:
+        project = (
+            stack[0]
+            .post("/api/projects", json={"name": "Todo", "framework": framework}, headers=headers)
+            .get_json()
+        )
+        message, one = send_in(stack, headers, project["id"], "Build a to-do list app")
+        assert message["status"] == "COMPLETE", message
+        assert one["metadata"]["build"]["status"] == "passed", one["metadata"]
+        _, _, page = fetch(one["sandboxUrl"])
+        assert "/src/main" not in page and "app.js" not in page, page  # built, not the sources
+        code = built_script(one)
+        if framework == "ANGULAR":
+            assert "To-Do List App" in code and "@for" not in code  # the compiled component
+        else:
+            assert "To-Do List App" in page and "item-input" in code  # the page's script, bundled
+        message, two = send_in(stack, headers, project["id"], "Now add a dark mode toggle")
+        assert message["status"] == "COMPLETE", message
+        assert two["metadata"]["build"]["status"] == "passed", two["metadata"]
+        if framework == "ANGULAR":
+            assert "Now add a dark mode toggle" in built_script(two)
 
 
 def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(

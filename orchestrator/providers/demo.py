@@ -201,7 +201,7 @@ def _app_files(title: str, prompt: str) -> dict[str, str]:
     <ul id="items"></ul>
     <p id="count" class="muted">0 items</p>
   </main>
-  <script src="app.js"></script>
+  <script type="module" src="app.js"></script>
 </body>
 </html>
 """

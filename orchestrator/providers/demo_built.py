@@ -1,14 +1,17 @@
-"""The offline demo for a React or Next.js project the sandbox builds: a component, then the build.
+"""The offline demo for a React, Next.js or Angular project the sandbox builds: a component,
+then the build.
 
-When the system prompt describes the local sandbox's React template (prompting.build_guide),
-the demo writes src/App.jsx and src/index.css (for Next.js: app/page.jsx and app/globals.css),
-runs `npm run build`, and finishes saying whether it passed; a follow-up reads the component,
-adds the request to it, and builds again.
+When the system prompt describes the local sandbox's React template (context.build_guide),
+the demo writes src/App.jsx and src/index.css (for Next.js: app/page.jsx and app/globals.css;
+for Angular: the root component's class, template and the global styles), runs `npm run build`,
+and finishes saying whether it passed; a follow-up reads the component, adds the request to it,
+and builds again. On Vue and Svelte it writes its static page, which Vite builds as it is.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,22 +19,25 @@ BUILD = "npm run build"
 CHANGES_MARK = "{/* changes */}"
 
 
+def _jsx_note(prompt: str) -> str:
+    return f"        <li>{_jsx_text(prompt)}</li>\n        {CHANGES_MARK}"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a framework's component and styles live, and what names it in the system prompt
-    (prompting.build_guide's words, kept literal: providers do not import prompting)."""
+    (the template guide's words, kept literal: providers do not import the sandboxes)."""
 
     name: str
     marker: str
+    # The file a follow-up reads and edits at `mark`; the styles; other files of the component.
     app: str
     styles: str
-    header: str = ""
-
-
-LAYOUTS = (
-    Layout("React", "React 18 + Vite app", "src/App.jsx", "src/index.css"),
-    Layout("Next.js", "Next.js 14 app", "app/page.jsx", "app/globals.css", "'use client'\n\n"),
-)
+    component: Callable[[str, str], str]
+    extra: dict[str, str] = field(default_factory=dict)
+    mark: str = CHANGES_MARK
+    # What a follow-up puts at `mark` for its request (the mark stays after it).
+    note: Callable[[str], str] = _jsx_note
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,11 @@ def _first_plan(layout: Layout, title: str, prompt: str) -> list[Step]:
         f"I'll build **{title}** as a {layout.name} component (`{layout.app}`) with its "
         "styles, then run the build so the preview shows the built app."
     )
-    files = {layout.app: layout.header + app_component(title, prompt), layout.styles: STYLESHEET}
+    files = {
+        layout.app: layout.component(title, prompt),
+        **layout.extra,
+        layout.styles: STYLESHEET,
+    }
     return [Step(text, [("write_file", {"path": p, "content": c}) for p, c in files.items()])]
 
 
@@ -82,13 +92,15 @@ def _follow_up_plan(layout: Layout, prompt: str, last_result: dict[str, Any]) ->
         [("read_file", {"path": layout.app})],
     )
     content = str(last_result.get("content") or "")
-    note = f"        <li>{_jsx_text(prompt)}</li>\n        {CHANGES_MARK}"
-    if CHANGES_MARK in content:
-        edit = ("edit_file", {"path": layout.app, "old": CHANGES_MARK, "new": note})
-    else:  # not the demo's component: write one that carries the request
-        fresh = layout.header + app_component("Demo App", prompt)
-        edit = ("write_file", {"path": layout.app, "content": fresh})
-    return [read, Step(" Now the change.", [edit])]
+    if layout.mark in content:
+        note = layout.note(prompt)
+        edit = ("edit_file", {"path": layout.app, "old": layout.mark, "new": note})
+        return [read, Step(" Now the change.", [edit])]
+    # Not the demo's component: write one that carries the request.
+    fresh = layout.component("Demo App", prompt)
+    files = {layout.app: fresh, **layout.extra}
+    writes = [("write_file", {"path": path, "content": c}) for path, c in files.items()]
+    return [read, Step(" Now the change.", writes)]
 
 
 def _finish(layout: Layout, title: str, result: dict[str, Any]) -> Step:
@@ -177,3 +189,87 @@ button { padding: 8px 14px; border: 0; border-radius: 8px; background: #2563eb; 
 li { padding: 6px 0; border-bottom: 1px solid #eee; cursor: pointer; }
 li.done { text-decoration: line-through; color: #9ca3af; }
 """
+
+
+def next_page(title: str, prompt: str) -> str:
+    return "'use client'\n\n" + app_component(title, prompt)
+
+
+ANGULAR_MARK = "/* changes */"
+
+
+def angular_component(title: str, prompt: str) -> str:
+    # Texts go in as JSON string literals, which are TypeScript string literals too.
+    return f"""import {{ Component }} from '@angular/core';
+
+@Component({{
+  selector: 'app-root',
+  standalone: true,
+  templateUrl: './app.component.html',
+  styleUrl: './app.component.css',
+}})
+export class AppComponent {{
+  title = {json.dumps(title[:200])};
+  prompt = {json.dumps(prompt[:200])};
+  text = '';
+  items: {{ text: string; done: boolean }}[] = [];
+  changes: string[] = [
+    {ANGULAR_MARK}
+  ];
+
+  add(event: Event) {{
+    event.preventDefault();
+    if (!this.text.trim()) return;
+    this.items = [...this.items, {{ text: this.text.trim(), done: false }}];
+    this.text = '';
+  }}
+
+  toggle(index: number) {{
+    this.items = this.items.map((item, i) =>
+      i === index ? {{ ...item, done: !item.done }} : item,
+    );
+  }}
+}}
+"""
+
+
+ANGULAR_TEMPLATE = """<main class="card">
+  <h1>{{ title }}</h1>
+  <p class="muted">{{ prompt }}</p>
+  <form (submit)="add($event)">
+    <input [value]="text" (input)="text = $any($event.target).value" placeholder="Add an item" />
+    <button type="submit">Add</button>
+  </form>
+  <ul>
+    @for (item of items; track $index) {
+      <li [class.done]="item.done" (click)="toggle($index)">{{ item.text }}</li>
+    }
+  </ul>
+  <p class="muted" id="count">{{ items.length }} item{{ items.length === 1 ? '' : 's' }}</p>
+  <ul class="changes">
+    @for (change of changes; track $index) {
+      <li>{{ change }}</li>
+    }
+  </ul>
+</main>
+"""
+
+
+def _angular_note(prompt: str) -> str:
+    return f"{json.dumps(prompt[:200])},\n    {ANGULAR_MARK}"
+
+
+LAYOUTS = (
+    Layout("React", "React 18 + Vite app", "src/App.jsx", "src/index.css", app_component),
+    Layout("Next.js", "Next.js 14 app", "app/page.jsx", "app/globals.css", next_page),
+    Layout(
+        "Angular",
+        "Angular 18 app",
+        "src/app/app.component.ts",
+        "src/styles.css",
+        angular_component,
+        extra={"src/app/app.component.html": ANGULAR_TEMPLATE},
+        mark=ANGULAR_MARK,
+        note=_angular_note,
+    ),
+)
