@@ -1,12 +1,19 @@
-"""What the model sees: a system prompt per framework, the conversation's history, the prompt."""
+"""What a run starts from: what the model sees (a system prompt per framework, the
+conversation's history, the prompt) and the project's latest version, loaded when it is claimed."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
-from models import Attachment, AttachmentType, Framework, Message, Role, Status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Attachment, AttachmentType, Framework, Message, Project, Role, Status
+from orchestrator import logs
 from orchestrator.sandboxes.templates import SPECS
+from orchestrator.versions.base import Base, load_base, with_file_tree
 
 HISTORY_LIMIT = 20
 
@@ -116,3 +123,52 @@ def _import_context(attachment: Attachment) -> str:
     if attachment.import_id:
         line += f" (import {attachment.import_id})"
     return line + (f" metadata: {meta}]" if meta else "]")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    framework: str
+    messages: list[dict[str, Any]]
+    prompt_text: str
+    image_url: str | None
+    attempt: int = 1
+    # What an earlier attempt of this run already wrote (a re-run after a worker died).
+    earlier_content: str = ""
+    earlier_tool_calls: tuple[dict[str, Any], ...] = ()
+    # The project's latest version when the run was claimed: what the workspace starts with.
+    base: Base | None = None
+
+
+def load_context(session: Session, message_id: str, serves: str) -> RunContext:
+    assistant = session.get(Message, message_id)
+    assert assistant is not None
+    project = session.get(Project, assistant.project_id)
+    assert project is not None
+    earlier = list(
+        session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == assistant.conversation_id,
+                Message.created_at <= assistant.created_at,
+                Message.id != assistant.id,
+            )
+            .order_by(Message.created_at, Message.seq, Message.id)
+        )
+    )
+    prompt = earlier.pop()  # the user turn stored with this assistant message
+    logs.set_fields(user_id=assistant.user_id)  # on the run's log lines from now on
+    attachments = list(
+        session.scalars(select(Attachment).where(Attachment.message_id == prompt.id))
+    )
+    base = load_base(session, project.id)
+    messages = build_messages(project.framework, earlier, prompt, attachments, serves=serves)
+    return RunContext(
+        framework=project.framework,
+        messages=with_file_tree(messages, base),
+        base=base,
+        prompt_text=prompt.content,
+        image_url=prompt.image_url,
+        attempt=assistant.attempts,
+        earlier_content=assistant.content if assistant.attempts > 1 else "",
+        earlier_tool_calls=tuple(assistant.tool_calls or ()) if assistant.attempts > 1 else (),
+    )

@@ -13,18 +13,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import Attachment, Fragment, Message, Project, Status, transaction
-from orchestrator import logs, metrics
+from models import Fragment, Status, transaction
+from orchestrator import metrics
 from orchestrator.errors import ProviderError, SandboxError
 from orchestrator.providers.base import Cancelled
 from orchestrator.providers.chain import ChainRun
-from orchestrator.runs import context, lifecycle
+from orchestrator.runs import lifecycle
 from orchestrator.runs.agent import Outcome, run_agent
 from orchestrator.runs.cancellation import RunHub, RunWatch
+from orchestrator.runs.context import RunContext, load_context
 from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.lifecycle import FragmentValues, Lease
 from orchestrator.runs.recorder import Recorder
@@ -45,7 +45,6 @@ from orchestrator.streams.events import (
     ToolResultEvent,
 )
 from orchestrator.streams.publisher import Publisher
-from orchestrator.versions.base import Base, load_base, with_file_tree
 from orchestrator.versions.result import RunFiles, first_changes, run_files
 
 log = logging.getLogger(__name__)
@@ -83,20 +82,6 @@ class RunServices:
     flusher: Flusher
 
 
-@dataclass(frozen=True)
-class RunContext:
-    framework: str
-    messages: list[dict[str, Any]]
-    prompt_text: str
-    image_url: str | None
-    attempt: int = 1
-    # What an earlier attempt of this run already wrote (a re-run after a worker died).
-    earlier_content: str = ""
-    earlier_tool_calls: tuple[dict[str, Any], ...] = ()
-    # The project's latest version when the run was claimed: what the workspace starts with.
-    base: Base | None = None
-
-
 def execute_run(services: RunServices, message_id: str, run_id: str) -> str | None:
     """Run the agent for one assistant message. Returns its final status, or None if not ours."""
     with transaction(services.db) as session:
@@ -113,43 +98,6 @@ def execute_run(services: RunServices, message_id: str, run_id: str) -> str | No
         return status
     finally:  # metrics (orchestrator/metrics.py)
         metrics.run_ended(run.metrics, status, run.chain, services.redis, message_id)
-
-
-def load_context(session: Session, message_id: str, serves: str) -> RunContext:
-    assistant = session.get(Message, message_id)
-    assert assistant is not None
-    project = session.get(Project, assistant.project_id)
-    assert project is not None
-    earlier = list(
-        session.scalars(
-            select(Message)
-            .where(
-                Message.conversation_id == assistant.conversation_id,
-                Message.created_at <= assistant.created_at,
-                Message.id != assistant.id,
-            )
-            .order_by(Message.created_at, Message.seq, Message.id)
-        )
-    )
-    prompt = earlier.pop()  # the user turn stored with this assistant message
-    logs.set_fields(user_id=assistant.user_id)  # on the run's log lines from now on
-    attachments = list(
-        session.scalars(select(Attachment).where(Attachment.message_id == prompt.id))
-    )
-    base = load_base(session, project.id)
-    messages = context.build_messages(
-        project.framework, earlier, prompt, attachments, serves=serves
-    )
-    return RunContext(
-        framework=project.framework,
-        messages=with_file_tree(messages, base),
-        base=base,
-        prompt_text=prompt.content,
-        image_url=prompt.image_url,
-        attempt=assistant.attempts,
-        earlier_content=assistant.content if assistant.attempts > 1 else "",
-        earlier_tool_calls=tuple(assistant.tool_calls or ()) if assistant.attempts > 1 else (),
-    )
 
 
 @dataclass(frozen=True)
