@@ -11,7 +11,7 @@ import pytest
 
 from models import Message, Status, transaction
 from orchestrator.errors import SandboxError
-from orchestrator.runs import lifecycle
+from orchestrator.runs import lifecycle, progress
 from orchestrator.runs.runner import execute_run
 from orchestrator.settings import Settings
 from tests.conftest import Api
@@ -65,8 +65,8 @@ def test_a_stale_worker_can_not_write_after_the_run_was_cancelled(api: Api, db: 
     with transaction(db) as session:
         lifecycle.cancel(session, api.user_id, lifecycle_message.id)
     with transaction(db) as session:
-        assert not lifecycle.flush(session, lease, tail="late text", after=0, tool_calls=[])
-        assert not lifecycle.heartbeat(session, lease)
+        assert not progress.flush(session, lease, tail="late text", after=0, tool_calls=[])
+        assert not progress.heartbeat(session, lease)
         assert (
             lifecycle.complete(
                 session, lease, content="late", tool_calls=[], metadata={}, fragment=None
@@ -114,7 +114,7 @@ def test_a_rerun_keeps_what_clients_saw_so_deltas_still_add_up(
     with transaction(db) as session:
         dead = lifecycle.claim(session, message.id, message.run_id)
         assert dead is not None
-        lifecycle.flush(session, dead, tail="Half a ", after=0, tool_calls=[])
+        progress.flush(session, dead, tail="Half a ", after=0, tool_calls=[])
     # The first worker streamed one piece more than it flushed, then died.
     EventLog(redis_client).append(message.id, DeltaEvent("Half a "), DeltaEvent("thought"))
     with transaction(db) as session:

@@ -19,7 +19,7 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Status, transaction
-from orchestrator.runs import lifecycle
+from orchestrator.runs import lifecycle, progress
 from orchestrator.runs.lifecycle import CancelOutcome, Lease
 from orchestrator.streams.events import EventLog, StatusEvent
 
@@ -232,7 +232,7 @@ class RunHub:
             return
         try:
             with transaction(self._db) as session:
-                held = lifecycle.heartbeat_many(session, [w.lease for w in watches])
+                held = progress.heartbeat_many(session, [w.lease for w in watches])
         except Exception:  # a database blip must not end the runs by itself
             log.warning("could not heartbeat %d runs", len(watches), exc_info=True)
             return

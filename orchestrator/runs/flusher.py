@@ -2,7 +2,7 @@
 
 Each run's recorder keeps the text it streamed since its last flush. Every `interval` this
 process's flusher thread sends the new text of every run that has some as one statement in one
-transaction (`lifecycle.flush_many`), where a transaction per run per flush was a sixth of a busy
+transaction (`progress.flush_many`), where a transaction per run per flush was a sixth of a busy
 worker's CPU (README, Capacity). Each row is fenced by its run's lease; a run whose row was not
 written is no longer ours and stops, as when its own flush finds that. A run still flushes by
 itself when a tool call changes (at once, with its tool calls), never at the same time as this.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import transaction
-from orchestrator.runs import lifecycle
+from orchestrator.runs import progress
 
 if TYPE_CHECKING:
     from orchestrator.runs.recorder import Recorder
@@ -59,7 +59,7 @@ class Flusher:
             held: set[str] | None = None
             try:
                 with transaction(self.db) as session:
-                    held = lifecycle.flush_many(session, [tail for _recorder, tail in batch])
+                    held = progress.flush_many(session, [tail for _recorder, tail in batch])
             except Exception:  # a database blip: the text goes with the next tick
                 log.warning("could not flush %d runs; will try again", len(batch), exc_info=True)
             finally:

@@ -20,9 +20,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import transaction
-from orchestrator.runs import lifecycle
+from orchestrator.runs import progress
 from orchestrator.runs.flusher import Flusher
-from orchestrator.runs.lifecycle import Lease, Tail
+from orchestrator.runs.lifecycle import Lease
+from orchestrator.runs.progress import Tail
 from orchestrator.streams.events import DeltaEvent, Event, EventLog, ToolCallEvent, ToolResultEvent
 from orchestrator.streams.publisher import Publisher
 
@@ -106,7 +107,7 @@ class Recorder:
         calls = self.tool_calls if self._calls_changed else None
         try:
             with transaction(self.db) as session:
-                held = lifecycle.flush(
+                held = progress.flush(
                     session, self.lease, tail=tail, after=self._flushed_chars, tool_calls=calls
                 )
         except OperationalError:  # a database blip: what is not flushed goes with the next flush
