@@ -447,6 +447,8 @@ async def amain(args: argparse.Namespace) -> None:
             "QUEUE_NAME": queue,
             "DEFAULT_CREDITS": str(10 * args.runs + 10),
             "SANDBOX_ISOLATION": "best-effort",  # write_file only; no command runs
+            # A static app: each run is its text and one write_file, with no framework build.
+            "SANDBOX_TEMPLATES": "off",
             "LLM_PRIMARY_BASE_URL": f"http://127.0.0.1:{llm_port}/v1",
             "LLM_PRIMARY_API_KEY": "bench",
             "LLM_PRIMARY_MODEL": "bench",
