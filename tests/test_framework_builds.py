@@ -210,15 +210,20 @@ def test_a_follow_up_the_model_left_unbuilt_is_built_by_the_worker_as_a_step(
     assert "Hello from the newer component" not in built_script(one)
 
 
+def built_then_changed_to(content: str) -> list[Reply]:
+    """A model that builds its component, then writes it again and finishes without building."""
+    return [
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
+        calls(BUILD),
+        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": content})),
+        finish(),
+    ]
+
+
 def test_a_change_after_the_models_last_build_is_built_again(
     stack: Stack, llm: FakeLLM, server: str
 ) -> None:
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
-        calls(BUILD),
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": NEWER})),
-        finish(),
-    )
+    llm.script(*built_then_changed_to(NEWER))
     message, fragment = run_prompt(*stack, "Say hello, then newer", framework="REACT")
     assert message["status"] == "COMPLETE", message
     assert [c["id"] for c in message["toolCalls"]][-1] == "final_build"
@@ -230,12 +235,7 @@ def test_a_change_after_the_models_last_build_is_built_again(
 def test_a_broken_change_the_model_left_unbuilt_previews_as_the_builds_error(
     stack: Stack, llm: FakeLLM, server: str
 ) -> None:
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
-        calls(BUILD),
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": BROKEN})),
-        finish(),
-    )
+    llm.script(*built_then_changed_to(BROKEN))
     message, fragment = run_prompt(*stack, "Break it quietly", framework="REACT")
     assert message["status"] == "COMPLETE", message
     assert message["toolCalls"][-1]["result"]["exitCode"] != 0
