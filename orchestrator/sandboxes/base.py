@@ -106,7 +106,8 @@ class ChecksFrameworks(Protocol):
 
 @runtime_checkable
 class Builds(Protocol):
-    """A sandbox whose app the model builds: its last build, and the output to serve."""
+    """A sandbox whose app is built: its last build, whether that build was of given sources
+    (`built`), the command that builds it, and the output to serve."""
 
     @property
     def build(self) -> dict[str, object] | None: ...
