@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from dataclasses import replace
 from typing import Any
 
+import redis
+
 from orchestrator.settings import Settings
-from tests.conftest import run_prompt, running_stack
+from orchestrator.tokens import user_token
+from tests.conftest import SECRET, run_prompt, running_stack
 from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import Error, Reply, ToolCall
 
@@ -78,3 +84,49 @@ def test_an_e2b_run_is_told_its_framework_and_dev_server(
     # The starter its template holds (sandbox-templates/nextjs/app), as the local sandbox's.
     assert "Next.js 14" in text and "app/page.jsx" in text and "dev server" in text
     assert "static files" not in text
+
+
+def test_a_heartbeat_as_a_run_ends_leaves_its_preview_alive(
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
+) -> None:
+    """The process's heartbeat runs while runs end: one that finds a run's row COMPLETE before
+    the run left the hub trips the run's watch ("lost"), and must not kill the VM the ending kept
+    alive for its preview. Heartbeats are sent back to back for the whole of each run, so some
+    land between the COMPLETE write and the run leaving the hub."""
+    from orchestrator.runs.runner import execute_run
+    from orchestrator.wiring.services import build_run_services
+    from web import create_app
+    from workers.app import create_celery
+
+    settings = replace(
+        e2b_settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", default_credits=20
+    )
+    services = build_run_services(settings)
+    client = create_app(settings, celery=create_celery(settings)).test_client()
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'beat-{uuid.uuid4().hex[:8]}')}"}
+    try:
+        for attempt in range(8):
+            llm.script(
+                Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "x"})]),
+                Reply("Done.", tool_calls=[ToolCall("finish", {"title": "App", "summary": "S"})]),
+            )
+            project = client.post(
+                "/api/projects", json={"name": f"p{attempt}", "framework": "REACT"}, headers=headers
+            ).get_json()
+            body = {"message": "Build it", "projectId": project["id"]}
+            sent = client.post("/api/messages", json=body, headers=headers).get_json()
+            run = threading.Thread(
+                target=execute_run, args=(services, sent["messageId"], sent["runId"])
+            )
+            run.start()
+            while run.is_alive():
+                services.hub.heartbeat()
+            url = f"/api/messages/{sent['messageId']}"
+            assert client.get(url, headers=headers).get_json()["status"] == "COMPLETE"
+            fragment = client.get(f"{url}/fragment", headers=headers).get_json()
+            time.sleep(0.2)  # a kill the trip started runs on a thread of its own
+            state = fake_e2b.sandboxes[fragment["sandboxId"]].state
+            assert state == "alive", f"run {attempt + 1}: the preview's VM is {state}"
+    finally:
+        redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)
+        services.db.kw["bind"].dispose()

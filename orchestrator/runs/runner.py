@@ -169,7 +169,10 @@ class _Run:
         # Set when the worker ran the version's build (the model left its change unbuilt).
         self.final_build = False
         self.deadline = time.monotonic() + self.settings.run_deadline
-        self.watch = RunWatch(services.hub, lease, on_cancel=self.sandbox.kill)
+        # Set just before a COMPLETE run writes its ending: from then on the sandbox is the
+        # ending's to keep (a preview) or to kill (the write found the run no longer ours).
+        self.ending = False
+        self.watch = RunWatch(services.hub, lease, on_cancel=self._on_trip)
         self.stop_check = StopCheck(self)
         self.metrics = metrics.RunMetrics()
 
@@ -234,6 +237,17 @@ class _Run:
 
     def cancelled(self) -> bool:
         return self.watch.cancelled() or self.record.lost or time.monotonic() > self.deadline
+
+    def _on_trip(self) -> None:
+        """A cancel, or a heartbeat that found the run no longer ours: stop its commands now.
+
+        Not once the run is writing its ending: a heartbeat between the COMPLETE write and the
+        run leaving the hub finds the row no longer STREAMING and trips the watch, and must not
+        kill the preview the ending kept alive. A cancel that wins against that write makes it
+        find the run no longer ours, and `execute` kills the sandbox then.
+        """
+        if not self.ending:
+            self.sandbox.kill()
 
     # -- what the loop reports -------------------------------------------------------------
 
@@ -336,6 +350,7 @@ class _Run:
             return written, fragment_json(written) if isinstance(written, Fragment) else None
 
         # Released before the row says COMPLETE, so nothing of the run outlives its last status.
+        self.ending = True
         self.sandbox.close(keep_alive=keep_alive)
         written, fragment = self._write(write)
         if written is False:
