@@ -72,6 +72,15 @@ def calls(*tool_calls: ToolCall) -> Reply:
     return Reply("", tool_calls=list(tool_calls))
 
 
+def write_app(content: str) -> Reply:
+    return calls(ToolCall("write_file", {"path": "src/App.jsx", "content": content}))
+
+
+def written_and_built(content: str) -> list[Reply]:
+    """A model that writes its component, builds it, and finishes."""
+    return [write_app(content), calls(BUILD), finish()]
+
+
 def finish() -> Reply:
     return Reply("Done.", tool_calls=[ToolCall("finish", {"title": "App", "summary": "s"})])
 
@@ -91,11 +100,7 @@ def tool_results(llm: FakeLLM) -> list[dict[str, Any]]:
 def test_a_scripted_run_builds_a_react_component_and_the_preview_serves_the_built_app(
     stack: Stack, llm: FakeLLM, server: str
 ) -> None:
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
-        calls(BUILD),
-        finish(),
-    )
+    llm.script(*written_and_built(COMPONENT))
     message, fragment = run_prompt(*stack, "Say hello", framework="REACT")
     assert message["status"] == "COMPLETE", message
     build = tool_results(llm)[-1]
@@ -129,11 +134,7 @@ def test_a_scripted_run_builds_a_react_component_and_the_preview_serves_the_buil
 def test_a_build_error_comes_back_to_the_model_and_the_fragment_records_it(
     stack: Stack, llm: FakeLLM, server: str
 ) -> None:
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": BROKEN})),
-        calls(BUILD),
-        finish(),
-    )
+    llm.script(*written_and_built(BROKEN))
     message, fragment = run_prompt(*stack, "Break it", framework="REACT")
     assert message["status"] == "COMPLETE", message
     build = tool_results(llm)[-1]
@@ -179,18 +180,11 @@ def test_a_follow_up_the_model_left_unbuilt_is_built_by_the_worker_as_a_step(
     project = client.post(
         "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
     ).get_json()
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
-        calls(BUILD),
-        finish(),
-    )
+    llm.script(*written_and_built(COMPONENT))
     message, one = send_in(stack, headers, project["id"], "Say hello")
     assert message["status"] == "COMPLETE", message
     # The follow-up changes the component and finishes without building it.
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": NEWER})),
-        finish(),
-    )
+    llm.script(write_app(NEWER), finish())
     asked = len(llm.requests)
     message, two = send_in(stack, headers, project["id"], "Say it newer")
     assert message["status"] == "COMPLETE", message
@@ -212,12 +206,7 @@ def test_a_follow_up_the_model_left_unbuilt_is_built_by_the_worker_as_a_step(
 
 def built_then_changed_to(content: str) -> list[Reply]:
     """A model that builds its component, then writes it again and finishes without building."""
-    return [
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
-        calls(BUILD),
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": content})),
-        finish(),
-    ]
+    return [write_app(COMPONENT), calls(BUILD), write_app(content), finish()]
 
 
 def test_a_change_after_the_models_last_build_is_built_again(
@@ -397,11 +386,7 @@ def test_a_restored_built_version_serves_its_build(stack: Stack, llm: FakeLLM, s
     project = client.post(
         "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
     ).get_json()
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
-        calls(BUILD),
-        finish(),
-    )
+    llm.script(*written_and_built(COMPONENT))
     body = {"message": "Say hello", "projectId": project["id"]}
     sent = client.post("/api/messages", json=body, headers=headers).get_json()
     execute(sent["messageId"], sent["runId"])
@@ -474,11 +459,7 @@ def test_the_built_app_runs_in_a_browser_on_the_previews_opaque_origin(
 ) -> None:
     """The preview's sandbox policy gives its page an opaque origin, from which a module script
     (what Vite and Angular emit) loads only if its response allows that origin (CORS)."""
-    llm.script(
-        calls(ToolCall("write_file", {"path": "src/App.jsx", "content": COMPONENT})),
-        calls(BUILD),
-        finish(),
-    )
+    llm.script(*written_and_built(COMPONENT))
     message, fragment = run_prompt(*stack, "Say hello", framework="REACT")
     assert message["status"] == "COMPLETE", message
     context = browser.new_context()

@@ -74,7 +74,7 @@ def restore(
                 "restoredFrom": source.id,
                 "restoredVersion": source.version,
                 # What its preview was built by, with the build output below.
-                **_build_of(source.fragment_metadata),
+                **_kept_build(source.fragment_metadata),
             },
             image_url=source.image_url,
             parent_id=LATEST,
@@ -90,7 +90,7 @@ def restore(
     return Restored(message, fragment)
 
 
-def _build_of(metadata: dict[str, Any] | None) -> dict[str, Any]:
+def _kept_build(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """The restored version's `metadata.build`, if it had one."""
     build = (metadata or {}).get("build")
     return {"build": build} if isinstance(build, dict) else {}
