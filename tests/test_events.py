@@ -232,7 +232,9 @@ def test_a_finished_run_whose_done_was_lost_still_ends_with_done(
 
 
 def test_pings_keep_an_idle_stream_alive(user: Api, llm: Any) -> None:
-    llm.script(Reply("slow words", chunk_size=5, delay=1.0))
+    # Gaps under the test settings' 1 s read timeout (a gap past it is a retry, which would take
+    # the default reply), but long enough for pings at PING_INTERVAL between the chunks.
+    llm.script(Reply("slow words", chunk_size=2, delay=0.5))
     message_id = start_run(user)
     received = listen(user.http, message_id)
     assert received.pings >= 3
