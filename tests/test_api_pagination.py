@@ -1,5 +1,6 @@
-"""GET /api/messages in pages (limit, before, after), listed fragments without their files, and
-the preview reading the one file it serves (issue 8, item 14)."""
+"""GET /api/messages in pages (limit, before, after), listed fragments with their files or only
+their paths (`fragmentFiles`), and the preview reading the one file it serves (issue 8, item 14;
+issue 17, item 3)."""
 
 from __future__ import annotations
 
@@ -151,7 +152,9 @@ def test_listed_fragments_name_their_files_and_the_fragment_endpoint_serves_them
 ) -> None:
     files = {"index.html": "<h1>hi</h1>", "app/main.js": "console.log(1)"}
     message_id, conversation = with_fragment(api, db, files)
-    listed = api.get("/api/messages", params={"conversationId": conversation["id"]}).json()
+    listed = api.get(
+        "/api/messages", params={"conversationId": conversation["id"], "fragmentFiles": "paths"}
+    ).json()
     fragment = listed[1]["codeFragment"]
     assert "files" not in fragment
     assert fragment["filePaths"] == ["app/main.js", "index.html"]
@@ -218,3 +221,61 @@ def test_an_asset_request_reads_that_file_not_the_whole_fragment(
     # The JSON column is only ever read through a path into it, never loaded as a whole.
     whole = re.compile(r"(?<!JSON_EXTRACT\()fragments\.files(?!\s*->>)", re.IGNORECASE)
     assert not [s for s in reads if whole.search(s)], reads
+
+
+def test_listed_fragments_carry_their_files_by_default_as_the_seed_documents_do(
+    api: Api, db: Any
+) -> None:
+    files = {"index.html": "<h1>hi</h1>", "app/main.js": "console.log(1)"}
+    message_id, conversation = with_fragment(api, db, files)
+    for params in ({}, {"fragmentFiles": "files"}):
+        listed = api.get(
+            "/api/messages", params={"conversationId": conversation["id"], **params}
+        ).json()
+        fragment = listed[1]["codeFragment"]
+        assert "filePaths" not in fragment
+        assert fragment["files"] == files
+        # The very shape (and key order) GET /api/messages/<id>/fragment answers.
+        full = api.get(f"/api/messages/{message_id}/fragment").json()
+        assert list(fragment.items()) == list(full.items())
+    assert listed[0]["codeFragment"] is None
+
+
+@pytest.mark.parametrize("value", ["", "path", "PATHS", "none", "paths,files"])
+def test_any_other_fragment_files_value_is_400_with_a_sentence(
+    api: Api, db: Any, value: str
+) -> None:
+    _, conversation = with_fragment(api, db, {"index.html": "<h1>hi</h1>"})
+    answer = api.get(
+        "/api/messages", params={"conversationId": conversation["id"], "fragmentFiles": value}
+    )
+    assert answer.status_code == 400
+    assert set(answer.json()) == {"error"}
+    assert "fragmentFiles" in answer.json()["error"], answer.json()
+
+
+def test_page_links_keep_the_fragment_form(api: Api, db: Any) -> None:
+    conversation, ids = conversation_of(api, db, 5)
+    with transaction(db) as session:
+        lifecycle.upsert_fragment(
+            session,
+            ids[1],
+            FragmentValues(
+                title="T",
+                files={"b.js": "b", "a.js": "a"},
+                framework="NEXTJS",
+                sandbox_id=None,
+                sandbox_url=None,
+                metadata={},
+            ),
+        )
+    scope = {"conversationId": conversation["id"], "fragmentFiles": "paths", "limit": 2}
+    answer = api.get("/api/messages", params=scope)
+    listed = list(answer.json())
+    while "prev" in links(answer):  # the page that holds ids[1] is reached by a link
+        assert "fragmentFiles=paths" in links(answer)["prev"]
+        answer = api.get(links(answer)["prev"])
+        listed = answer.json() + listed
+    assert [m["id"] for m in listed] == ids
+    assert listed[1]["codeFragment"]["filePaths"] == ["a.js", "b.js"]
+    assert "files" not in listed[1]["codeFragment"]

@@ -12,7 +12,7 @@ from orchestrator import logs
 from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
 from orchestrator.streams.events import EventLog
-from web import access_log, cors, errors, guards, metrics, request_ids
+from web import access_log, cors, errors, guards, metrics, openapi, request_ids, routes
 from web.state import AppState
 from workers.app import ForgeCelery, create_celery
 
@@ -50,24 +50,8 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
             "no LLM provider configured: runs use the built-in offline demo provider"
         )
 
-    from web.api import (
-        conversations,
-        docs,
-        events,
-        fragments,
-        health,
-        me,
-        messages,
-        page,
-        preview,
-        projects,
-        versions,
-    )
-
-    for module in (me, projects, conversations, messages, events, fragments, health, preview, docs):
-        app.register_blueprint(module.bp)
-    app.register_blueprint(versions.bp)
-    app.register_blueprint(page.bp)
+    for blueprint in (*routes.BLUEPRINTS, openapi.bp):
+        app.register_blueprint(blueprint)
     cors.register(app, settings.cors_origins)
     guards.register(app)
     errors.register(app)

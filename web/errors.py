@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
 import redis
 from flask import Flask, Response, jsonify
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from orchestrator import errors
+from orchestrator.contract.shape import Uuid
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +29,33 @@ STATUS: dict[type[errors.AppError], int] = {
 }
 
 
+class ErrorBody(BaseModel):
+    """Every failure: a sentence, plus the fields some errors add (DESIGN section 4)."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str = Field(min_length=1)
+
+
+class RunInProgress(ErrorBody):
+    """A run of the conversation is in progress: the assistant message that runs."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: Literal["A message is already being processed"]
+    messageId: Uuid | None
+
+
 def error_response(status: int, message: str, **fields: object) -> tuple[Response, int]:
     return jsonify({"error": message, **fields}), status
 
 
 def describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-    return f"Invalid request body: {where}: {first.get('msg', 'invalid value')}"
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    # A rule across fields (the prompt's length) is a sentence of its own.
+    reason = first.get("msg", "invalid value").removeprefix("Value error, ")
+    return (
+        f"Invalid request body: {where}: {reason}" if where else f"Invalid request body: {reason}"
+    )
 
 
 def register(app: Flask) -> None:

@@ -1,20 +1,42 @@
-"""Request bodies, validated strictly: unknown fields and wrong types are a 400."""
+"""What requests may carry, each rule stated once: the views get these models parsed, and
+/openapi.json describes them. Bodies are strict: unknown fields and wrong types are a 400."""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
 
+from orchestrator import messages
 from orchestrator.send_prompt import AttachmentInput
+from web.api.common import storable
 
-Framework = Literal["NEXTJS", "ANGULAR", "REACT", "VUE", "SVELTE"]
 Id = Field(default=None, min_length=1, max_length=64)
+Framework = Literal["NEXTJS", "ANGULAR", "REACT", "VUE", "SVELTE"]
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """A JSON body: camelCase on the wire, nothing unknown, no coercion."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(validation_alias=to_camel), extra="forbid", strict=True
+    )
+
+
+class Query(BaseModel):
+    """A query string: camelCase names; parameters it does not name are left alone."""
+
+    model_config = ConfigDict(alias_generator=AliasGenerator(validation_alias=to_camel))
 
 
 # An absolute http(s) URL with a host, without spaces or control characters. Written so that
@@ -49,7 +71,7 @@ class CreateProject(Body):
 
 
 class CreateConversation(Body):
-    projectId: str = Field(min_length=1, max_length=64)
+    project_id: str = Field(min_length=1, max_length=64)
     title: str | None = Field(default=None, max_length=200)
 
 
@@ -59,8 +81,8 @@ class AttachmentBody(Body):
     size: Size
     width: Pixels | None = None
     height: Pixels | None = None
-    importId: str | None = Field(default=None, max_length=255)
-    sourceMetadata: Any = None
+    import_id: str | None = Field(default=None, max_length=255)
+    source_metadata: Any = None
 
     _url = field_validator("url")(_http_url)
 
@@ -71,33 +93,150 @@ class AttachmentBody(Body):
             type=self.type,
             width=self.width,
             height=self.height,
-            import_id=self.importId,
-            source_metadata=self.sourceMetadata,
+            import_id=self.import_id,
+            source_metadata=self.source_metadata,
         )
 
 
+# The prompt: 3 to 1000 characters once trimmed (DESIGN section 4).
+PROMPT_MIN, PROMPT_MAX = 3, 1000
+# The same rule for the document: what Python's str.strip() removes, spelled out (ECMA's \s is a
+# slightly different set), then the first and last non-space and what lies between.
+SPACE = r"[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+INK = SPACE.replace("[", "[^", 1)
+PROMPT = {
+    "type": "string",
+    "pattern": f"^{SPACE}*{INK}[\\s\\S]{{{PROMPT_MIN - 2},{PROMPT_MAX - 2}}}{INK}{SPACE}*$",
+}
+
+
+def _present(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: schema}}
+
+
 class SendMessage(Body):
+    """`message` (or its alias `value`, used when `message` is absent or null) is 3 to 1000
+    characters after trimming. `projectId` or `conversationId` is required; with only
+    `projectId` the project's default conversation is used, and when both are given they must
+    agree (else 400)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "allOf": [
+                {
+                    "anyOf": [
+                        _present("message", PROMPT),
+                        {
+                            "required": ["value"],
+                            "properties": {"value": PROMPT, "message": {"type": "null"}},
+                        },
+                    ]
+                },
+                {
+                    "anyOf": [
+                        _present("projectId", {"type": "string"}),
+                        _present("conversationId", {"type": "string"}),
+                    ]
+                },
+            ]
+        }
+    )
+
     message: str | None = None
     value: str | None = None  # the Zapdev form's name for the same field
-    projectId: str | None = Id
-    conversationId: str | None = Id
-    imageUrl: str | None = Field(
+    project_id: str | None = Id
+    conversation_id: str | None = Id
+    image_url: str | None = Field(
         default=None, json_schema_extra={"anyOf": [URL_SCHEMA, {"type": "null"}]}
     )
     attachments: list[AttachmentBody] = Field(default_factory=list, max_length=20)
 
-    _image = field_validator("imageUrl")(lambda v: v if v is None else _http_url(v))
+    _image = field_validator("image_url")(lambda v: v if v is None else _http_url(v))
 
-    def prompt(self) -> str:
-        text = (self.message if self.message is not None else self.value or "").strip()
-        if not 3 <= len(text) <= 1000:
-            raise ValueError("message must be 3 to 1000 characters")
-        return text
+    @property
+    def text(self) -> str:
+        """The prompt as it is stored: `message` (else `value`), trimmed."""
+        return (self.message if self.message is not None else self.value or "").strip()
+
+    @model_validator(mode="after")
+    def _rules(self) -> Self:
+        if not PROMPT_MIN <= len(self.text) <= PROMPT_MAX:
+            raise ValueError(f"message must be {PROMPT_MIN} to {PROMPT_MAX} characters")
+        if not self.project_id and not self.conversation_id:
+            raise ValueError("projectId or conversationId is required")
+        return self
 
 
 class CancelMessage(Body):
-    messageId: str = Field(min_length=1, max_length=64)
+    message_id: str = Field(min_length=1, max_length=64)
 
 
 class RestoreFragment(Body):
-    conversationId: str | None = Id
+    conversation_id: str | None = Id
+
+
+def _cursor(value: str) -> str | None:
+    if not value:
+        return None  # `before=` says nothing
+    if len(value) > 255 or not storable(value):
+        raise ValueError("before and after are message ids")
+    return value
+
+
+def _whole_number(value: str) -> Any:
+    if not value.isascii() or not value.isdigit():  # "²" is a digit to str.isdigit()
+        raise ValueError(f"limit must be a whole number from 1 to {messages.MAX_PAGE}")
+    return int(value)
+
+
+Cursor = Annotated[str | None, BeforeValidator(_cursor)]
+
+
+# An empty scope parameter is an absent one, as it always was.
+Scope = Annotated[str | None, BeforeValidator(lambda value: value or None)]
+
+
+class ListMessages(Query):
+    project_id: Scope = Field(
+        default=None, description="One of projectId and conversationId is required"
+    )
+    conversation_id: Scope = Field(
+        default=None, description="One of projectId and conversationId is required"
+    )
+    limit: Annotated[int, BeforeValidator(_whole_number)] = Field(
+        default=messages.DEFAULT_PAGE,
+        ge=1,
+        le=messages.MAX_PAGE,
+        description=f"Messages per page: {messages.DEFAULT_PAGE} by default, "
+        f"at most {messages.MAX_PAGE}",
+    )
+    before: Cursor = Field(
+        default=None, description="A message id: the page of messages just before it"
+    )
+    after: Cursor = Field(
+        default=None, description="A message id: the page of messages just after it"
+    )
+    fragment_files: Literal["files", "paths"] = Field(
+        default="files",
+        description="How a listed `codeFragment` carries its files: `files` (the default, "
+        "`{path: content}`) or `paths` (`filePaths`, sorted, without the contents)",
+    )
+
+    @model_validator(mode="after")
+    def _one_cursor(self) -> Self:
+        if self.before and self.after:
+            raise ValueError("give before or after, not both")
+        return self
+
+    def page(self) -> messages.Page:
+        return messages.Page(limit=self.limit, before=self.before, after=self.after)
+
+
+class ListConversations(Query):
+    project_id: str = Field(min_length=1, description="The project")
+
+
+class StreamQuery(Query):
+    last_event_id: str | None = Field(
+        default=None, description="Resume after this stream id (for EventSource)"
+    )

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import Fragment, Status, transaction
 from orchestrator import metrics
+from orchestrator.contract import fragment_json
 from orchestrator.errors import ProviderError, SandboxError
 from orchestrator.providers.base import Cancelled
 from orchestrator.providers.chain import ChainRun
@@ -32,7 +33,6 @@ from orchestrator.runs.tools import Workspace
 from orchestrator.sandboxes.base import Builds, ChecksFrameworks, SandboxFactory
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.sandboxes.templates import TemplateNotPrepared
-from orchestrator.serialize import fragment_json
 from orchestrator.settings import Settings
 from orchestrator.streams.events import (
     DeltaEvent,

@@ -20,8 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import TERMINAL, Fragment, Message, Status
+from orchestrator.contract import fragment_json
 from orchestrator.errors import InvalidRequest
-from orchestrator.serialize import fragment_json
 from orchestrator.streams.events import stream_key
 
 # Redis ids are two unsigned 64-bit numbers; 19 digits always fit.

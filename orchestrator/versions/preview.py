@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import Fragment, transaction, utcnow
+from orchestrator.contract import LivePreview
 from orchestrator.sandboxes.base import Sandbox
-from orchestrator.serialize import iso
 from orchestrator.versions.queries import owned
 
 log = logging.getLogger(__name__)
@@ -28,20 +28,6 @@ class Reviving(Protocol):
     def connect(self, sandbox_id: str, framework: str) -> Any: ...
 
     def create(self, run_id: str, framework: str) -> Any: ...
-
-
-@dataclass(frozen=True)
-class LivePreview:
-    sandbox_url: str
-    sandbox_id: str | None
-    expires_at: datetime | None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "sandboxUrl": self.sandbox_url,
-            "sandboxId": self.sandbox_id,
-            "expiresAt": iso(self.expires_at),
-        }
 
 
 @dataclass(frozen=True)
@@ -72,7 +58,9 @@ def live_preview(
             fragment.sandbox_url,
         )
     if sandboxes is None:
-        return LivePreview(f"{public_url}/preview/{version.id}/", None, None)
+        return LivePreview(
+            sandbox_url=f"{public_url}/preview/{version.id}/", sandbox_id=None, expires_at=None
+        )
     expires = utcnow() + timedelta(seconds=sandboxes.preview_ttl)
     # A sandbox of its own (not the served preview) may still be running: reuse it then.
     live = bool(version.sandbox_url and version.sandbox_url.startswith("https://"))
@@ -82,7 +70,9 @@ def live_preview(
         and sandboxes.connect(version.sandbox_id, version.framework) is not None
     ):
         assert version.sandbox_url is not None
-        return LivePreview(version.sandbox_url, version.sandbox_id, expires)
+        return LivePreview(
+            sandbox_url=version.sandbox_url, sandbox_id=version.sandbox_id, expires_at=expires
+        )
     sandbox: Sandbox = sandboxes.create(f"preview-{version.id}", version.framework)
     try:
         sandbox.seed(version.files)
@@ -98,4 +88,4 @@ def live_preview(
             .where(Fragment.id == version.id)
             .values(sandbox_id=sandbox.id, sandbox_url=url, updated_at=utcnow())
         )
-    return LivePreview(url, sandbox.id, expires)
+    return LivePreview(sandbox_url=url, sandbox_id=sandbox.id, expires_at=expires)

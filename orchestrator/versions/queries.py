@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import Fragment
 from orchestrator import messages, projects
+from orchestrator.contract import FileDiff, FragmentDiff
 from orchestrator.versions import changes
 
 
@@ -23,12 +22,12 @@ def owned(session: Session, user_id: str, fragment_id: str) -> Fragment:
     return messages.owned_fragment(session, user_id, fragment_id)[0]
 
 
-def diff(session: Session, user_id: str, fragment_id: str) -> dict[str, Any]:
+def diff(session: Session, user_id: str, fragment_id: str) -> FragmentDiff:
     fragment = owned(session, user_id, fragment_id)
     parent = session.get(Fragment, fragment.parent_id) if fragment.parent_id else None
     before = (parent.files or {}) if parent is not None else {}
-    return {
-        "fragmentId": fragment.id,
-        "parentId": fragment.parent_id,
-        "files": changes.file_diffs(before, fragment.files or {}),
-    }
+    return FragmentDiff(
+        fragment_id=fragment.id,
+        parent_id=fragment.parent_id,
+        files=[FileDiff(**item) for item in changes.file_diffs(before, fragment.files or {})],
+    )

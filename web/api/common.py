@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from flask import request
+from flask import g, request
 from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,10 @@ MAX_DEPTH = 64
 
 
 def json_body() -> Any:
-    """The request's JSON value; 400 for anything else, so SQLite and PostgreSQL see the same."""
+    """The request's JSON value; 400 for anything else, so SQLite and PostgreSQL see the same.
+    Parsed once per request: the view may read the raw value after its model did."""
+    if "json_body" in g:
+        return g.json_body
     if not request.is_json:
         raise InvalidRequest("Request body must be valid JSON")
     try:
@@ -34,6 +37,7 @@ def json_body() -> Any:
     except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands of levels
         raise InvalidRequest("Request body must be valid JSON") from exc
     check_storable(body)
+    g.json_body = body
     return body
 
 

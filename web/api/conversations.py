@@ -1,35 +1,36 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
-from flask.typing import ResponseReturnValue
+from typing import Any
 
-from orchestrator import projects
-from orchestrator.errors import InvalidRequest
-from orchestrator.serialize import conversation_json
-from web.api.common import parse, unit_of_work
-from web.auth import current_user_id, require_user
-from web.schemas import CreateConversation
+from orchestrator import contract, projects
+from web.api.common import unit_of_work
+from web.auth import current_user_id
+from web.endpoints import Api
+from web.schemas import CreateConversation, ListConversations
 
-bp = Blueprint("conversations", __name__)
+bp = Api("conversations", __name__)
 
 
-@bp.post("/api/conversations")
-@require_user
-def create() -> ResponseReturnValue:
-    body = parse(CreateConversation)
+@bp.endpoint(
+    "POST /api/conversations",
+    "Create a conversation",
+    answer=contract.Conversation,
+    status=201,
+    fails="404",
+    body=CreateConversation,
+)
+def create(body: CreateConversation) -> Any:
     with unit_of_work() as session:
-        conversation = projects.create_conversation(
-            session, current_user_id(), body.projectId, body.title
-        )
-        return jsonify(conversation_json(conversation)), 201
+        return projects.create_conversation(session, current_user_id(), body.project_id, body.title)
 
 
-@bp.get("/api/conversations")
-@require_user
-def index() -> ResponseReturnValue:
-    project_id = request.args.get("projectId")
-    if not project_id:
-        raise InvalidRequest("projectId is required")
+@bp.endpoint(
+    "GET /api/conversations",
+    "List a project's conversations, newest activity first",
+    answer=list[contract.Conversation],
+    fails="404",
+    query=ListConversations,
+)
+def index(query: ListConversations) -> Any:
     with unit_of_work() as session:
-        found = projects.list_conversations(session, current_user_id(), project_id)
-        return jsonify([conversation_json(c) for c in found])
+        return projects.list_conversations(session, current_user_id(), query.project_id)

@@ -5,35 +5,64 @@ from __future__ import annotations
 import os
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import Flask, Response, current_app, request
+from pydantic import Field
 
 from models import transaction
-from orchestrator import messages, metrics
+from orchestrator import contract, messages, metrics
 from orchestrator.errors import Unauthorized
-from orchestrator.serialize import iso
 from orchestrator.streams import replay
 from orchestrator.streams.events import StatusEvent
 from orchestrator.tokens import events_key, stream_token, verify_stream_token
 from web.api.common import unit_of_work
-from web.auth import bearer_token, current_user_id, require_user, verify
+from web.auth import bearer_token, current_user_id, verify
+from web.endpoints import Api, Raw
+from web.schemas import StreamQuery
 from web.sse import EventStream
 from web.state import AppState, state
 from web.stream_hub import StreamHub
 
-bp = Blueprint("events", __name__)
+bp = Api("events", __name__)
 
 _hub_lock = threading.Lock()
 
+SSE = Raw(
+    "text/event-stream",
+    "Server-sent events (DESIGN section 6): each has `id` (the stream id), `event` (status, "
+    "delta, tool_call, tool_result, fragment, error, done) and `data` (JSON). `done` is last.",
+    {"type": "string"},
+)
+LAST_EVENT_ID = {
+    "name": "Last-Event-ID",
+    "in": "header",
+    "required": False,
+    "description": "Resume after this stream id",
+    "schema": {"type": "string"},
+}
 
-@bp.get("/api/messages/<message_id>/events")
-def stream(message_id: str) -> ResponseReturnValue:
+
+class EventsToken(contract.Shape):
+    """The token, for `?token=`."""
+
+    token: str = Field(min_length=1)
+    expires_at: contract.Time
+
+
+@bp.endpoint(
+    "GET /api/messages/<message_id>/events",
+    "The run's live event stream, resumable",
+    answer=SSE,
+    fails="404 503",
+    auth="events",
+    query=StreamQuery,
+    params=(LAST_EVENT_ID,),
+)
+def stream(message_id: str, query: StreamQuery) -> Any:
     user_id = _stream_user(message_id)
     # The header wins: EventSource reconnects to the same URL and sends the newest id there.
-    cursor = replay.parse_cursor(
-        request.headers.get("Last-Event-ID") or request.args.get("lastEventId")
-    )
+    cursor = replay.parse_cursor(request.headers.get("Last-Event-ID") or query.last_event_id)
     app = state()
     with unit_of_work() as session:
         messages.get_message(session, user_id, message_id)
@@ -58,13 +87,17 @@ def stream(message_id: str) -> ResponseReturnValue:
     )
 
 
-@bp.post("/api/messages/<message_id>/events/token")
-@require_user
-def token(message_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "POST /api/messages/<message_id>/events/token",
+    "A token for this message's event stream alone, valid at most 5 minutes",
+    answer=EventsToken,
+    fails="404 503",
+)
+def token(message_id: str) -> Any:
     with unit_of_work() as session:
         messages.get_message(session, current_user_id(), message_id)
     value, expires = stream_token(_events_key(), current_user_id(), message_id)
-    return jsonify({"token": value, "expiresAt": iso(datetime.fromtimestamp(expires, UTC))})
+    return EventsToken(token=value, expires_at=datetime.fromtimestamp(expires, UTC))
 
 
 def hub(app: Flask) -> StreamHub:

@@ -1,39 +1,36 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
-from flask.typing import ResponseReturnValue
+from typing import Any
 
-from orchestrator import messages
-from orchestrator.serialize import (
-    fragment_json,
-    message_json,
-    project_json,
-    public_fragment_json,
-)
+from orchestrator import contract, messages
 from web.api.common import unit_of_work
-from web.auth import current_user_id, require_user
+from web.auth import current_user_id
+from web.endpoints import Api
 
-bp = Blueprint("fragments", __name__)
+bp = Api("fragments", __name__)
 
 
-@bp.get("/api/fragments/<fragment_id>")
-def public(fragment_id: str) -> ResponseReturnValue:
-    """Fragments are shared publicly by their unguessable id."""
+@bp.endpoint(
+    "GET /api/fragments/<fragment_id>",
+    "A fragment, shared publicly by its unguessable id",
+    answer=contract.PublicFragment,
+    fails="404",
+    auth="public",
+)
+def public(fragment_id: str) -> Any:
     with unit_of_work() as session:
-        return jsonify(public_fragment_json(messages.public_fragment(session, fragment_id)))
+        return messages.public_fragment(session, fragment_id)
 
 
-@bp.get("/api/fragments/<fragment_id>/full")
-@require_user
-def full(fragment_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /api/fragments/<fragment_id>/full",
+    "A fragment with its message and project, for its owner",
+    answer=contract.FragmentWithOwner,
+    fails="404",
+)
+def full(fragment_id: str) -> Any:
     with unit_of_work() as session:
         fragment, message, project = messages.owned_fragment(
             session, current_user_id(), fragment_id
         )
-        return jsonify(
-            {
-                "fragment": fragment_json(fragment),
-                "message": message_json(message),
-                "project": project_json(project),
-            }
-        )
+    return contract.FragmentWithOwner(fragment=fragment, message=message, project=project)

@@ -1,22 +1,39 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
-from flask.typing import ResponseReturnValue
+from typing import Any
+
+from pydantic import ConfigDict
 from sqlalchemy import text
 
+from orchestrator.contract import Shape
 from web import metrics as web_metrics
+from web.endpoints import Api, Raw
 from web.state import state
 
-bp = Blueprint("health", __name__)
+bp = Api("health", __name__, tag="operations")
 
 
-@bp.get("/healthz")
-def healthz() -> ResponseReturnValue:
-    return jsonify({"status": "ok"})
+class Health(Shape):
+    """`status`, and for readiness one line per dependency ("ok" or why not)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, str]
+    status: str
 
 
-@bp.get("/readyz")
-def readyz() -> ResponseReturnValue:
+@bp.endpoint("GET /healthz", "Liveness", answer=Health, auth="public")
+def healthz() -> Any:
+    return Health(status="ok")
+
+
+@bp.endpoint(
+    "GET /readyz",
+    "Readiness: the database and Redis answer",
+    answer=Health,
+    also={503: Health},
+    auth="public",
+)
+def readyz() -> Any:
     checks: dict[str, str] = {}
     try:
         with state().engine.connect() as conn:
@@ -30,9 +47,14 @@ def readyz() -> ResponseReturnValue:
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ok" if ready else "unavailable", **checks}), 200 if ready else 503
+    return Health(status="ok" if ready else "unavailable", **checks), 200 if ready else 503
 
 
-@bp.get("/metrics")
-def metrics() -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /metrics",
+    "Prometheus metrics",
+    answer=Raw("text/plain", "Prometheus text format"),
+    auth="public",
+)
+def metrics() -> Any:
     return web_metrics.answer()

@@ -1,20 +1,17 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
-from flask.typing import ResponseReturnValue
+from typing import Any
 
-from orchestrator import accounts
-from orchestrator.serialize import user_json
+from orchestrator import accounts, contract
 from web.api.common import unit_of_work
-from web.auth import current_user_id, require_user
+from web.auth import current_user_id
+from web.endpoints import Api
 from web.state import state
 
-bp = Blueprint("me", __name__)
+bp = Api("me", __name__, tag="users")
 
 
-@bp.get("/api/me")
-@require_user
-def me() -> ResponseReturnValue:
+@bp.endpoint("GET /api/me", "Who am I", answer=contract.Me)
+def me() -> Any:
     with unit_of_work() as session:
-        user = accounts.ensure_user(session, current_user_id(), state().settings.default_credits)
-        return jsonify(user_json(user))
+        return accounts.ensure_user(session, current_user_id(), state().settings.default_credits)

@@ -2,117 +2,117 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 
-from flask import Blueprint, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import request
 
-from models import Fragment
-from orchestrator import messages, ratelimit, send_prompt
+from orchestrator import contract, messages, ratelimit, send_prompt
 from orchestrator.errors import InvalidRequest
 from orchestrator.messages import MessageView
 from orchestrator.runs import cancellation
-from orchestrator.serialize import attachment_json, fragment_json, message_json
-from web.api.common import json_body, parse, storable, unit_of_work
-from web.auth import current_user_id, require_user
-from web.schemas import AttachmentBody, CancelMessage, SendMessage
+from web.api.common import json_body, storable, unit_of_work
+from web.auth import current_user_id
+from web.endpoints import Api
+from web.errors import RunInProgress
+from web.schemas import AttachmentBody, CancelMessage, ListMessages, SendMessage
 from web.state import AppState, state
 from workers.dispatch import enqueue_run, revoke_run
 
-bp = Blueprint("messages", __name__)
+bp = Api("messages", __name__)
 
 
-def listed(view: MessageView) -> dict[str, Any]:
-    body = message_json(view.message)
-    body["codeFragment"] = listed_fragment(view.fragment) if view.fragment else None
-    body["attachments"] = [attachment_json(a) for a in view.attachments]
-    return body
+class Success(contract.Shape):
+    success: Literal[True] = True
 
 
-def listed_fragment(fragment: Fragment) -> dict[str, Any]:
-    """A fragment in a listing: its file paths instead of their contents, which
-    GET /api/messages/<id>/fragment serves, so a page's size does not grow with the code."""
-    body = fragment_json(fragment)
-    body["filePaths"] = sorted(body.pop("files"))
-    return body
+IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A retry with the same key and body within 24 h returns the first answer; "
+    "empty means no key.",
+    "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
+}
+PAGE_HEADERS = {
+    "Link": 'RFC 8288 links to the pages around this one: rel="prev" (older messages, '
+    '`before=`) and rel="next" (newer, `after=`), when there are any',
+    "X-Prev-Cursor": "The id to pass as `before` for older messages; absent when none",
+    "X-Next-Cursor": "The id to pass as `after` for newer messages; absent when none",
+}
 
 
-@bp.get("/api/messages")
-@require_user
-def index() -> ResponseReturnValue:
-    project_id = request.args.get("projectId")
-    conversation_id = request.args.get("conversationId")
-    page = page_of(request.args)
+@bp.endpoint(
+    "GET /api/messages",
+    "A conversation's (or a project's) messages, oldest first, one page at a time",
+    answer=list[contract.ListedMessage],
+    fails="404",
+    query=ListMessages,
+    headers=PAGE_HEADERS,
+)
+def index(query: ListMessages) -> Any:
     with unit_of_work() as session:
         found = messages.list_messages(
             session,
             current_user_id(),
-            project_id=project_id,
-            conversation_id=conversation_id,
-            page=page,
+            project_id=query.project_id,
+            conversation_id=query.conversation_id,
+            page=query.page(),
         )
-        response = jsonify([listed(v) for v in found.views])
-    links = []
+    shown = [listed(view, query.fragment_files) for view in found.views]
+    headers, links = {}, []
     if found.views and found.older:
         first = found.views[0].message.id
-        response.headers["X-Prev-Cursor"] = first
-        links.append(f'<{page_url(before=first, limit=page.limit)}>; rel="prev"')
+        headers["X-Prev-Cursor"] = first
+        links.append(f'<{page_url(before=first, limit=query.limit)}>; rel="prev"')
     if found.views and found.newer:
         last = found.views[-1].message.id
-        response.headers["X-Next-Cursor"] = last
-        links.append(f'<{page_url(after=last, limit=page.limit)}>; rel="next"')
+        headers["X-Next-Cursor"] = last
+        links.append(f'<{page_url(after=last, limit=query.limit)}>; rel="next"')
     if links:
-        response.headers["Link"] = ", ".join(links)
-    return response
+        headers["Link"] = ", ".join(links)
+    return shown, headers
 
 
-def page_of(args: Mapping[str, str]) -> messages.Page:
-    raw = args.get("limit")
-    limit = messages.DEFAULT_PAGE
-    if raw is not None:
-        if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= messages.MAX_PAGE:
-            raise InvalidRequest(f"limit must be a whole number from 1 to {messages.MAX_PAGE}")
-        limit = int(raw)
-    before, after = args.get("before") or None, args.get("after") or None
-    if before and after:
-        raise InvalidRequest("give before or after, not both")
-    for cursor in (before, after):
-        if cursor is not None and (len(cursor) > 255 or not storable(cursor)):
-            raise InvalidRequest("before and after are message ids")
-    return messages.Page(limit=limit, before=before, after=after)
+def listed(view: MessageView, files: Literal["files", "paths"]) -> contract.ListedMessage:
+    shape = contract.FragmentPaths if files == "paths" else contract.Fragment
+    fragment = shape.model_validate(view.fragment) if view.fragment else None
+    return contract.ListedMessage.of(
+        view.message, code_fragment=fragment, attachments=view.attachments
+    )
 
 
 def page_url(**cursor: str | int) -> str:
-    """This listing's URL for another page: the same scope, a new cursor."""
-    kept = {k: v for k, v in request.args.items() if k in ("projectId", "conversationId")}
-    return f"{request.base_url}?{urlencode({**kept, **cursor})}"
+    """This listing's URL for another page: the same scope and form, a new cursor."""
+    kept = ("projectId", "conversationId", "fragmentFiles")
+    scope = {k: v for k, v in request.args.items() if k in kept}
+    return f"{request.base_url}?{urlencode({**scope, **cursor})}"
 
 
-@bp.get("/api/messages/<message_id>")
-@require_user
-def show(message_id: str) -> ResponseReturnValue:
+@bp.endpoint("GET /api/messages/<message_id>", "One message", answer=contract.Message, fails="404")
+def show(message_id: str) -> Any:
     with unit_of_work() as session:
-        return jsonify(message_json(messages.get_message(session, current_user_id(), message_id)))
+        return messages.get_message(session, current_user_id(), message_id)
 
 
-@bp.post("/api/messages")
-@require_user
-def send() -> ResponseReturnValue:
-    raw = json_body()
-    body = parse(SendMessage, raw)
-    text = (body.message if body.message is not None else body.value or "").strip()
-    if not 3 <= len(text) <= 1000:
-        raise InvalidRequest("message must be 3 to 1000 characters")
-    if not body.projectId and not body.conversationId:
-        raise InvalidRequest("projectId or conversationId is required")
+@bp.endpoint(
+    "POST /api/messages",
+    "Send a prompt: store the turn, spend a credit, enqueue the run",
+    answer=contract.SentMessage,
+    status=201,
+    also={409: RunInProgress},
+    fails="402 403 404 422 429 503",
+    body=SendMessage,
+    params=(IDEMPOTENCY_KEY,),
+)
+def send(body: SendMessage) -> Any:
     key = idempotency_key()
     app = state()
     slot = ratelimit.check(app.redis, current_user_id(), app.settings.rate_limit_per_minute)
     try:
-        accepted = _send(app, raw, text, body, key)
+        accepted = _send(app, body, key)
     except Exception:
         ratelimit.release(app.redis, current_user_id(), slot)  # only accepted prompts count
         raise
@@ -124,26 +124,24 @@ def send() -> ResponseReturnValue:
             user_message = messages.get_message(
                 session, current_user_id(), accepted.user_message_id
             )
-    answer = message_json(user_message)
-    answer.update(success=True, runId=accepted.run_id, messageId=accepted.assistant_message_id)
-    return jsonify(answer), 201
+    return contract.SentMessage.of(
+        user_message, run_id=accepted.run_id, message_id=accepted.assistant_message_id
+    )
 
 
-def _send(
-    app: AppState, raw: Any, text: str, body: SendMessage, key: str | None
-) -> send_prompt.PromptAccepted:
+def _send(app: AppState, body: SendMessage, key: str | None) -> send_prompt.PromptAccepted:
     return send_prompt.send_prompt(
         app.db,
         send_prompt.PromptRequest(
             user_id=current_user_id(),
-            text=text,
-            project_id=body.projectId,
-            conversation_id=body.conversationId,
-            image_url=body.imageUrl,
+            text=body.text,
+            project_id=body.project_id,
+            conversation_id=body.conversation_id,
+            image_url=body.image_url,
             attachments=tuple(a.to_input() for a in body.attachments),
             idempotency_key=key,
             # Only a keyed retry is compared with the first body; skip the hash otherwise.
-            body_hash=hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()
+            body_hash=hashlib.sha256(json.dumps(json_body(), sort_keys=True).encode()).hexdigest()
             if key
             else "",
         ),
@@ -156,17 +154,35 @@ def _send(
 
 def idempotency_key() -> str | None:
     key = request.headers.get("Idempotency-Key") or None
-    if key is not None and (len(key) > 255 or not storable(key)):
-        raise InvalidRequest("Idempotency-Key must be at most 255 characters, without NUL")
+    if key is not None and (len(key) > IDEMPOTENCY_KEY_MAX or not storable(key)):
+        raise InvalidRequest(
+            f"Idempotency-Key must be at most {IDEMPOTENCY_KEY_MAX} characters, without NUL"
+        )
     return key
 
 
-@bp.delete("/api/messages")
-@bp.delete("/api/messages/<message_id>")
-@require_user
-def cancel(message_id: str | None = None) -> ResponseReturnValue:
-    if message_id is None:
-        message_id = parse(CancelMessage).messageId
+@bp.endpoint(
+    "DELETE /api/messages",
+    "Cancel a generation",
+    answer=Success,
+    fails="404 409 503",
+    body=CancelMessage,
+)
+def cancel(body: CancelMessage) -> Any:
+    return cancel_run(body.message_id)
+
+
+@bp.endpoint(
+    "DELETE /api/messages/<message_id>",
+    "Cancel a generation",
+    answer=Success,
+    fails="404 409 503",
+)
+def cancel_one(message_id: str) -> Any:
+    return cancel_run(message_id)
+
+
+def cancel_run(message_id: str) -> Success:
     app = state()
     cancellation.cancel_run(
         app.db,
@@ -176,29 +192,42 @@ def cancel(message_id: str | None = None) -> ResponseReturnValue:
         message_id,
         revoke=lambda run_id: revoke_run(app.celery, run_id),
     )
-    return jsonify({"success": True})
+    return Success()
 
 
-@bp.get("/api/messages/<message_id>/fragment")
-@require_user
-def fragment(message_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /api/messages/<message_id>/fragment",
+    "The message's fragment",
+    answer=contract.Fragment | None,
+    fails="404",
+    tag="fragments",
+)
+def fragment(message_id: str) -> Any:
     with unit_of_work() as session:
-        found = messages.message_fragment(session, current_user_id(), message_id)
-        return jsonify(fragment_json(found) if found else None)
+        return messages.message_fragment(session, current_user_id(), message_id)
 
 
-@bp.get("/api/messages/<message_id>/attachments")
-@require_user
-def attachments(message_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /api/messages/<message_id>/attachments",
+    "The message's attachments",
+    answer=list[contract.Attachment],
+    fails="404",
+    tag="attachments",
+)
+def attachments(message_id: str) -> Any:
     with unit_of_work() as session:
-        found = messages.list_attachments(session, current_user_id(), message_id)
-        return jsonify([attachment_json(a) for a in found])
+        return messages.list_attachments(session, current_user_id(), message_id)
 
 
-@bp.post("/api/messages/<message_id>/attachments")
-@require_user
-def add_attachment(message_id: str) -> ResponseReturnValue:
-    body = parse(AttachmentBody)
+@bp.endpoint(
+    "POST /api/messages/<message_id>/attachments",
+    "Add an attachment",
+    answer=contract.Attachment,
+    status=201,
+    fails="404",
+    body=AttachmentBody,
+    tag="attachments",
+)
+def add_attachment(message_id: str, body: AttachmentBody) -> Any:
     with unit_of_work() as session:
-        added = messages.add_attachment(session, current_user_id(), message_id, body.to_input())
-        return jsonify(attachment_json(added)), 201
+        return messages.add_attachment(session, current_user_id(), message_id, body.to_input())

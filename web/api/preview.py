@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import mimetypes
 from posixpath import normpath
+from typing import Any
 
-from flask import Blueprint, Response, abort, redirect, request
+from flask import Response, abort, redirect, request
 from flask.typing import ResponseReturnValue
 
 from orchestrator import messages
 from orchestrator.errors import NotFound
 from web.api.common import unit_of_work
+from web.endpoints import Api, Raw
 
-bp = Blueprint("preview", __name__)
+bp = Api("preview", __name__, tag="fragments")
 
 # The generated code runs on an opaque origin: it can script itself but never reach our API
 # with a user's credentials or read another fragment's storage.
@@ -25,8 +27,15 @@ def preview_root(fragment_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/preview/<fragment_id>/")
-@bp.get("/preview/<fragment_id>/<path:path>")
-def preview(fragment_id: str, path: str = "") -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /preview/<fragment_id>/<path:path>",
+    "The fragment's files served as a site (the local sandbox's sandboxUrl); an empty path is "
+    "index.html",
+    answer=Raw(None, "The file, with its content type"),
+    fails="404",
+    auth="public",
+)
+def preview(fragment_id: str, path: str = "") -> Any:
     wanted = normpath(path).lstrip("/") if path else ""
     candidates = [wanted, f"{wanted}/index.html"] if wanted not in ("", ".") else ["index.html"]
     with unit_of_work() as session:

@@ -1,39 +1,39 @@
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
-from flask.typing import ResponseReturnValue
+from typing import Any
 
-from orchestrator import accounts, projects
-from orchestrator.serialize import project_json
-from web.api.common import parse, unit_of_work
-from web.auth import current_user_id, require_user
+from orchestrator import accounts, contract, projects
+from web.api.common import unit_of_work
+from web.auth import current_user_id
+from web.endpoints import Api
 from web.schemas import CreateProject
 from web.state import state
 
-bp = Blueprint("projects", __name__)
+bp = Api("projects", __name__)
 
 
-@bp.post("/api/projects")
-@require_user
-def create() -> ResponseReturnValue:
-    body = parse(CreateProject)
+@bp.endpoint(
+    "POST /api/projects",
+    "Create a project",
+    answer=contract.Project,
+    status=201,
+    body=CreateProject,
+)
+def create(body: CreateProject) -> Any:
     with unit_of_work() as session:
         accounts.ensure_user(session, current_user_id(), state().settings.default_credits)
-        project = projects.create_project(session, current_user_id(), body.name, body.framework)
-        return jsonify(project_json(project)), 201
+        return projects.create_project(session, current_user_id(), body.name, body.framework)
 
 
-@bp.get("/api/projects")
-@require_user
-def index() -> ResponseReturnValue:
+@bp.endpoint("GET /api/projects", "List own projects", answer=list[contract.Project])
+def index() -> Any:
     with unit_of_work() as session:
-        return jsonify(
-            [project_json(p) for p in projects.list_projects(session, current_user_id())]
-        )
+        return projects.list_projects(session, current_user_id())
 
 
-@bp.get("/api/projects/<project_id>")
-@require_user
-def show(project_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /api/projects/<project_id>", "Get a project", answer=contract.Project, fails="404"
+)
+def show(project_id: str) -> Any:
     with unit_of_work() as session:
-        return jsonify(project_json(projects.get_project(session, current_user_id(), project_id)))
+        return projects.get_project(session, current_user_id(), project_id)

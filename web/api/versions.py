@@ -4,68 +4,81 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import current_app
 
-from orchestrator.serialize import fragment_json, message_json, version_json
+from orchestrator import contract
 from orchestrator.versions import queries
 from orchestrator.versions.preview import Reviving, live_preview
 from orchestrator.versions.restore import restore
-from web.api.common import parse, unit_of_work
-from web.auth import current_user_id, require_user
+from web.api.common import unit_of_work
+from web.auth import current_user_id
+from web.endpoints import Api
+from web.errors import RunInProgress
 from web.schemas import RestoreFragment
 from web.state import state
 
-bp = Blueprint("versions", __name__)
+bp = Api("versions", __name__)
 
 
-@bp.get("/api/projects/<project_id>/versions")
-@require_user
-def index(project_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /api/projects/<project_id>/versions",
+    "The project's versions, oldest first, without files",
+    answer=list[contract.Version],
+    fails="404",
+)
+def index(project_id: str) -> Any:
     with unit_of_work() as session:
-        found = queries.list_versions(session, current_user_id(), project_id)
-        return jsonify([version_json(f) for f in found])
+        return queries.list_versions(session, current_user_id(), project_id)
 
 
-@bp.get("/api/fragments/<fragment_id>/diff")
-@require_user
-def diff(fragment_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "GET /api/fragments/<fragment_id>/diff",
+    "What this version changed against its parent, as unified diffs",
+    answer=contract.FragmentDiff,
+    fails="404",
+)
+def diff(fragment_id: str) -> Any:
     with unit_of_work() as session:
-        return jsonify(queries.diff(session, current_user_id(), fragment_id))
+        return queries.diff(session, current_user_id(), fragment_id)
 
 
-@bp.post("/api/fragments/<fragment_id>/restore")
-@require_user
-def restore_version(fragment_id: str) -> ResponseReturnValue:
-    body = parse(RestoreFragment, {} if not request.get_data() else None)
+@bp.endpoint(
+    "POST /api/fragments/<fragment_id>/restore",
+    "Make this version the latest again: a new version with its files, on an assistant "
+    "message in the conversation (default: the project's default one). No credit, no model.",
+    answer=contract.Restored,
+    status=201,
+    also={409: RunInProgress},
+    fails="404",
+    body=RestoreFragment,
+    body_required=False,
+)
+def restore_version(fragment_id: str, body: RestoreFragment) -> Any:
     with unit_of_work() as session:
-        restored = restore(
+        return restore(
             session,
             current_user_id(),
             fragment_id,
-            conversation_id=body.conversationId,
+            conversation_id=body.conversation_id,
             public_url=state().settings.public_url,
         )
-        return jsonify(
-            {
-                "message": message_json(restored.message),
-                "fragment": fragment_json(restored.fragment),
-            }
-        ), 201
 
 
-@bp.post("/api/fragments/<fragment_id>/sandbox")
-@require_user
-def sandbox(fragment_id: str) -> ResponseReturnValue:
+@bp.endpoint(
+    "POST /api/fragments/<fragment_id>/sandbox",
+    "A live preview of this version (E2B: its sandbox if alive, else a new one)",
+    answer=contract.LivePreview,
+    fails="404 503",
+)
+def sandbox(fragment_id: str) -> Any:
     app = state()
-    preview = live_preview(
+    return live_preview(
         app.db,
         current_user_id(),
         fragment_id,
         public_url=app.settings.public_url,
         sandboxes=_reviving(),
     )
-    return jsonify(preview.as_json())
 
 
 def _reviving() -> Reviving | None:

@@ -1,0 +1,173 @@
+"""An endpoint declared once: its route, who may call it, its request and answer models.
+
+    @bp.endpoint("POST /api/projects", "Create a project", answer=Project, status=201,
+                 body=CreateProject)
+    def create(body: CreateProject) -> Any: ...
+
+The view receives its parsed `body` and `query` (after the caller's token is checked) and returns
+what its answer model writes: a model, a row the model reads, a list of them or None, optionally
+with a status (`value, 503`) or headers (`value, {"Link": ...}`); a Flask `Response` (an event
+stream, a file) goes out as it is. `web.openapi` describes the API from the same declarations, so
+the document, the parsing and the bodies cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from flask import Blueprint, Response, jsonify, request
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from orchestrator.errors import InvalidRequest
+from web.api.common import json_body, parse
+from web.auth import require_user
+
+View = Callable[..., Any]
+# Who may call: a user's bearer token, anyone, or (the event stream) a token or an events token.
+Auth = Literal["user", "public", "events"]
+PARAMETER = re.compile(r"<(?:(\w+):)?(\w+)>")
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An answer that is not JSON: its media type (None: whatever the file is) and body schema."""
+
+    media_type: str | None
+    description: str
+    schema: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One method on one route, as `web.openapi` describes it."""
+
+    method: str
+    rule: str
+    summary: str
+    tag: str
+    auth: Auth
+    answers: dict[int, Any]  # status -> a type pydantic can write, or Raw
+    fails: tuple[int, ...]
+    body: type[BaseModel] | None
+    body_required: bool
+    query: type[BaseModel] | None
+    params: tuple[dict[str, Any], ...]
+    headers: dict[str, str]  # headers of the first answer: name -> what it says
+
+    @property
+    def path(self) -> str:
+        """The rule as OpenAPI writes it: `<message_id>` becomes `{messageId}`."""
+        return PARAMETER.sub(lambda m: "{" + camel(m.group(2)) + "}", self.rule)
+
+    def path_params(self) -> list[tuple[str, str | None]]:
+        """Each path parameter's OpenAPI name and its converter (`path` for `<path:...>`)."""
+        return [(camel(m.group(2)), m.group(1)) for m in PARAMETER.finditer(self.rule)]
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+class Api(Blueprint):
+    """A blueprint whose routes are endpoints: each declared with its models, once."""
+
+    def __init__(self, name: str, import_name: str, *, tag: str | None = None) -> None:
+        super().__init__(name, import_name)
+        self.tag = tag or name
+        self.endpoints: list[Endpoint] = []
+
+    def endpoint(
+        self,
+        route: str,
+        summary: str,
+        *,
+        answer: Any,
+        status: int = 200,
+        also: dict[int, Any] | None = None,
+        fails: str = "",
+        auth: Auth = "user",
+        body: type[BaseModel] | None = None,
+        body_required: bool = True,
+        query: type[BaseModel] | None = None,
+        params: tuple[dict[str, Any], ...] = (),
+        headers: dict[str, str] | None = None,
+        tag: str | None = None,
+    ) -> Callable[[View], View]:
+        """Declare `route` ("METHOD /rule"); `fails` lists its error statuses ("404 409"), those
+        every endpoint of its kind has (400, 401, 413) being added; `also` adds answers by
+        status, a model for an error status replacing the plain error body."""
+        method, rule = route.split(" ", 1)
+        spec = Endpoint(
+            method=method.lower(),
+            rule=rule,
+            summary=summary,
+            tag=tag or self.tag,
+            auth=auth,
+            answers={status: answer, **(also or {})},
+            fails=tuple(int(code) for code in fails.split()),
+            body=body,
+            body_required=body_required,
+            query=query,
+            params=params,
+            headers=headers or {},
+        )
+        writers = {
+            code: TypeAdapter(kind)
+            for code, kind in spec.answers.items()
+            if not isinstance(kind, Raw)
+        }
+
+        def register(view: View) -> View:
+            def handle(**path: Any) -> Any:
+                if body is not None:
+                    path["body"] = parse(body, json_body() if body_required or _sent() else {})
+                if query is not None:
+                    path["query"] = read_query(query)
+                return write(view(**path), status, writers)
+
+            handle.__name__, handle.__doc__ = view.__name__, view.__doc__
+            handler = require_user(handle) if auth == "user" else handle
+            self.add_url_rule(rule, view_func=handler, methods=[method])
+            self.endpoints.append(spec)
+            return handler
+
+        return register
+
+
+def _sent() -> bool:
+    return bool(request.get_data(cache=True))
+
+
+def read_query(model: type[BaseModel]) -> BaseModel:
+    """The query string as `model`; a value it refuses is a 400 that names the parameter."""
+    try:
+        return model.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ".".join(str(part) for part in first["loc"])
+        reason = first["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"{name}: {reason}" if name else reason) from exc
+
+
+def write(result: Any, status: int, writers: dict[int, TypeAdapter[Any]]) -> Any:
+    """The view's result as its declared answer: JSON written by the model of its status."""
+    if isinstance(result, Response):
+        return result
+    headers: dict[str, str] = {}
+    if isinstance(result, tuple):
+        result, extra = result
+        if isinstance(extra, int):
+            status = extra
+        else:
+            headers = extra
+    writer = writers[status]
+    response = jsonify(
+        writer.dump_python(writer.validate_python(result), mode="json", by_alias=True)
+    )
+    response.status_code = status
+    response.headers.update(headers)
+    return response
