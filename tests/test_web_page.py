@@ -397,3 +397,6 @@ def test_older_messages_load_above_the_newest_page(
     assert page.get_by_test_id("message").first.get_attribute("data-role") == "USER"
     assert page.get_by_test_id("message").first.inner_text().endswith("Build a page")
     assert page.get_by_test_id("older").is_hidden()
+    # Both pages were asked for with the fragments' paths, not their files (README, API notes).
+    listings = [u for u in page.urls if "/api/messages?" in u]
+    assert len(listings) >= 2 and all("fragmentFiles=paths" in u for u in listings), listings

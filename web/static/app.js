@@ -168,7 +168,7 @@ async function openProject(project) {
   $("preview-box").hidden = true;
   $("preview").removeAttribute("src");
   await loadProjects();
-  const messages = await call("GET", `/api/messages?projectId=${encodeURIComponent(project.id)}`);
+  const messages = await call("GET", listing(project));
   $("messages").replaceChildren(...messages.map(messageView));
   showOlder(messages.prevCursor);
   emptyChat(messages.length === 0);
@@ -178,6 +178,12 @@ async function openProject(project) {
   $("prompt").focus();
 }
 
+// A project's messages, with each fragment's paths rather than its files: the files pane loads
+// a version's files when it is picked (README, API notes).
+function listing(project) {
+  return `/api/messages?projectId=${encodeURIComponent(project.id)}&fragmentFiles=paths`;
+}
+
 // The newest page of messages comes first; older ones load on request, above them.
 function showOlder(cursor) {
   const button = $("older");
@@ -185,8 +191,7 @@ function showOlder(cursor) {
   button.onclick = () =>
     guarded(async () => {
       const project = state.project;
-      const query = `projectId=${encodeURIComponent(project.id)}&before=${encodeURIComponent(cursor)}`;
-      const older = await call("GET", `/api/messages?${query}`);
+      const older = await call("GET", `${listing(project)}&before=${encodeURIComponent(cursor)}`);
       if (state.project !== project) return;
       $("messages").prepend(...older.map(messageView));
       showOlder(older.prevCursor);
