@@ -1,7 +1,7 @@
 """An endpoint declared once: its route, who may call it, its request and answer models.
 
-    @bp.endpoint("POST /api/projects", "Create a project", answer=Project, status=201,
-                 body=CreateProject)
+    @bp.operation("POST /api/projects", "Create a project", answer=Project, status=201,
+                  body=CreateProject)
     def create(body: CreateProject) -> Any: ...
 
 The view receives its parsed `body` and `query` (after the caller's token is checked) and returns
@@ -80,7 +80,7 @@ class Api(Blueprint):
         self.tag = tag or name
         self.endpoints: list[Endpoint] = []
 
-    def endpoint(
+    def operation(
         self,
         route: str,
         summary: str,

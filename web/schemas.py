@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from orchestrator import messages
 from orchestrator.send_prompt import AttachmentInput
@@ -104,13 +105,13 @@ PROMPT_MIN, PROMPT_MAX = 3, 1000
 # slightly different set), then the first and last non-space and what lies between.
 SPACE = r"[\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 INK = SPACE.replace("[", "[^", 1)
-PROMPT = {
+PROMPT: JsonDict = {
     "type": "string",
     "pattern": f"^{SPACE}*{INK}[\\s\\S]{{{PROMPT_MIN - 2},{PROMPT_MAX - 2}}}{INK}{SPACE}*$",
 }
 
 
-def _present(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+def _present(name: str, schema: JsonDict) -> JsonDict:
     return {"required": [name], "properties": {name: schema}}
 
 

@@ -11,7 +11,7 @@ from web.schemas import CreateConversation, ListConversations
 bp = Api("conversations", __name__)
 
 
-@bp.endpoint(
+@bp.operation(
     "POST /api/conversations",
     "Create a conversation",
     answer=contract.Conversation,
@@ -24,7 +24,7 @@ def create(body: CreateConversation) -> Any:
         return projects.create_conversation(session, current_user_id(), body.project_id, body.title)
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/conversations",
     "List a project's conversations, newest activity first",
     answer=list[contract.Conversation],

@@ -50,7 +50,7 @@ class EventsToken(contract.Shape):
     expires_at: contract.Time
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/messages/<message_id>/events",
     "The run's live event stream, resumable",
     answer=SSE,
@@ -87,7 +87,7 @@ def stream(message_id: str, query: StreamQuery) -> Any:
     )
 
 
-@bp.endpoint(
+@bp.operation(
     "POST /api/messages/<message_id>/events/token",
     "A token for this message's event stream alone, valid at most 5 minutes",
     answer=EventsToken,

@@ -10,7 +10,7 @@ from web.endpoints import Api
 bp = Api("fragments", __name__)
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/fragments/<fragment_id>",
     "A fragment, shared publicly by its unguessable id",
     answer=contract.PublicFragment,
@@ -22,7 +22,7 @@ def public(fragment_id: str) -> Any:
         return messages.public_fragment(session, fragment_id)
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/fragments/<fragment_id>/full",
     "A fragment with its message and project, for its owner",
     answer=contract.FragmentWithOwner,
@@ -33,4 +33,6 @@ def full(fragment_id: str) -> Any:
         fragment, message, project = messages.owned_fragment(
             session, current_user_id(), fragment_id
         )
-    return contract.FragmentWithOwner(fragment=fragment, message=message, project=project)
+    return contract.FragmentWithOwner.model_validate(
+        {"fragment": fragment, "message": message, "project": project}
+    )

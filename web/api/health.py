@@ -21,12 +21,12 @@ class Health(Shape):
     status: str
 
 
-@bp.endpoint("GET /healthz", "Liveness", answer=Health, auth="public")
+@bp.operation("GET /healthz", "Liveness", answer=Health, auth="public")
 def healthz() -> Any:
-    return Health(status="ok")
+    return Health.model_validate({"status": "ok"})
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /readyz",
     "Readiness: the database and Redis answer",
     answer=Health,
@@ -47,10 +47,11 @@ def readyz() -> Any:
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return Health(status="ok" if ready else "unavailable", **checks), 200 if ready else 503
+    status = "ok" if ready else "unavailable"
+    return Health.model_validate({"status": status, **checks}), 200 if ready else 503
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /metrics",
     "Prometheus metrics",
     answer=Raw("text/plain", "Prometheus text format"),

@@ -11,7 +11,7 @@ from web.state import state
 bp = Api("me", __name__, tag="users")
 
 
-@bp.endpoint("GET /api/me", "Who am I", answer=contract.Me)
+@bp.operation("GET /api/me", "Who am I", answer=contract.Me)
 def me() -> Any:
     with unit_of_work() as session:
         return accounts.ensure_user(session, current_user_id(), state().settings.default_credits)

@@ -44,7 +44,7 @@ PAGE_HEADERS = {
 }
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/messages",
     "A conversation's (or a project's) messages, oldest first, one page at a time",
     answer=list[contract.ListedMessage],
@@ -91,13 +91,13 @@ def page_url(**cursor: str | int) -> str:
     return f"{request.base_url}?{urlencode({**scope, **cursor})}"
 
 
-@bp.endpoint("GET /api/messages/<message_id>", "One message", answer=contract.Message, fails="404")
+@bp.operation("GET /api/messages/<message_id>", "One message", answer=contract.Message, fails="404")
 def show(message_id: str) -> Any:
     with unit_of_work() as session:
         return messages.get_message(session, current_user_id(), message_id)
 
 
-@bp.endpoint(
+@bp.operation(
     "POST /api/messages",
     "Send a prompt: store the turn, spend a credit, enqueue the run",
     answer=contract.SentMessage,
@@ -161,7 +161,7 @@ def idempotency_key() -> str | None:
     return key
 
 
-@bp.endpoint(
+@bp.operation(
     "DELETE /api/messages",
     "Cancel a generation",
     answer=Success,
@@ -172,7 +172,7 @@ def cancel(body: CancelMessage) -> Any:
     return cancel_run(body.message_id)
 
 
-@bp.endpoint(
+@bp.operation(
     "DELETE /api/messages/<message_id>",
     "Cancel a generation",
     answer=Success,
@@ -195,7 +195,7 @@ def cancel_run(message_id: str) -> Success:
     return Success()
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/messages/<message_id>/fragment",
     "The message's fragment",
     answer=contract.Fragment | None,
@@ -207,7 +207,7 @@ def fragment(message_id: str) -> Any:
         return messages.message_fragment(session, current_user_id(), message_id)
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/messages/<message_id>/attachments",
     "The message's attachments",
     answer=list[contract.Attachment],
@@ -219,7 +219,7 @@ def attachments(message_id: str) -> Any:
         return messages.list_attachments(session, current_user_id(), message_id)
 
 
-@bp.endpoint(
+@bp.operation(
     "POST /api/messages/<message_id>/attachments",
     "Add an attachment",
     answer=contract.Attachment,

@@ -27,7 +27,7 @@ def preview_root(fragment_id: str) -> ResponseReturnValue:
 
 
 @bp.get("/preview/<fragment_id>/")
-@bp.endpoint(
+@bp.operation(
     "GET /preview/<fragment_id>/<path:path>",
     "The fragment's files served as a site (the local sandbox's sandboxUrl); an empty path is "
     "index.html",

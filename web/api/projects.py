@@ -12,7 +12,7 @@ from web.state import state
 bp = Api("projects", __name__)
 
 
-@bp.endpoint(
+@bp.operation(
     "POST /api/projects",
     "Create a project",
     answer=contract.Project,
@@ -25,13 +25,13 @@ def create(body: CreateProject) -> Any:
         return projects.create_project(session, current_user_id(), body.name, body.framework)
 
 
-@bp.endpoint("GET /api/projects", "List own projects", answer=list[contract.Project])
+@bp.operation("GET /api/projects", "List own projects", answer=list[contract.Project])
 def index() -> Any:
     with unit_of_work() as session:
         return projects.list_projects(session, current_user_id())
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/projects/<project_id>", "Get a project", answer=contract.Project, fails="404"
 )
 def show(project_id: str) -> Any:

@@ -20,7 +20,7 @@ from web.state import state
 bp = Api("versions", __name__)
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/projects/<project_id>/versions",
     "The project's versions, oldest first, without files",
     answer=list[contract.Version],
@@ -31,7 +31,7 @@ def index(project_id: str) -> Any:
         return queries.list_versions(session, current_user_id(), project_id)
 
 
-@bp.endpoint(
+@bp.operation(
     "GET /api/fragments/<fragment_id>/diff",
     "What this version changed against its parent, as unified diffs",
     answer=contract.FragmentDiff,
@@ -42,7 +42,7 @@ def diff(fragment_id: str) -> Any:
         return queries.diff(session, current_user_id(), fragment_id)
 
 
-@bp.endpoint(
+@bp.operation(
     "POST /api/fragments/<fragment_id>/restore",
     "Make this version the latest again: a new version with its files, on an assistant "
     "message in the conversation (default: the project's default one). No credit, no model.",
@@ -64,7 +64,7 @@ def restore_version(fragment_id: str, body: RestoreFragment) -> Any:
         )
 
 
-@bp.endpoint(
+@bp.operation(
     "POST /api/fragments/<fragment_id>/sandbox",
     "A live preview of this version (E2B: its sandbox if alive, else a new one)",
     answer=contract.LivePreview,
