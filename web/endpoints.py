@@ -165,9 +165,11 @@ def write(result: Any, status: int, writers: dict[int, TypeAdapter[Any]]) -> Any
         else:
             headers = extra
     writer = writers[status]
-    response = jsonify(
-        writer.dump_python(writer.validate_python(result), mode="json", by_alias=True)
-    )
+    try:
+        value = writer.validate_python(result)
+    except ValidationError as exc:  # the view's fault, not the request's: a 500, never a 400
+        raise TypeError(f"an answer its model cannot write: {exc}") from exc
+    response = jsonify(writer.dump_python(value, mode="json", by_alias=True))
     response.status_code = status
     response.headers.update(headers)
     return response

@@ -65,11 +65,11 @@ SECURITY_SCHEMES = {
     },
 }
 
-bp = Blueprint("openapi", __name__)
+bp = Blueprint("docs", __name__)
 
 
 @bp.get("/openapi.json")
-def document() -> ResponseReturnValue:
+def openapi() -> ResponseReturnValue:
     """Public like /healthz, so clients and fuzzers can read it."""
     return jsonify(describe_api())
 
@@ -77,6 +77,11 @@ def document() -> ResponseReturnValue:
 def describe_api() -> dict[str, Any]:
     """The whole description; a fresh copy, so a caller may change it freely."""
     return copy.deepcopy(_document())
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    return describe(endpoints())
 
 
 class _Untitled(GenerateJsonSchema):
@@ -89,9 +94,8 @@ class _Untitled(GenerateJsonSchema):
 Key = tuple[int, str | int]
 
 
-@functools.cache
-def _document() -> dict[str, Any]:
-    declared = endpoints()
+def describe(declared: list[Endpoint]) -> dict[str, Any]:
+    """The OpenAPI document of these endpoints."""
     inputs: list[tuple[Key, JsonSchemaMode, TypeAdapter[Any]]] = []
     for n, spec in enumerate(declared):
         for part, mode, kind in _models(spec):
