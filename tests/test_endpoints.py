@@ -40,7 +40,6 @@ bp = Api("things", __name__)
 
 @bp.operation(
     "POST /api/things/<owner_id>",
-    "Make a thing",
     answer=Thing,
     status=201,
     fails="404",
@@ -48,15 +47,19 @@ bp = Api("things", __name__)
     query=Things,
 )
 def make(owner_id: str, body: NewThing, query: Things) -> Any:
+    """Make a thing.
+
+    What follows the first paragraph is not the summary."""
     if body.display_name == "broken":
         return {"thing_id": owner_id}  # lacks what its model needs
-    return Thing(thing_id=owner_id, display_name=body.display_name, note=None), {"X-Sort": query.sort}
+    return Thing(thing_id=owner_id, display_name=body.display_name, note=None), {
+        "X-Sort": query.sort
+    }
 
 
-@bp.operation(
-    "GET /api/things.png", "A picture", answer=Raw("image/png", "The picture"), auth="public"
-)
+@bp.operation("GET /api/things.png", answer=Raw("image/png", "The picture"), auth="public")
 def picture() -> Any:
+    """A picture."""
     return Response(b"\x89PNG", mimetype="image/png")
 
 
@@ -125,6 +128,7 @@ def test_the_declaration_is_the_description() -> None:
     document = describe(bp.endpoints)
     made = document["paths"]["/api/things/{ownerId}"]["post"]
     assert made["security"] == [{"bearerAuth": []}]
+    assert made["summary"] == "Make a thing."
     # 404 was declared; 400 (a parameter), 401 (a token) and 413 (a body) every such one has.
     assert sorted(made["responses"]) == ["201", "400", "401", "404", "413"]
     created = made["responses"]["201"]["content"]["application/json"]["schema"]

@@ -1,14 +1,13 @@
 """An endpoint declared once: its route, who may call it, its request and answer models.
 
-    @bp.operation("POST /api/projects", "Create a project", answer=Project, status=201,
-                  body=CreateProject)
-    def create(body: CreateProject) -> Any: ...
+    @bp.operation("POST /api/projects", answer=contract.Project, status=201, body=CreateProject)
+    def create(body: CreateProject) -> Any:
+        ...  # its docstring's first paragraph is its summary in /openapi.json
 
-The view receives its parsed `body` and `query` (after the caller's token is checked) and returns
-what its answer model writes: a model, a row the model reads, a list of them or None, optionally
-with a status (`value, 503`) or headers (`value, {"Link": ...}`); a Flask `Response` (an event
-stream, a file) goes out as it is. `web.openapi` describes the API from the same declarations, so
-the document, the parsing and the bodies cannot drift apart.
+The view gets its parsed `body` and `query` once the caller's token is checked, and returns what
+its answer model writes (a model, a row it reads, a list of them, None), optionally with a status
+(`value, 503`) or headers (`value, {"Link": ...}`); a Flask `Response` (an event stream, a file)
+goes out as it is. `web.openapi` describes the API from the same declarations.
 """
 
 from __future__ import annotations
@@ -26,14 +25,14 @@ from web.api.common import json_body, parse
 from web.auth import require_user
 
 View = Callable[..., Any]
-# Who may call: a user's bearer token, anyone, or (the event stream) a token or an events token.
+# A user's bearer token, anyone, or (the event stream) a bearer token or an events token.
 Auth = Literal["user", "public", "events"]
 PARAMETER = re.compile(r"<(?:(\w+):)?(\w+)>")
 
 
 @dataclass(frozen=True)
 class Raw:
-    """An answer that is not JSON: its media type (None: whatever the file is) and body schema."""
+    """An answer that is not JSON: its media type (None: the file's own) and its body's schema."""
 
     media_type: str | None
     description: str
@@ -42,24 +41,24 @@ class Raw:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One method on one route, as `web.openapi` describes it."""
+    """One method of one route, as `web.openapi` describes it."""
 
     method: str
     rule: str
     summary: str
     tag: str
     auth: Auth
-    answers: dict[int, Any]  # status -> a type pydantic can write, or Raw
+    answers: dict[int, Any]  # status -> a type pydantic writes, or Raw; the first is the success
     fails: tuple[int, ...]
     body: type[BaseModel] | None
     body_required: bool
     query: type[BaseModel] | None
-    params: tuple[dict[str, Any], ...]
-    headers: dict[str, str]  # headers of the first answer: name -> what it says
+    params: tuple[dict[str, Any], ...]  # OpenAPI parameters the view reads itself (headers)
+    headers: dict[str, str]  # the success answer's headers: name -> what it says
 
     @property
     def path(self) -> str:
-        """The rule as OpenAPI writes it: `<message_id>` becomes `{messageId}`."""
+        """The rule as OpenAPI writes it: `<message_id>` is `{messageId}`."""
         return PARAMETER.sub(lambda m: "{" + camel(m.group(2)) + "}", self.rule)
 
     def path_params(self) -> list[tuple[str, str | None]]:
@@ -73,7 +72,7 @@ def camel(name: str) -> str:
 
 
 class Api(Blueprint):
-    """A blueprint whose routes are endpoints: each declared with its models, once."""
+    """A blueprint whose routes are declared with their models, once."""
 
     def __init__(self, name: str, import_name: str, *, tag: str | None = None) -> None:
         super().__init__(name, import_name)
@@ -83,7 +82,6 @@ class Api(Blueprint):
     def operation(
         self,
         route: str,
-        summary: str,
         *,
         answer: Any,
         status: int = 200,
@@ -97,49 +95,47 @@ class Api(Blueprint):
         headers: dict[str, str] | None = None,
         tag: str | None = None,
     ) -> Callable[[View], View]:
-        """Declare `route` ("METHOD /rule"); `fails` lists its error statuses ("404 409"), those
-        every endpoint of its kind has (400, 401, 413) being added; `also` adds answers by
-        status, a model for an error status replacing the plain error body."""
+        """Declare `route` ("METHOD /rule"). `fails` lists its error statuses ("404 409"); those
+        every endpoint of its kind has (400, 401, 413) are added. `also` adds answers by status:
+        a model for an error status replaces the plain error body."""
         method, rule = route.split(" ", 1)
-        spec = Endpoint(
-            method=method.lower(),
-            rule=rule,
-            summary=summary,
-            tag=tag or self.tag,
-            auth=auth,
-            answers={status: answer, **(also or {})},
-            fails=tuple(int(code) for code in fails.split()),
-            body=body,
-            body_required=body_required,
-            query=query,
-            params=params,
-            headers=headers or {},
-        )
+        answers = {status: answer, **(also or {})}
         writers = {
-            code: TypeAdapter(kind)
-            for code, kind in spec.answers.items()
-            if not isinstance(kind, Raw)
+            code: TypeAdapter(kind) for code, kind in answers.items() if not isinstance(kind, Raw)
         }
 
         def register(view: View) -> View:
             def handle(**path: Any) -> Any:
                 if body is not None:
-                    path["body"] = parse(body, json_body() if body_required or _sent() else {})
+                    sent = body_required or bool(request.get_data(cache=True))
+                    path["body"] = parse(body, json_body() if sent else {})
                 if query is not None:
                     path["query"] = read_query(query)
                 return write(view(**path), status, writers)
 
-            handle.__name__, handle.__doc__ = view.__name__, view.__doc__
+            handle.__name__ = view.__name__
             handler = require_user(handle) if auth == "user" else handle
             self.add_url_rule(rule, view_func=handler, methods=[method])
-            self.endpoints.append(spec)
+            summary = (view.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            self.endpoints.append(
+                Endpoint(
+                    method.lower(),
+                    rule,
+                    summary,
+                    tag or self.tag,
+                    auth,
+                    answers,
+                    tuple(int(code) for code in fails.split()),
+                    body,
+                    body_required,
+                    query,
+                    params,
+                    headers or {},
+                )  # fmt: skip
+            )
             return handler
 
         return register
-
-
-def _sent() -> bool:
-    return bool(request.get_data(cache=True))
 
 
 def read_query(model: type[BaseModel]) -> BaseModel:
@@ -160,10 +156,7 @@ def write(result: Any, status: int, writers: dict[int, TypeAdapter[Any]]) -> Any
     headers: dict[str, str] = {}
     if isinstance(result, tuple):
         result, extra = result
-        if isinstance(extra, int):
-            status = extra
-        else:
-            headers = extra
+        status, headers = (extra, {}) if isinstance(extra, int) else (status, extra)
     writer = writers[status]
     try:
         value = writer.validate_python(result)

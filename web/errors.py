@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from orchestrator import errors
-from orchestrator.contract.shape import Uuid
+from orchestrator.contract import Uuid
 
 log = logging.getLogger(__name__)
 

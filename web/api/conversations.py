@@ -13,24 +13,24 @@ bp = Api("conversations", __name__)
 
 @bp.operation(
     "POST /api/conversations",
-    "Create a conversation",
     answer=contract.Conversation,
     status=201,
     fails="404",
     body=CreateConversation,
 )
 def create(body: CreateConversation) -> Any:
+    """Create a conversation."""
     with unit_of_work() as session:
         return projects.create_conversation(session, current_user_id(), body.project_id, body.title)
 
 
 @bp.operation(
     "GET /api/conversations",
-    "List a project's conversations, newest activity first",
     answer=list[contract.Conversation],
     fails="404",
     query=ListConversations,
 )
 def index(query: ListConversations) -> Any:
+    """List a project's conversations, newest activity first."""
     with unit_of_work() as session:
         return projects.list_conversations(session, current_user_id(), query.project_id)

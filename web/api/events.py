@@ -52,7 +52,6 @@ class EventsToken(contract.Shape):
 
 @bp.operation(
     "GET /api/messages/<message_id>/events",
-    "The run's live event stream, resumable",
     answer=SSE,
     fails="404 503",
     auth="events",
@@ -60,6 +59,7 @@ class EventsToken(contract.Shape):
     params=(LAST_EVENT_ID,),
 )
 def stream(message_id: str, query: StreamQuery) -> Any:
+    """The run's live event stream, resumable."""
     user_id = _stream_user(message_id)
     # The header wins: EventSource reconnects to the same URL and sends the newest id there.
     cursor = replay.parse_cursor(request.headers.get("Last-Event-ID") or query.last_event_id)
@@ -87,13 +87,9 @@ def stream(message_id: str, query: StreamQuery) -> Any:
     )
 
 
-@bp.operation(
-    "POST /api/messages/<message_id>/events/token",
-    "A token for this message's event stream alone, valid at most 5 minutes",
-    answer=EventsToken,
-    fails="404 503",
-)
+@bp.operation("POST /api/messages/<message_id>/events/token", answer=EventsToken, fails="404 503")
 def token(message_id: str) -> Any:
+    """A token for this message's event stream alone, valid at most 5 minutes."""
     with unit_of_work() as session:
         messages.get_message(session, current_user_id(), message_id)
     value, expires = stream_token(_events_key(), current_user_id(), message_id)

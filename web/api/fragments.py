@@ -11,24 +11,19 @@ bp = Api("fragments", __name__)
 
 
 @bp.operation(
-    "GET /api/fragments/<fragment_id>",
-    "A fragment, shared publicly by its unguessable id",
-    answer=contract.PublicFragment,
-    fails="404",
-    auth="public",
+    "GET /api/fragments/<fragment_id>", answer=contract.PublicFragment, fails="404", auth="public"
 )
 def public(fragment_id: str) -> Any:
+    """A fragment, shared publicly by its unguessable id."""
     with unit_of_work() as session:
         return messages.public_fragment(session, fragment_id)
 
 
 @bp.operation(
-    "GET /api/fragments/<fragment_id>/full",
-    "A fragment with its message and project, for its owner",
-    answer=contract.FragmentWithOwner,
-    fails="404",
+    "GET /api/fragments/<fragment_id>/full", answer=contract.FragmentWithOwner, fails="404"
 )
 def full(fragment_id: str) -> Any:
+    """A fragment with its message and project, for its owner."""
     with unit_of_work() as session:
         fragment, message, project = messages.owned_fragment(
             session, current_user_id(), fragment_id

@@ -21,19 +21,15 @@ class Health(Shape):
     status: str
 
 
-@bp.operation("GET /healthz", "Liveness", answer=Health, auth="public")
+@bp.operation("GET /healthz", answer=Health, auth="public")
 def healthz() -> Any:
+    """Liveness."""
     return Health.model_validate({"status": "ok"})
 
 
-@bp.operation(
-    "GET /readyz",
-    "Readiness: the database and Redis answer",
-    answer=Health,
-    also={503: Health},
-    auth="public",
-)
+@bp.operation("GET /readyz", answer=Health, also={503: Health}, auth="public")
 def readyz() -> Any:
+    """Readiness: the database and Redis answer."""
     checks: dict[str, str] = {}
     try:
         with state().engine.connect() as conn:
@@ -51,11 +47,7 @@ def readyz() -> Any:
     return Health.model_validate({"status": status, **checks}), 200 if ready else 503
 
 
-@bp.operation(
-    "GET /metrics",
-    "Prometheus metrics",
-    answer=Raw("text/plain", "Prometheus text format"),
-    auth="public",
-)
+@bp.operation("GET /metrics", answer=Raw("text/plain", "Prometheus text format"), auth="public")
 def metrics() -> Any:
+    """Prometheus metrics."""
     return web_metrics.answer()

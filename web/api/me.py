@@ -11,7 +11,8 @@ from web.state import state
 bp = Api("me", __name__, tag="users")
 
 
-@bp.operation("GET /api/me", "Who am I", answer=contract.Me)
+@bp.operation("GET /api/me", answer=contract.Me)
 def me() -> Any:
+    """Who am I."""
     with unit_of_work() as session:
         return accounts.ensure_user(session, current_user_id(), state().settings.default_credits)

@@ -46,13 +46,13 @@ PAGE_HEADERS = {
 
 @bp.operation(
     "GET /api/messages",
-    "A conversation's (or a project's) messages, oldest first, one page at a time",
     answer=list[contract.ListedMessage],
     fails="404",
     query=ListMessages,
     headers=PAGE_HEADERS,
 )
 def index(query: ListMessages) -> Any:
+    """A conversation's (or a project's) messages, oldest first, one page at a time."""
     with unit_of_work() as session:
         found = messages.list_messages(
             session,
@@ -91,15 +91,15 @@ def page_url(**cursor: str | int) -> str:
     return f"{request.base_url}?{urlencode({**scope, **cursor})}"
 
 
-@bp.operation("GET /api/messages/<message_id>", "One message", answer=contract.Message, fails="404")
+@bp.operation("GET /api/messages/<message_id>", answer=contract.Message, fails="404")
 def show(message_id: str) -> Any:
+    """One message."""
     with unit_of_work() as session:
         return messages.get_message(session, current_user_id(), message_id)
 
 
 @bp.operation(
     "POST /api/messages",
-    "Send a prompt: store the turn, spend a credit, enqueue the run",
     answer=contract.SentMessage,
     status=201,
     also={409: RunInProgress},
@@ -108,6 +108,7 @@ def show(message_id: str) -> Any:
     params=(IDEMPOTENCY_KEY,),
 )
 def send(body: SendMessage) -> Any:
+    """Send a prompt: store the turn, spend a credit, enqueue the run."""
     key = idempotency_key()
     app = state()
     slot = ratelimit.check(app.redis, current_user_id(), app.settings.rate_limit_per_minute)
@@ -161,24 +162,15 @@ def idempotency_key() -> str | None:
     return key
 
 
-@bp.operation(
-    "DELETE /api/messages",
-    "Cancel a generation",
-    answer=Success,
-    fails="404 409 503",
-    body=CancelMessage,
-)
+@bp.operation("DELETE /api/messages", answer=Success, fails="404 409 503", body=CancelMessage)
 def cancel(body: CancelMessage) -> Any:
+    """Cancel a generation."""
     return cancel_run(body.message_id)
 
 
-@bp.operation(
-    "DELETE /api/messages/<message_id>",
-    "Cancel a generation",
-    answer=Success,
-    fails="404 409 503",
-)
+@bp.operation("DELETE /api/messages/<message_id>", answer=Success, fails="404 409 503")
 def cancel_one(message_id: str) -> Any:
+    """Cancel a generation."""
     return cancel_run(message_id)
 
 
@@ -197,31 +189,30 @@ def cancel_run(message_id: str) -> Success:
 
 @bp.operation(
     "GET /api/messages/<message_id>/fragment",
-    "The message's fragment",
     answer=contract.Fragment | None,
     fails="404",
     tag="fragments",
 )
 def fragment(message_id: str) -> Any:
+    """The message's fragment."""
     with unit_of_work() as session:
         return messages.message_fragment(session, current_user_id(), message_id)
 
 
 @bp.operation(
     "GET /api/messages/<message_id>/attachments",
-    "The message's attachments",
     answer=list[contract.Attachment],
     fails="404",
     tag="attachments",
 )
 def attachments(message_id: str) -> Any:
+    """The message's attachments."""
     with unit_of_work() as session:
         return messages.list_attachments(session, current_user_id(), message_id)
 
 
 @bp.operation(
     "POST /api/messages/<message_id>/attachments",
-    "Add an attachment",
     answer=contract.Attachment,
     status=201,
     fails="404",
@@ -229,5 +220,6 @@ def attachments(message_id: str) -> Any:
     tag="attachments",
 )
 def add_attachment(message_id: str, body: AttachmentBody) -> Any:
+    """Add an attachment."""
     with unit_of_work() as session:
         return messages.add_attachment(session, current_user_id(), message_id, body.to_input())

@@ -29,13 +29,13 @@ def preview_root(fragment_id: str) -> ResponseReturnValue:
 @bp.get("/preview/<fragment_id>/")
 @bp.operation(
     "GET /preview/<fragment_id>/<path:path>",
-    "The fragment's files served as a site (the local sandbox's sandboxUrl); an empty path is "
-    "index.html",
     answer=Raw(None, "The file, with its content type"),
     fails="404",
     auth="public",
 )
 def preview(fragment_id: str, path: str = "") -> Any:
+    """The fragment's files served as a site (the local sandbox's sandboxUrl); an empty path
+    is index.html."""
     wanted = normpath(path).lstrip("/") if path else ""
     candidates = [wanted, f"{wanted}/index.html"] if wanted not in ("", ".") else ["index.html"]
     with unit_of_work() as session:

@@ -20,32 +20,22 @@ from web.state import state
 bp = Api("versions", __name__)
 
 
-@bp.operation(
-    "GET /api/projects/<project_id>/versions",
-    "The project's versions, oldest first, without files",
-    answer=list[contract.Version],
-    fails="404",
-)
+@bp.operation("GET /api/projects/<project_id>/versions", answer=list[contract.Version], fails="404")
 def index(project_id: str) -> Any:
+    """The project's versions, oldest first, without files."""
     with unit_of_work() as session:
         return queries.list_versions(session, current_user_id(), project_id)
 
 
-@bp.operation(
-    "GET /api/fragments/<fragment_id>/diff",
-    "What this version changed against its parent, as unified diffs",
-    answer=contract.FragmentDiff,
-    fails="404",
-)
+@bp.operation("GET /api/fragments/<fragment_id>/diff", answer=contract.FragmentDiff, fails="404")
 def diff(fragment_id: str) -> Any:
+    """What this version changed against its parent, as unified diffs."""
     with unit_of_work() as session:
         return queries.diff(session, current_user_id(), fragment_id)
 
 
 @bp.operation(
     "POST /api/fragments/<fragment_id>/restore",
-    "Make this version the latest again: a new version with its files, on an assistant "
-    "message in the conversation (default: the project's default one). No credit, no model.",
     answer=contract.Restored,
     status=201,
     also={409: RunInProgress},
@@ -54,6 +44,8 @@ def diff(fragment_id: str) -> Any:
     body_required=False,
 )
 def restore_version(fragment_id: str, body: RestoreFragment) -> Any:
+    """Make this version the latest again: a new version with its files, on an assistant
+    message in the conversation (default: the project's default one). No credit, no model."""
     with unit_of_work() as session:
         return restore(
             session,
@@ -65,12 +57,10 @@ def restore_version(fragment_id: str, body: RestoreFragment) -> Any:
 
 
 @bp.operation(
-    "POST /api/fragments/<fragment_id>/sandbox",
-    "A live preview of this version (E2B: its sandbox if alive, else a new one)",
-    answer=contract.LivePreview,
-    fails="404 503",
+    "POST /api/fragments/<fragment_id>/sandbox", answer=contract.LivePreview, fails="404 503"
 )
 def sandbox(fragment_id: str) -> Any:
+    """A live preview of this version (E2B: its sandbox if alive, else a new one)."""
     app = state()
     return live_preview(
         app.db,
