@@ -68,24 +68,13 @@ class Shape(BaseModel):
     )
 
     @classmethod
-    def of(cls, row: Any, **more: Any) -> Self:
-        """This shape read from `row`, with `more` fields given by name (what `row` lacks)."""
-        return cls.model_validate(_Joined(row, more))
+    def of(cls, base: Shape, **more: Any) -> Self:
+        """This shape from `base`, a shape it extends, and the fields it adds."""
+        return cls.model_validate({**base.__dict__, **more})
 
     def wire(self) -> dict[str, Any]:
         """The JSON value the API sends."""
         return self.model_dump(mode="json", by_alias=True)
-
-
-class _Joined:
-    """A row's attributes, some given anew."""
-
-    def __init__(self, row: Any, more: dict[str, Any]) -> None:
-        self._row = row
-        self._more = more
-
-    def __getattr__(self, name: str) -> Any:
-        return self._more[name] if name in self._more else getattr(self._row, name)
 
 
 TOOL_CALL = {

@@ -67,7 +67,8 @@ def test_a_message_is_written_in_design_order_with_nulls_empties_and_utc_millise
 
 
 def test_a_sent_message_keeps_run_id_in_its_place_and_adds_success_and_message_id() -> None:
-    sent = contract.SentMessage.of(message(role="USER"), run_id="r1", message_id="m2").wire()
+    user = contract.Message.model_validate(message(role="USER"))
+    sent = contract.SentMessage.of(user, run_id="r1", message_id="m2").wire()
     keys = list(contract.Message.model_validate(message()).wire()) + ["success", "messageId"]
     assert list(sent) == keys
     assert (sent["runId"], sent["success"], sent["messageId"]) == ("r1", True, "m2")

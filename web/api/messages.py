@@ -79,9 +79,8 @@ def index(query: ListMessages) -> Any:
 def listed(view: MessageView, files: Literal["files", "paths"]) -> contract.ListedMessage:
     shape = contract.FragmentPaths if files == "paths" else contract.Fragment
     fragment = shape.model_validate(view.fragment) if view.fragment else None
-    return contract.ListedMessage.of(
-        view.message, code_fragment=fragment, attachments=view.attachments
-    )
+    message = contract.Message.model_validate(view.message)
+    return contract.ListedMessage.of(message, code_fragment=fragment, attachments=view.attachments)
 
 
 def page_url(**cursor: str | int) -> str:
@@ -125,9 +124,8 @@ def send(body: SendMessage) -> Any:
             user_message = messages.get_message(
                 session, current_user_id(), accepted.user_message_id
             )
-    return contract.SentMessage.of(
-        user_message, run_id=accepted.run_id, message_id=accepted.assistant_message_id
-    )
+    sent = {"run_id": accepted.run_id, "message_id": accepted.assistant_message_id}
+    return contract.SentMessage.of(contract.Message.model_validate(user_message), **sent)
 
 
 def _send(app: AppState, body: SendMessage, key: str | None) -> send_prompt.PromptAccepted:
