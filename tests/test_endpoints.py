@@ -57,10 +57,15 @@ def make(owner_id: str, body: NewThing, query: Things) -> Any:
     }
 
 
-@bp.operation("GET /api/things.png", answer=Raw("image/png", "The picture"), auth="public")
+@bp.operation(
+    "GET /api/things.png",
+    answer=Raw("image/png", "The picture"),
+    auth="public",
+    headers={"X-Painter": "Who painted it"},
+)
 def picture() -> Any:
     """A picture."""
-    return Response(b"\x89PNG", mimetype="image/png")
+    return Response(b"\x89PNG", mimetype="image/png", headers={"X-Painter": "me"})
 
 
 @pytest.fixture(scope="module")
@@ -146,5 +151,11 @@ def test_the_declaration_is_the_description() -> None:
     picture = document["paths"]["/api/things.png"]["get"]
     assert picture["security"] == []
     assert picture["responses"] == {
-        "200": {"description": "The picture", "content": {"image/png": {"schema": {}}}}
+        "200": {
+            "description": "The picture",
+            "content": {"image/png": {"schema": {}}},
+            "headers": {
+                "X-Painter": {"description": "Who painted it", "schema": {"type": "string"}}
+            },
+        }
     }

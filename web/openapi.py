@@ -145,16 +145,17 @@ def _operation(spec: Endpoint, n: int, schemas: dict[Any, Any]) -> dict[str, Any
 
 
 def _answer(spec: Endpoint, n: int, code: int, kind: Any, schemas: dict[Any, Any]) -> Any:
+    said = spec.headers if code == next(iter(spec.answers)) else {}
+    headers = {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in said.items()
+    }
     if isinstance(kind, Raw):
         content = {kind.media_type: {"schema": kind.schema}} if kind.media_type else None
-        return {"description": kind.description} | ({"content": content} if content else {})
+        out = {"description": kind.description} | ({"content": content} if content else {})
+        return out | ({"headers": headers} if headers else {})
     doc = kind.__doc__ if isinstance(kind, type) and issubclass(kind, BaseModel) else None
     description = (doc or "").strip().split("\n")[0] or HTTPStatus(code).phrase
-    headers = spec.headers if code == next(iter(spec.answers)) else {}
-    described = {
-        name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
-    }
-    return _json(description, schemas[(n, code)], described)
+    return _json(description, schemas[(n, code)], headers)
 
 
 def _json(description: str, schema: Any, headers: dict[str, Any]) -> dict[str, Any]:
