@@ -179,6 +179,8 @@ def _query_parameters(spec: Endpoint) -> list[dict[str, Any]]:
         description = schema.pop("description", None)
         # A query value is never JSON null: absent is how a parameter says nothing.
         kinds = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+        if "default" in schema and schema["default"] is None:
+            del schema["default"]
         required = name in described.get("required", [])
         parameter = {"name": name, "in": "query", "required": required}
         found.append(parameter | {"schema": (kinds[0] if kinds else {}) | schema})

@@ -111,8 +111,19 @@ PROMPT: JsonDict = {
 }
 
 
-def _present(name: str, schema: JsonDict) -> JsonDict:
-    return {"required": [name], "properties": {name: schema}}
+def _present(name: str, schema: JsonDict, **others: JsonDict) -> JsonDict:
+    return {"required": [name], "properties": {name: schema, **others}}
+
+
+NULL: JsonDict = {"type": "null"}
+TEXT: JsonDict = {"type": "string"}
+# What the model checks across fields, said to the document (as OpenAPI can say it).
+SEND_RULES: JsonDict = {
+    "allOf": [
+        {"anyOf": [_present("message", PROMPT), _present("value", PROMPT, message=NULL)]},
+        {"anyOf": [_present("projectId", TEXT), _present("conversationId", TEXT)]},
+    ]
+}
 
 
 class SendMessage(Body):
@@ -121,27 +132,7 @@ class SendMessage(Body):
     `projectId` the project's default conversation is used, and when both are given they must
     agree (else 400)."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "allOf": [
-                {
-                    "anyOf": [
-                        _present("message", PROMPT),
-                        {
-                            "required": ["value"],
-                            "properties": {"value": PROMPT, "message": {"type": "null"}},
-                        },
-                    ]
-                },
-                {
-                    "anyOf": [
-                        _present("projectId", {"type": "string"}),
-                        _present("conversationId", {"type": "string"}),
-                    ]
-                },
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=SEND_RULES)
 
     message: str | None = None
     value: str | None = None  # the Zapdev form's name for the same field

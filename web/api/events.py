@@ -18,7 +18,7 @@ from orchestrator.streams.events import StatusEvent
 from orchestrator.tokens import events_key, stream_token, verify_stream_token
 from web.api.common import unit_of_work
 from web.auth import bearer_token, current_user_id, verify
-from web.endpoints import Api, Raw
+from web.endpoints import Api, Raw, header
 from web.schemas import StreamQuery
 from web.sse import EventStream
 from web.state import AppState, state
@@ -34,13 +34,7 @@ SSE = Raw(
     "delta, tool_call, tool_result, fragment, error, done) and `data` (JSON). `done` is last.",
     {"type": "string"},
 )
-LAST_EVENT_ID = {
-    "name": "Last-Event-ID",
-    "in": "header",
-    "required": False,
-    "description": "Resume after this stream id",
-    "schema": {"type": "string"},
-}
+LAST_EVENT_ID = header("Last-Event-ID", "Resume after this stream id")
 
 
 class EventsToken(contract.Shape):

@@ -14,7 +14,7 @@ from orchestrator.messages import MessageView
 from orchestrator.runs import cancellation
 from web.api.common import json_body, storable, unit_of_work
 from web.auth import current_user_id
-from web.endpoints import Api
+from web.endpoints import Api, header
 from web.errors import RunInProgress
 from web.schemas import AttachmentBody, CancelMessage, ListMessages, SendMessage
 from web.state import AppState, state
@@ -28,14 +28,11 @@ class Success(contract.Shape):
 
 
 IDEMPOTENCY_KEY_MAX = 255
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "A retry with the same key and body within 24 h returns the first answer; "
-    "empty means no key.",
-    "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
-}
+IDEMPOTENCY_KEY = header(
+    "Idempotency-Key",
+    "A retry with the same key and body within 24 h returns the first answer; empty means no key.",
+    maxLength=IDEMPOTENCY_KEY_MAX,
+)
 PAGE_HEADERS = {
     "Link": 'RFC 8288 links to the pages around this one: rel="prev" (older messages, '
     '`before=`) and rel="next" (newer, `after=`), when there are any',
