@@ -8,12 +8,10 @@ suite pays `npm ci` at most once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import shutil
-import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +26,14 @@ from orchestrator.sandboxes.prepare import prepare
 from orchestrator.sandboxes.templates import STARTERS, TemplateStore
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
-from tests.conftest import SECRET, run_prompt, running_stack, unavailable, wait_for
+from tests.conftest import (
+    SECRET,
+    prepared_templates,
+    run_prompt,
+    running_stack,
+    unavailable,
+    wait_for,
+)
 from tests.fakes.llm_server import FakeLLM, Reply, ToolCall
 
 Stack = tuple[Any, Callable[[str, str], Any]]
@@ -44,22 +49,9 @@ BROKEN = """export default function App() {
 BUILD = ToolCall("run_command", {"command": "npm run build", "timeout": 180})
 
 
-def _cache_dir() -> Path:
-    """A stable folder per checkout, reused across test sessions (TEST_TEMPLATES_DIR overrides)."""
-    configured = os.environ.get("TEST_TEMPLATES_DIR")
-    if configured:
-        return Path(configured)
-    checkout = hashlib.sha256(str(STARTERS).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"appforge-templates-{checkout}"
-
-
 @pytest.fixture(scope="session")
 def templates_dir() -> Path:
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        unavailable("node and npm are not installed (Debian: apt-get install nodejs npm)")
-    store = TemplateStore(_cache_dir())
-    prepare(store, "react")
-    return store.root
+    return prepared_templates("react")
 
 
 @pytest.fixture(scope="module")
@@ -359,22 +351,25 @@ def test_the_offline_demo_previews_a_built_app_on_the_other_frameworks(
             assert "Now add a dark mode toggle" in built_script(two)
 
 
+@pytest.mark.timeout(900)  # the first session on a machine prepares all five templates
 def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
-    templates_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    all_templates: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestrator.wiring.cli import main
-    from orchestrator.wiring.services import check_sandbox_isolation
+    from orchestrator.wiring.worker_start import check_worker_sandboxes
 
+    templates_dir = all_templates
     again = prepare(TemplateStore(templates_dir), "react")
     assert not again.installed  # the stamp matches the lock: nothing installed
     monkeypatch.chdir(templates_dir.parent)  # a relative folder, as DATA_DIR=.data gives
     relative = TemplateStore(Path(templates_dir.name)).require("react")
     assert relative.node_modules.is_absolute() and relative.node_modules.is_dir()
     settings = Settings.from_env({"SANDBOX_TEMPLATES": str(templates_dir)})
-    with caplog.at_level("INFO", logger="orchestrator.wiring.services"):
-        check_sandbox_isolation(replace(settings, sandbox_isolation="best-effort"))
+    with caplog.at_level("INFO", logger="orchestrator.wiring.worker_start"):
+        check_worker_sandboxes(replace(settings, sandbox_isolation="best-effort"))
     said = " ".join(record.getMessage() for record in caplog.records)
-    assert "framework templates ready: react" in said
+    assert "framework templates ready: react, vue, svelte, nextjs, angular" in said
+    assert "installing" not in said  # nothing was missing
     monkeypatch.setenv("SANDBOX_TEMPLATES", str(templates_dir))
     assert main(["sandbox", "prepare", "react"]) == 0
     assert main(["sandbox", "prepare", "cobol"]) == 1
