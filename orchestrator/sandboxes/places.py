@@ -109,17 +109,12 @@ def own_home(data_dir: Path) -> Path:
     workspaces or templates. Under /tmp, where anyone may create a folder first, one we do not
     own (or a link) is refused rather than used.
     """
-    resolved = data_dir.resolve()
-    label = re.sub(r"[^A-Za-z0-9._-]", "-", resolved.parent.name or "data")[:40] or "data"
-    key = f"{label}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:10]}"
     problems = []
-    for home, made in (
-        (SHARED_HOME / key, (SHARED_HOME, SHARED_HOME / key)),
-        (TMP_HOME / f"appforge-{key}", (TMP_HOME / f"appforge-{key}",)),
-    ):
+    for home in candidate_homes(data_dir):
         try:
-            for folder in made:
-                _private_folder(folder)
+            if home.parent == SHARED_HOME:  # ours to make; /tmp is the system's
+                _private_folder(SHARED_HOME)
+            _private_folder(home)
         except OSError as exc:
             problems.append(f"{home}: {exc.strerror or exc}")
             continue
@@ -128,10 +123,18 @@ def own_home(data_dir: Path) -> Path:
             return home
         problems.append(f"{home}: {blocker} lacks o+x")
     raise ConfigError(
-        f"sandbox users cannot reach {resolved}, and no folder they can reach could be made "
-        f"({'; '.join(problems)}). Set SANDBOX_ROOT and SANDBOX_TEMPLATES to folders under one "
-        "every user can pass through (o+x)"
+        f"sandbox users cannot reach {data_dir.resolve()}, and no folder they can reach could be "
+        f"made ({'; '.join(problems)}). Set SANDBOX_ROOT and SANDBOX_TEMPLATES to folders under "
+        "one every user can pass through (o+x)"
     )
+
+
+def candidate_homes(data_dir: Path) -> list[Path]:
+    """Where `data_dir`'s folders may go, in order: named after its path (and its folder)."""
+    resolved = data_dir.resolve()
+    label = re.sub(r"[^A-Za-z0-9._-]", "-", resolved.parent.name or "data")[:40] or "data"
+    key = f"{label}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:10]}"
+    return [SHARED_HOME / key, TMP_HOME / f"appforge-{key}"]
 
 
 def _private_folder(folder: Path) -> None:
