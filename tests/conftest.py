@@ -89,6 +89,18 @@ def prepared_templates(*frameworks: str) -> Path:
     return store.root
 
 
+@pytest.fixture
+def clone() -> Iterator[Path]:
+    """A fresh clone (`fresh_clone`) in a folder every user can pass through, as a clone under
+    /srv or /home is; the one under a private folder is tests/test_run_script.py's."""
+    home = Path(tempfile.mkdtemp(prefix="appforge-clone-"))
+    os.chmod(home, 0o755)
+    try:
+        yield fresh_clone(home / "repo")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def all_templates() -> Path:
     """Every framework template prepared, as the Procfile's release step leaves a machine."""

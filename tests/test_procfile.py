@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import fresh_clone, gunicorn_port
+from tests.procfile_line import ProcfileLine
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -54,58 +49,6 @@ def test_markers_cover_every_procfile_line() -> None:
     assert sorted(_procfile_names()) == sorted([*UP, *ONCE])
 
 
-@pytest.fixture
-def clone() -> Iterator[Path]:
-    # Sandbox users must reach the default sandbox root under the clone (see conftest).
-    home = Path(tempfile.mkdtemp(prefix="appforge-clone-"))
-    os.chmod(home, 0o755)
-    try:
-        yield fresh_clone(home / "repo")
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-
-class _Line:
-    """One Procfile line under honcho, its output collected by a thread."""
-
-    def __init__(self, name: str, cwd: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.output: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "start", "-f", "Procfile", name],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def seen(self, marker: str) -> bool:
-        return any(marker in line for line in list(self.output))
-
-    def exited(self) -> bool:
-        return self.process.poll() is not None or self.seen("exited with code")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self._reader.join(timeout=5)
-
-
 @pytest.mark.timeout(900)  # the first session on a machine prepares all five templates
 def test_every_procfile_line_starts_on_a_fresh_clone(
     clone: Path, database_url: str, redis_url: str, all_templates: Path
@@ -126,7 +69,7 @@ def test_every_procfile_line_starts_on_a_fresh_clone(
         "WEB_WORKERS": "1",
         "WORKER_CONCURRENCY": "1",
     }
-    release = _Line("release", clone, env)
+    release = ProcfileLine("release", clone, env)
     try:
         release.process.wait(timeout=120)
     finally:
@@ -141,7 +84,8 @@ def test_every_procfile_line_starts_on_a_fresh_clone(
         for i, name in enumerate(UP)
     }
     lines = {
-        name: _Line(name, home, env | {"PYTHONPATH": str(home)}) for name, home in homes.items()
+        name: ProcfileLine(name, home, env | {"PYTHONPATH": str(home)})
+        for name, home in homes.items()
     }
     try:
         pending = set(lines)

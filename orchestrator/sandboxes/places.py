@@ -67,6 +67,9 @@ def choose(
     use, they can. A folder left at its default under `data_dir` moves when they cannot reach it;
     one the operator named must be reachable as it is (ConfigError naming its setting).
     """
+    # Absolute, so the log and every refusal say where, whatever the working directory.
+    root = Path(os.path.abspath(root))
+    templates = Path(os.path.abspath(templates)) if templates is not None else None
     if not for_other_users:
         return SandboxPlaces(root, templates)
     wanted = {"SANDBOX_ROOT": root, "SANDBOX_TEMPLATES": templates}
