@@ -150,10 +150,11 @@ def _prepare(settings: Settings, frameworks: list[str]) -> int:
     for framework in frameworks:
         spec_for(framework)  # an unknown name fails before anything is installed
     for framework in frameworks:
-        print(f"{framework}: preparing in {store.root / framework} ...", flush=True)
+        if store.prepared(framework) is None:
+            print(f"{framework}: installing in {store.root / framework} ...", flush=True)
         done = prepare(store, framework)
         what = "installed" if done.installed else "already prepared"
-        print(f"{framework}: {what} ({done.seconds:.1f} s)", flush=True)
+        print(f"{framework}: {what} in {done.path} ({done.seconds:.1f} s)", flush=True)
     return 0
 
 
