@@ -468,3 +468,49 @@ def test_the_built_app_runs_in_a_browser_on_the_previews_opaque_origin(
         assert heading.text_content() == "Hello from the component", errors
     finally:
         context.close()
+
+
+def test_a_first_versions_files_show_its_changes_against_the_template_as_its_badge_does(
+    stack: Stack, llm: FakeLLM, browser: Any, server: str
+) -> None:
+    """A new project starts from its template: its first version changed src/App.jsx only. The
+    version's `changes`, its badge, the diff endpoint and the page's files pane all say so."""
+    client, execute = stack
+    user = f"first-version-{os.getpid()}-{threading.get_ident()}"
+    headers = {"Authorization": f"Bearer {user_token(SECRET, user)}"}
+    project = client.post(
+        "/api/projects", json={"name": "From the template", "framework": "REACT"}, headers=headers
+    ).get_json()
+    llm.script(*written_and_built(COMPONENT))
+    message, fragment = send_in(stack, headers, project["id"], "Say hello")
+    assert message["status"] == "COMPLETE", message
+    assert fragment["changes"] == {"added": [], "modified": ["src/App.jsx"], "deleted": []}
+
+    diff = client.get(f"/api/fragments/{fragment['id']}/diff", headers=headers).get_json()
+    assert [(f["path"], f["change"]) for f in diff["files"]] == [("src/App.jsx", "modified")]
+    template = (STARTERS / "react" / "app" / "src" / "App.jsx").read_text()
+    assert diff["files"][0]["diff"].startswith("--- a/src/App.jsx\n+++ b/src/App.jsx\n")
+    removed = [line[1:] for line in diff["files"][0]["diff"].splitlines() if line[:1] == "-"]
+    assert template.splitlines()[0] in removed  # against the template's file, not nothing
+
+    # The session's web server reads the same database: the page as the project's owner sees it.
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/#token={user_token(SECRET, user)}")
+        page.get_by_test_id("project").filter(has_text="From the template").click()
+        version = page.get_by_test_id("version").first
+        version.wait_for(timeout=15_000)
+        assert "+0 ~1 −0" in version.inner_text()  # the badge
+        files = page.get_by_test_id("file")
+        files.filter(has_text="src/App.jsx").wait_for(timeout=15_000)
+        marks = {
+            files.nth(i).get_attribute("data-path"): files.nth(i)
+            .locator(".change")
+            .all_inner_texts()
+            for i in range(files.count())
+        }
+        assert set(marks) == set(fragment["files"])  # every file of the version is listed
+        assert {path: mark for path, mark in marks.items() if mark} == {"src/App.jsx": ["modified"]}
+    finally:
+        context.close()
