@@ -475,7 +475,7 @@ def test_a_first_versions_files_show_its_changes_against_the_template_as_its_bad
 ) -> None:
     """A new project starts from its template: its first version changed src/App.jsx only. The
     version's `changes`, its badge, the diff endpoint and the page's files pane all say so."""
-    client, execute = stack
+    client, _ = stack
     user = f"first-version-{os.getpid()}-{threading.get_ident()}"
     headers = {"Authorization": f"Bearer {user_token(SECRET, user)}"}
     project = client.post(
