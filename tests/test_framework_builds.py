@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -252,12 +253,24 @@ def test_the_build_has_no_network(stack: Stack, llm: FakeLLM) -> None:
     assert build["exitCode"] == 0 and fragment["metadata"]["build"]["status"] == "passed"
 
 
+@pytest.fixture
+def no_templates() -> Iterator[Path]:
+    """An empty templates folder that sandbox users can reach (pytest's own folders are private,
+    and a worker refuses a templates folder out of their reach: tests/test_sandbox_places.py)."""
+    empty = Path(tempfile.mkdtemp(prefix="appforge-no-templates-"))
+    empty.chmod(0o755)
+    yield empty
+    shutil.rmtree(empty, ignore_errors=True)
+
+
 def test_a_run_for_an_unprepared_framework_fails_in_words_and_takes_no_credit(
-    settings: Settings, llm: FakeLLM, tmp_path: Path
+    settings: Settings, llm: FakeLLM, no_templates: Path
 ) -> None:
-    empty = tmp_path / "templates"
+    """A template gone after the worker started (its start-up prepares what is missing): the run
+    fails before the model is asked anything."""
+    empty = no_templates
     with running_stack(replace(settings, sandbox_templates=str(empty))) as (client, execute):
-        headers = {"Authorization": f"Bearer {user_token(SECRET, f'unprepared-{tmp_path.name}')}"}
+        headers = {"Authorization": f"Bearer {user_token(SECRET, f'unprepared-{empty.name}')}"}
         project = client.post(
             "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
         ).get_json()
