@@ -61,6 +61,10 @@ class Settings:
     sandbox: str = "local"
     # DESIGN section 15: "required" refuses to run local commands without bubblewrap.
     sandbox_isolation: str = "required"
+    # DATA_DIR: this machine's own state (the SQLite file, the bundled Redis, sandboxes, templates).
+    data_dir: str = ".data"
+    # SANDBOX_ROOT: the local sandbox's workspaces. Left at its default under DATA_DIR, a worker
+    # running as root moves it where sandbox users can reach it (sandboxes/places.py).
     sandbox_root: str = "./.data/sandboxes"
     # Where `orchestrator sandbox prepare` installs the framework templates the local sandbox
     # builds apps from (SANDBOX_TEMPLATES, default $DATA_DIR/templates). None ("off"): no
@@ -154,7 +158,8 @@ class Settings:
             agent_max_steps=int(number("AGENT_MAX_STEPS", cls.agent_max_steps)),
             sandbox=sandbox,
             sandbox_isolation=isolation,
-            sandbox_root=str(data_dir / "sandboxes"),
+            data_dir=str(data_dir),
+            sandbox_root=env.get("SANDBOX_ROOT") or str(data_dir / "sandboxes"),
             sandbox_templates=None if templates.lower() in ("off", "none") else templates,
             e2b_api_key=env.get("E2B_API_KEY") or None,
             e2b_api_url=env.get("E2B_API_URL") or None,

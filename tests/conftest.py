@@ -8,10 +8,14 @@ is named but unreachable skips the tests that need it; with CI=true it fails the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import shutil
 import signal
+import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -31,22 +35,97 @@ from models import make_engine, make_sessionmaker
 from models.migrate import upgrade
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
 from orchestrator.tokens import user_token
-from orchestrator.wiring.bundled_redis import BundledRedis, free_port
+from orchestrator.wiring.bundled_redis import BundledRedis
 from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import FakeLLM, Reply
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ROOT = Path(__file__).resolve().parents[1]
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_bwrap: needs bubblewrap (fails under CI=true)")
+    config.addinivalue_line("markers", "needs_root: needs to run as root (fails under CI=true)")
 
 
 def unavailable(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: a missing service fails the suite)", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _needs(request: pytest.FixtureRequest) -> None:
+    """What a marked test needs: skipped locally without it, failed under CI=true."""
+    if request.node.get_closest_marker("needs_bwrap") and shutil.which("bwrap") is None:
+        unavailable("bubblewrap (bwrap) is not installed")
+    if request.node.get_closest_marker("needs_root") and os.geteuid() != 0:
+        unavailable("this test runs as root: only root runs sandbox commands as other uids")
+
+
+def templates_cache_dir() -> Path:
+    """Where tests prepare framework templates: a stable folder per checkout, reused across
+    sessions (TEST_TEMPLATES_DIR overrides; `.ci/run` prepares all five there first)."""
+    from orchestrator.sandboxes.templates import STARTERS
+
+    configured = os.environ.get("TEST_TEMPLATES_DIR")
+    if configured:
+        return Path(configured)
+    checkout = hashlib.sha256(str(STARTERS).encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / f"appforge-templates-{checkout}"
+
+
+def prepared_templates(*frameworks: str) -> Path:
+    """The shared templates folder with `frameworks` prepared (npm ci the first time only)."""
+    from orchestrator.sandboxes.prepare import prepare
+    from orchestrator.sandboxes.templates import TemplateStore
+
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        unavailable("node and npm are not installed (Debian: apt-get install nodejs npm)")
+    store = TemplateStore(templates_cache_dir())
+    for framework in frameworks:
+        prepare(store, framework)
+    return store.root
+
+
+@pytest.fixture
+def clone() -> Iterator[Path]:
+    """A fresh clone (`fresh_clone`) in a folder every user can pass through, as a clone under
+    /srv or /home is; the one under a private folder is tests/test_run_script.py's."""
+    home = Path(tempfile.mkdtemp(prefix="appforge-clone-"))
+    os.chmod(home, 0o755)
+    try:
+        yield fresh_clone(home / "repo")
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def all_templates() -> Path:
+    """Every framework template prepared, as the Procfile's release step leaves a machine."""
+    from orchestrator.sandboxes.templates import SPECS
+
+    return prepared_templates(*(spec.folder for spec in SPECS.values()))
+
+
+def fresh_clone(into: Path, root: Path = ROOT) -> Path:
+    """The repository's files as a clone has them: tracked and new files, nothing ignored (so
+    what is being changed is what is tested), with their modes."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=root,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for name in filter(None, listed):
+        source = root / os.fsdecode(name)
+        if source.is_file():
+            target = into / os.fsdecode(name)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    assert not (into / ".data").exists()
+    return into
 
 
 @pytest.fixture(scope="session")
@@ -250,7 +329,19 @@ def sandbox_root() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def listener() -> Iterator[socket.socket]:
+    """The session server's socket, bound to port 0 before the settings name its URL, and held
+    until the server serves on it: no other process can take the port in between."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="session")
 def settings(
+    listener: socket.socket,
     sandbox_root: str,
     database_url: str,
     redis_url: str,
@@ -274,7 +365,7 @@ def settings(
         sandbox_isolation="best-effort",
         queue_name=f"test-{uuid.uuid4().hex[:8]}",
         heartbeat_interval=0.5,
-        public_url=f"http://127.0.0.1:{free_port()}",
+        public_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
         agent_max_steps=6,
     )
 
@@ -327,13 +418,14 @@ def worker(celery_app: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def server(settings: Settings, celery_app: Any) -> Iterator[str]:
-    """The Flask app behind a real threaded HTTP server on a free port."""
+def server(settings: Settings, celery_app: Any, listener: socket.socket) -> Iterator[str]:
+    """The Flask app behind a real threaded HTTP server, on the socket its public URL names."""
     from web import create_app
 
     app = create_app(replace(settings), celery=celery_app)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    http = make_server("127.0.0.1", int(settings.public_url.rsplit(":", 1)[1]), app, threaded=True)
+    port = listener.getsockname()[1]
+    http = make_server("127.0.0.1", port, app, threaded=True, fd=listener.fileno())
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
     yield settings.public_url
@@ -400,6 +492,21 @@ def db(settings: Settings) -> Any:
 @pytest.fixture
 def redis_client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
+
+
+def gunicorn_port(log: str) -> int | None:
+    """The port a gunicorn started with port 0 listens on, once its log says so."""
+    found = re.search(r"Listening at: http://[^\s]+:(\d+) ", log)
+    return int(found[1]) if found else None
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port that refuses every connection while the block lasts: bound by us, never listening
+    (a stopped server's), so no other process can start listening there meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:

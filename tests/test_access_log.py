@@ -18,8 +18,7 @@ import pytest
 
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
-from orchestrator.wiring.bundled_redis import free_port
-from tests.conftest import SECRET
+from tests.conftest import SECRET, gunicorn_port
 from web.access_log import redact
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,22 +64,21 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.fixture
 def web(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = free_port()
     log = tmp_path / "web.log"
-    process = start_web(settings, port, log, AUTH_SECRET=SECRET)
-    base = f"http://127.0.0.1:{port}"
+    process = start_web(settings, 0, log, AUTH_SECRET=SECRET)  # gunicorn picks the port
     try:
         deadline = time.monotonic() + 60
         while True:
             assert process.poll() is None, log.read_text()
+            port = gunicorn_port(log.read_text())
             try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                if port and httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, f"gunicorn did not answer: {log.read_text()}"
             time.sleep(0.2)
-        yield base, log
+        yield f"http://127.0.0.1:{port}", log
     finally:
         stop(process)
 
@@ -117,7 +115,7 @@ def test_the_web_line_refuses_to_start_without_auth_and_says_what_to_set(
     settings: Settings, tmp_path: Path
 ) -> None:
     log = tmp_path / "web.log"
-    process = start_web(settings, free_port(), log)
+    process = start_web(settings, 0, log)
     try:
         process.wait(timeout=60)
     finally:

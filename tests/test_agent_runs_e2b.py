@@ -12,7 +12,7 @@ import redis
 
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
-from tests.conftest import SECRET, run_prompt, running_stack
+from tests.conftest import SECRET, run_prompt, running_stack, wait_for
 from tests.fakes.e2b_server import FakeE2B
 from tests.fakes.llm_server import Error, Reply, ToolCall
 
@@ -129,6 +129,76 @@ def test_a_heartbeat_as_a_run_ends_leaves_its_preview_alive(
             time.sleep(0.2)  # a kill the trip started runs on a thread of its own
             state = fake_e2b.sandboxes[fragment["sandboxId"]].state
             assert state == "alive", f"run {attempt + 1}: the preview's VM is {state}"
+    finally:
+        redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)
+        services.db.kw["bind"].dispose()
+
+
+def test_delete_on_e2b_kills_the_vm_and_nothing_is_written_after(
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, redis_client: Any
+) -> None:
+    """DELETE /api/messages/<id> through the web app while the run's VM runs a command: the
+    run's worker (the runner, its process's cancel listener on Redis) kills the VM, writes no
+    file, no row and no event after the cancel, and never asks the model again."""
+    from orchestrator.runs.runner import execute_run
+    from orchestrator.streams.events import EventLog
+    from orchestrator.wiring.services import build_run_services
+    from web import create_app
+    from workers.app import create_celery
+
+    marker = f"sleep 30.{uuid.uuid4().int % 10**6}"
+    llm.script(
+        Reply("", tool_calls=[ToolCall("write_file", {"path": "src/App.jsx", "content": "x"})]),
+        Reply("", tool_calls=[ToolCall("run_command", {"command": marker, "timeout": 120})]),
+        Reply("never", tool_calls=[ToolCall("finish", {"title": "App", "summary": "S"})]),
+    )
+    settings = replace(e2b_settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}")
+    services = build_run_services(settings)
+    client = create_app(settings, celery=create_celery(settings)).test_client()
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'e2b-del-{uuid.uuid4().hex[:8]}')}"}
+    try:
+        project = client.post(
+            "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
+        ).get_json()
+        body = {"message": "Build it", "projectId": project["id"]}
+        sent = client.post("/api/messages", json=body, headers=headers).get_json()
+        run = threading.Thread(
+            target=execute_run, args=(services, sent["messageId"], sent["runId"]), daemon=True
+        )
+        run.start()
+
+        def command() -> Any:
+            for sandbox in list(fake_e2b.sandboxes.values()):
+                for process in list(sandbox.processes.values()):
+                    if process.command == marker and process.running:
+                        return sandbox, process
+            return None
+
+        sandbox, process = wait_for(command, 30, "the run's command to run in its VM")
+        calls_before = len(fake_e2b.calls)
+        answer = client.delete(f"/api/messages/{sent['messageId']}", headers=headers)
+        assert (answer.status_code, answer.get_json()) == (200, {"success": True})
+        run.join(timeout=15)
+        assert not run.is_alive(), "the run did not stop after DELETE"
+
+        assert sandbox.state == "killed" and not process.running  # the VM, and its command
+        assert fake_e2b.calls_to("DELETE", f"/sandboxes/{sandbox.id}")
+        after = [call.path for call in fake_e2b.calls[calls_before:]]
+        writes = [p for p in after if p in ("/files", "/filesystem.Filesystem/MakeDir")]
+        assert writes == [] and "/process.Process/Start" not in after, after
+        url = f"/api/messages/{sent['messageId']}"
+        message = client.get(url, headers=headers).get_json()
+        assert message["status"] == "CANCELLED", message
+        assert client.get(f"{url}/fragment", headers=headers).get_json() is None
+        events = [
+            (kind, data) for _id, kind, data in EventLog(redis_client).read(sent["messageId"])
+        ]
+        assert events[-1] == ("done", {"status": "CANCELLED"})
+        assert [kind for kind, _ in events].count("done") == 1
+        time.sleep(0.5)  # anything still on its way from the run would land now
+        assert client.get(url, headers=headers).get_json() == message
+        assert len(EventLog(redis_client).read(sent["messageId"])) == len(events)
+        assert len(llm.requests) == 2  # never asked again after the cancel
     finally:
         redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)
         services.db.kw["bind"].dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from models import Role, transaction
+from models import transaction
 from orchestrator.runs import lifecycle
 from orchestrator.runs.lifecycle import FragmentValues
 from tests.conftest import Api
@@ -159,6 +159,13 @@ def test_another_users_things_answer_exactly_like_missing_ones(
         f"/api/messages/{body['messageId']}/attachments",
         f"/api/fragments/{fragment['id']}/full",
     ]
+    listings = [
+        ("/api/messages", {"projectId": project["id"]}),
+        ("/api/conversations", {"projectId": project["id"]}),
+        ("/api/projects", {}),
+    ]
+    owners_view = [alice.get(path).json() for path in paths]
+    owners_view += [alice.get(path, params=params).json() for path, params in listings]
     for path in paths:
         assert bob.get(path).status_code == 404, path
     assert bob.get("/api/messages", params={"projectId": project["id"]}).status_code == 404
@@ -176,5 +183,8 @@ def test_another_users_things_answer_exactly_like_missing_ones(
         == 404
     )
     assert bob.get("/api/projects").json() == []
-    assert Role.USER  # the owner still sees everything
-    assert alice.get(paths[0]).status_code == 200
+    # The owner still sees everything, unchanged by the other user's refused writes.
+    after = [alice.get(path) for path in paths]
+    assert [answer.status_code for answer in after] == [200] * len(paths)
+    after_listed = [alice.get(path, params=params).json() for path, params in listings]
+    assert [answer.json() for answer in after] + after_listed == owners_view

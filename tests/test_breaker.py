@@ -8,8 +8,7 @@ from typing import Any
 import redis
 
 from orchestrator.providers.breaker import Breaker, BreakerConfig, Gate, breaker_client
-from orchestrator.wiring.bundled_redis import free_port
-from tests.conftest import Api, wait_for
+from tests.conftest import Api, closed_port, wait_for
 from tests.fakes.llm_server import Hang, Reply
 
 
@@ -59,8 +58,9 @@ def test_half_open_one_probe_decides(redis_url: str) -> None:
 
 
 def test_without_redis_the_breaker_lets_every_run_through() -> None:
-    breaker = Breaker(breaker_client(f"redis://127.0.0.1:{free_port()}/0"), "down")
-    assert breaker.allow("p") is Gate.CLOSED
-    assert breaker.failure("p") is False
-    breaker.success("p")
-    assert breaker.allow("p") is Gate.CLOSED  # within the back-off: not even asked
+    with closed_port() as port:
+        breaker = Breaker(breaker_client(f"redis://127.0.0.1:{port}/0"), "down")
+        assert breaker.allow("p") is Gate.CLOSED
+        assert breaker.failure("p") is False
+        breaker.success("p")
+        assert breaker.allow("p") is Gate.CLOSED  # within the back-off: not even asked

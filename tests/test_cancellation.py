@@ -28,6 +28,13 @@ def _streaming(api: Api, message_id: str, *, with_content: bool = False) -> dict
     )
 
 
+def _cancel(api: Api, message_id: str) -> None:
+    """DELETE the run, as a client does: it answers success, and the run ends CANCELLED."""
+    answer = api.request("DELETE", f"/api/messages/{message_id}")
+    assert (answer.status_code, answer.json()) == (200, {"success": True}), answer.text
+    assert api.wait_terminal(message_id)["status"] == "CANCELLED"
+
+
 def _events(redis_client: Any, message_id: str) -> list[tuple[str, dict[str, Any]]]:
     return [(kind, data) for _id, kind, data in EventLog(redis_client).read(message_id)]
 
@@ -78,7 +85,7 @@ def test_cancel_while_the_model_is_silent_is_noticed_at_once(api: Api, llm: Any)
     body = api.send(api.project()["id"]).json()
     _streaming(api, body["messageId"])
     assert llm.wait_for_requests(1, timeout=5)
-    api.request("DELETE", f"/api/messages/{body['messageId']}")
+    _cancel(api, body["messageId"])
     assert llm.wait_for_disconnect(timeout=2)
     assert len(llm.requests) == 1  # no retry, no fallback after a cancel
 
@@ -104,7 +111,7 @@ def test_cancel_while_a_tool_command_runs_kills_it_and_writes_no_fragment(
     try:
         wait_for(running, 15, "the tool command to start")
     finally:
-        api.request("DELETE", f"/api/messages/{body['messageId']}")
+        _cancel(api, body["messageId"])
     wait_for(lambda: not running(), 5, "the tool command to die")
     time.sleep(0.3)
     final = api.message(body["messageId"])
@@ -118,10 +125,10 @@ def test_after_a_cancel_the_conversation_takes_a_new_prompt_at_once(api: Api, ll
     llm.script(Hang(60))
     project = api.project()
     body = api.send(project["id"]).json()
-    api.request("DELETE", f"/api/messages/{body['messageId']}")
+    _cancel(api, body["messageId"])
     again = api.send(project["id"], "Try again")
     assert again.status_code == 201, again.text
-    api.wait_terminal(again.json()["messageId"])
+    assert api.wait_terminal(again.json()["messageId"])["status"] == "COMPLETE"
 
 
 def test_cancel_racing_completion_ends_in_one_state_or_the_other(
@@ -177,5 +184,5 @@ def test_a_cancelled_run_keeps_no_sandbox(api: Api, llm: Any, settings: Settings
     # Workspaces are named <runId>.<suffix>: one exists while the model is asked again.
     workspaces = lambda: list(Path(settings.sandbox_root).glob(f"{body['runId']}.*"))  # noqa: E731
     assert workspaces(), "the run should have a workspace by its second step"
-    api.request("DELETE", f"/api/messages/{body['messageId']}")
+    _cancel(api, body["messageId"])
     wait_for(lambda: not workspaces(), 5, "the workspace to be removed")

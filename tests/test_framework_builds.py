@@ -8,7 +8,6 @@ suite pays `npm ci` at most once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,7 +27,14 @@ from orchestrator.sandboxes.prepare import prepare
 from orchestrator.sandboxes.templates import STARTERS, TemplateStore
 from orchestrator.settings import Settings
 from orchestrator.tokens import user_token
-from tests.conftest import SECRET, run_prompt, running_stack, unavailable, wait_for
+from tests.conftest import (
+    SECRET,
+    prepared_templates,
+    run_prompt,
+    running_stack,
+    unavailable,
+    wait_for,
+)
 from tests.fakes.llm_server import FakeLLM, Reply, ToolCall
 
 Stack = tuple[Any, Callable[[str, str], Any]]
@@ -44,22 +50,9 @@ BROKEN = """export default function App() {
 BUILD = ToolCall("run_command", {"command": "npm run build", "timeout": 180})
 
 
-def _cache_dir() -> Path:
-    """A stable folder per checkout, reused across test sessions (TEST_TEMPLATES_DIR overrides)."""
-    configured = os.environ.get("TEST_TEMPLATES_DIR")
-    if configured:
-        return Path(configured)
-    checkout = hashlib.sha256(str(STARTERS).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"appforge-templates-{checkout}"
-
-
 @pytest.fixture(scope="session")
 def templates_dir() -> Path:
-    if shutil.which("npm") is None or shutil.which("node") is None:
-        unavailable("node and npm are not installed (Debian: apt-get install nodejs npm)")
-    store = TemplateStore(_cache_dir())
-    prepare(store, "react")
-    return store.root
+    return prepared_templates("react")
 
 
 @pytest.fixture(scope="module")
@@ -260,12 +253,24 @@ def test_the_build_has_no_network(stack: Stack, llm: FakeLLM) -> None:
     assert build["exitCode"] == 0 and fragment["metadata"]["build"]["status"] == "passed"
 
 
+@pytest.fixture
+def no_templates() -> Iterator[Path]:
+    """An empty templates folder that sandbox users can reach (pytest's own folders are private,
+    and a worker refuses a templates folder out of their reach: tests/test_sandbox_places.py)."""
+    empty = Path(tempfile.mkdtemp(prefix="appforge-no-templates-"))
+    empty.chmod(0o755)
+    yield empty
+    shutil.rmtree(empty, ignore_errors=True)
+
+
 def test_a_run_for_an_unprepared_framework_fails_in_words_and_takes_no_credit(
-    settings: Settings, llm: FakeLLM, tmp_path: Path
+    settings: Settings, llm: FakeLLM, no_templates: Path
 ) -> None:
-    empty = tmp_path / "templates"
+    """A template gone after the worker started (its start-up prepares what is missing): the run
+    fails before the model is asked anything."""
+    empty = no_templates
     with running_stack(replace(settings, sandbox_templates=str(empty))) as (client, execute):
-        headers = {"Authorization": f"Bearer {user_token(SECRET, f'unprepared-{tmp_path.name}')}"}
+        headers = {"Authorization": f"Bearer {user_token(SECRET, f'unprepared-{empty.name}')}"}
         project = client.post(
             "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
         ).get_json()
@@ -359,22 +364,25 @@ def test_the_offline_demo_previews_a_built_app_on_the_other_frameworks(
             assert "Now add a dark mode toggle" in built_script(two)
 
 
+@pytest.mark.timeout(900)  # the first session on a machine prepares all five templates
 def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
-    templates_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    all_templates: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from orchestrator.wiring.cli import main
-    from orchestrator.wiring.services import check_sandbox_isolation
+    from orchestrator.wiring.worker_start import check_worker_sandboxes
 
+    templates_dir = all_templates
     again = prepare(TemplateStore(templates_dir), "react")
     assert not again.installed  # the stamp matches the lock: nothing installed
     monkeypatch.chdir(templates_dir.parent)  # a relative folder, as DATA_DIR=.data gives
     relative = TemplateStore(Path(templates_dir.name)).require("react")
     assert relative.node_modules.is_absolute() and relative.node_modules.is_dir()
     settings = Settings.from_env({"SANDBOX_TEMPLATES": str(templates_dir)})
-    with caplog.at_level("INFO", logger="orchestrator.wiring.services"):
-        check_sandbox_isolation(replace(settings, sandbox_isolation="best-effort"))
+    with caplog.at_level("INFO", logger="orchestrator.wiring.worker_start"):
+        check_worker_sandboxes(replace(settings, sandbox_isolation="best-effort"))
     said = " ".join(record.getMessage() for record in caplog.records)
-    assert "framework templates ready: react" in said
+    assert "framework templates ready: react, vue, svelte, nextjs, angular" in said
+    assert "installing" not in said  # nothing was missing
     monkeypatch.setenv("SANDBOX_TEMPLATES", str(templates_dir))
     assert main(["sandbox", "prepare", "react"]) == 0
     assert main(["sandbox", "prepare", "cobol"]) == 1
@@ -471,5 +479,51 @@ def test_the_built_app_runs_in_a_browser_on_the_previews_opaque_origin(
         heading = page.locator("h1")
         heading.wait_for(timeout=15_000)
         assert heading.text_content() == "Hello from the component", errors
+    finally:
+        context.close()
+
+
+def test_a_first_versions_files_show_its_changes_against_the_template_as_its_badge_does(
+    stack: Stack, llm: FakeLLM, browser: Any, server: str
+) -> None:
+    """A new project starts from its template: its first version changed src/App.jsx only. The
+    version's `changes`, its badge, the diff endpoint and the page's files pane all say so."""
+    client, _ = stack
+    user = f"first-version-{os.getpid()}-{threading.get_ident()}"
+    headers = {"Authorization": f"Bearer {user_token(SECRET, user)}"}
+    project = client.post(
+        "/api/projects", json={"name": "From the template", "framework": "REACT"}, headers=headers
+    ).get_json()
+    llm.script(*written_and_built(COMPONENT))
+    message, fragment = send_in(stack, headers, project["id"], "Say hello")
+    assert message["status"] == "COMPLETE", message
+    assert fragment["changes"] == {"added": [], "modified": ["src/App.jsx"], "deleted": []}
+
+    diff = client.get(f"/api/fragments/{fragment['id']}/diff", headers=headers).get_json()
+    assert [(f["path"], f["change"]) for f in diff["files"]] == [("src/App.jsx", "modified")]
+    template = (STARTERS / "react" / "app" / "src" / "App.jsx").read_text()
+    assert diff["files"][0]["diff"].startswith("--- a/src/App.jsx\n+++ b/src/App.jsx\n")
+    removed = [line[1:] for line in diff["files"][0]["diff"].splitlines() if line[:1] == "-"]
+    assert template.splitlines()[0] in removed  # against the template's file, not nothing
+
+    # The session's web server reads the same database: the page as the project's owner sees it.
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    try:
+        page = context.new_page()
+        page.goto(f"{server}/#token={user_token(SECRET, user)}")
+        page.get_by_test_id("project").filter(has_text="From the template").click()
+        version = page.get_by_test_id("version").first
+        version.wait_for(timeout=15_000)
+        assert "+0 ~1 −0" in version.inner_text()  # the badge
+        files = page.get_by_test_id("file")
+        files.filter(has_text="src/App.jsx").wait_for(timeout=15_000)
+        marks = {
+            files.nth(i).get_attribute("data-path"): files.nth(i)
+            .locator(".change")
+            .all_inner_texts()
+            for i in range(files.count())
+        }
+        assert set(marks) == set(fragment["files"])  # every file of the version is listed
+        assert {path: mark for path, mark in marks.items() if mark} == {"src/App.jsx": ["modified"]}
     finally:
         context.close()

@@ -48,7 +48,11 @@ def test_web_metrics_count_the_run_and_its_requests(api: Api, server: str) -> No
     assert grew("appforge_run_seconds_count") == 1
     assert grew("appforge_first_delta_seconds_count") == 1
     assert grew("appforge_provider_calls_total", provider="primary", outcome="ok") >= 1
-    assert grew("appforge_tokens_total", direction="out") >= 0
+    # What the provider reported for the run (the fake model counts four characters a token).
+    usage = final["metadata"]["usage"]
+    assert usage["completionTokens"] > 0 and usage["promptTokens"] > 0, usage
+    assert grew("appforge_tokens_total", direction="out") == usage["completionTokens"]
+    assert grew("appforge_tokens_total", direction="in") == usage["promptTokens"]
     assert value(after, "appforge_runs_in_progress") == 0
     assert ("appforge_sse_streams_open", ()) in after
 

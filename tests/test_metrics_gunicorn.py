@@ -16,8 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from orchestrator.wiring.bundled_redis import free_port
-from tests.conftest import SECRET, wait_for
+from tests.conftest import SECRET, gunicorn_port, wait_for
 from tests.test_metrics import samples, value
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +24,6 @@ GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 
 
 def test_every_gunicorn_worker_is_counted_by_any_scrape(database_url: str, redis_url: str) -> None:
-    port = free_port()
     data = Path(tempfile.mkdtemp(prefix="gunicorn-metrics-"))
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -37,14 +35,16 @@ def test_every_gunicorn_worker_is_counted_by_any_scrape(database_url: str, redis
         "AUTH_SECRET": SECRET,
     }
     argv = [GUNICORN, "web:create_app()", "--config", "python:gunicorn_conf"]
-    argv += ["--bind", f"127.0.0.1:{port}", "--worker-class", "gevent", "--workers", "2"]
+    argv += ["--bind", "127.0.0.1:0", "--worker-class", "gevent", "--workers", "2"]
     argv += ["--logger-class", "web.access_log.RedactingLogger"]  # as the Procfile
     log = (data / "gunicorn.log").open("wb")
     process = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    base = f"http://127.0.0.1:{port}"
     try:
+        # Port 0: gunicorn binds one and says which.
+        port = wait_for(lambda: gunicorn_port(_log_text(data)), 30, "gunicorn to listen")
+        base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _get(f"{base}/healthz"), 30, "gunicorn to answer")
         sent = 40
         for _ in range(sent):  # fresh connections: both workers take some
@@ -71,3 +71,7 @@ def _get(url: str) -> bool:
         return httpx.get(url).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _log_text(data: Path) -> str:
+    return (data / "gunicorn.log").read_text(errors="replace")

@@ -1,40 +1,42 @@
-"""Every Procfile line starts on a fresh clone, after `orchestrator db upgrade` and nothing else.
+"""Every Procfile line starts on a fresh clone, after its `release` line and nothing else.
 
 Each line runs alone, through honcho as a platform would run it, in its own copy of the repository
-(the files a clone has: no `.data`, no caches), against the tests' database and Redis. A line
-passes once it shows it is up (below); it fails if it exits first, or if its wait runs out.
+(the files a clone has: no `.data`, no caches), against the tests' database and Redis. `release`
+runs first, as platforms run it before starting a new version's processes: it must exit 0 having
+migrated the database and prepared the framework templates (here the shared folder, prepared
+once per machine, so it finds them ready). A long-running line passes once it shows it is up
+(below); it fails if it exits first, or if its wait runs out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from orchestrator.wiring.bundled_redis import free_port
+from tests.conftest import fresh_clone, gunicorn_port
+from tests.procfile_line import ProcfileLine
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 WAIT = 60.0  # beat's first sweep is due 15 s after it starts
-# What each line prints once it is up.
+# What each long-running line prints once it is up.
 UP = {
     "web": "Booting worker",
     "worker": " ready.",
     "reaper": " ready.",
     "beat": "Sending due task reap-stuck-runs",
     "flower": "Visit me at",
+}
+# Lines that run once and exit 0 (a platform's release phase), and what each must have printed.
+ONCE = {
+    "release": ("database is up to date", "nextjs: already prepared", "angular: already prepared"),
 }
 
 
@@ -43,84 +45,14 @@ def _procfile_names() -> list[str]:
     return [line.split(":", 1)[0] for line in lines if line.strip() and not line.startswith("#")]
 
 
-def test_up_markers_cover_every_procfile_line() -> None:
-    assert sorted(_procfile_names()) == sorted(UP)
+def test_markers_cover_every_procfile_line() -> None:
+    assert sorted(_procfile_names()) == sorted([*UP, *ONCE])
 
 
-def _fresh_clone(into: Path) -> Path:
-    """The repository's files as a clone has them: tracked and new files, nothing ignored."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, listed):
-        source = ROOT / os.fsdecode(name)
-        if source.is_file():
-            target = into / os.fsdecode(name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    assert not (into / ".data").exists()
-    return into
-
-
-@pytest.fixture
-def clone() -> Iterator[Path]:
-    # Sandbox users must reach the default sandbox root under the clone (see conftest).
-    home = Path(tempfile.mkdtemp(prefix="appforge-clone-"))
-    os.chmod(home, 0o755)
-    try:
-        yield _fresh_clone(home / "repo")
-    finally:
-        shutil.rmtree(home, ignore_errors=True)
-
-
-class _Line:
-    """One Procfile line under honcho, its output collected by a thread."""
-
-    def __init__(self, name: str, cwd: Path, env: dict[str, str]) -> None:
-        self.name = name
-        self.output: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "start", "-f", "Procfile", name],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-
-    def seen(self, marker: str) -> bool:
-        return any(marker in line for line in list(self.output))
-
-    def exited(self) -> bool:
-        return self.process.poll() is not None or self.seen("exited with code")
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self._reader.join(timeout=5)
-
-
+@pytest.mark.timeout(900)  # the first session on a machine prepares all five templates
 def test_every_procfile_line_starts_on_a_fresh_clone(
-    clone: Path, database_url: str, redis_url: str
+    clone: Path, database_url: str, redis_url: str, all_templates: Path
 ) -> None:
-    port = free_port()
     env = {
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
         "HOME": os.environ.get("HOME", "/root"),
@@ -131,27 +63,29 @@ def test_every_procfile_line_starts_on_a_fresh_clone(
         "REDIS_URL": redis_url,
         "AUTH_SECRET": "procfile-test-secret-procfile-test-secret",
         "QUEUE_NAME": f"procfile-{uuid.uuid4().hex[:8]}",
-        "PORT": str(port),
-        "FLOWER_PORT": str(free_port()),
+        "SANDBOX_TEMPLATES": str(all_templates),
+        "PORT": "0",  # gunicorn binds a port of its choosing and says which
+        "FLOWER_PORT": "0",
         "WEB_WORKERS": "1",
         "WORKER_CONCURRENCY": "1",
     }
-    upgrade = subprocess.run(
-        [sys.executable, "-m", "orchestrator.wiring.cli", "db", "upgrade"],
-        cwd=clone,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert upgrade.returncode == 0, upgrade.stderr
+    release = ProcfileLine("release", clone, env)
+    try:
+        release.process.wait(timeout=120)
+    finally:
+        release.stop()
+    said = "".join(release.output)
+    assert release.process.returncode == 0, said[-3000:]
+    for marker in ONCE["release"]:
+        assert marker in said, f"release did not print {marker!r}:\n{said[-3000:]}"
     # Each line in a clone of its own, so no line creates a folder another one needs.
     homes = {
-        name: clone if i == 0 else _fresh_clone(clone.parent / f"repo-{name}")
+        name: clone if i == 0 else fresh_clone(clone.parent / f"repo-{name}")
         for i, name in enumerate(UP)
     }
     lines = {
-        name: _Line(name, home, env | {"PYTHONPATH": str(home)}) for name, home in homes.items()
+        name: ProcfileLine(name, home, env | {"PYTHONPATH": str(home)})
+        for name, home in homes.items()
     }
     try:
         pending = set(lines)
@@ -161,8 +95,9 @@ def test_every_procfile_line_starts_on_a_fresh_clone(
                 line = lines[name]
                 up = line.seen(UP[name])
                 if up and name == "web":
+                    port = gunicorn_port("".join(line.output))
                     with contextlib.suppress(httpx.HTTPError):
-                        up = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).is_success
+                        up = bool(port) and httpx.get(f"http://127.0.0.1:{port}/healthz").is_success
                     up = up is True
                 if up:
                     pending.discard(name)

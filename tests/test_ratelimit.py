@@ -106,10 +106,18 @@ def test_concurrent_prompts_never_get_past_the_limit(redis_client: redis.Redis) 
     assert results.count("ok") == 5 and results.count("limited") == 25
 
 
-def test_zero_turns_the_limit_off_without_touching_redis() -> None:
-    dead = redis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
-    for _ in range(50):
-        ratelimit.check(dead, "anyone", 0)
+def test_zero_turns_the_limit_off_without_touching_redis(
+    redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    who = user()
+    with caplog.at_level(logging.WARNING, logger="orchestrator.ratelimit"):
+        for _ in range(50):
+            assert ratelimit.check(redis_client, who, 0) is None  # no slot taken
+        # A Redis that is down is not even asked: asking would log that it is unavailable.
+        dead = redis.Redis.from_url("redis://127.0.0.1:9/0", socket_connect_timeout=0.2)
+        assert ratelimit.check(dead, who, 0) is None
+    assert not redis_client.exists(ratelimit.key(who))
+    assert caplog.records == []
 
 
 def test_unreachable_redis_fails_open_and_logs(caplog: pytest.LogCaptureFixture) -> None:

@@ -12,8 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from orchestrator.settings import Settings
-from orchestrator.wiring.bundled_redis import free_port
-from tests.conftest import Api
+from tests.conftest import Api, closed_port
 from tests.fakes.jwks_server import CountingJwks, public_jwk
 from tests.test_auth import claims, rsa_key
 
@@ -41,10 +40,11 @@ def test_events_answer_503_when_redis_is_unreachable(
 
     message_id = finished_message(api)
     # The same database, and a Redis port where nothing listens (a stopped server).
-    gone = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    client = create_app(gone, celery=celery_app).test_client()
-    headers = {"Authorization": f"Bearer {api.token}"}
-    answer = client.get(f"/api/messages/{message_id}/events", headers=headers)
+    with closed_port() as port:
+        gone = replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+        client = create_app(gone, celery=celery_app).test_client()
+        headers = {"Authorization": f"Bearer {api.token}"}
+        answer = client.get(f"/api/messages/{message_id}/events", headers=headers)
     assert answer.status_code == 503, answer.get_data(as_text=True)
     assert answer.get_json() == {"error": SENTENCE}
 

@@ -25,11 +25,12 @@ def test_content_grows_in_the_database_while_tokens_arrive(api: Api, llm: Any) -
     body = api.send(api.project()["id"]).json()
     samples = []
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+    while True:
         message = api.message(body["messageId"])
         samples.append((message["status"], message["content"]))
         if message["status"] == "COMPLETE":
             break
+        assert time.monotonic() < deadline, f"not COMPLETE after 20 s: {samples[-3:]}"
         time.sleep(0.05)
     partial = [c for s, c in samples if s == "STREAMING" and 0 < len(c) < len(text)]
     assert len(set(partial)) >= 2, samples

@@ -37,13 +37,13 @@ from orchestrator.sandboxes.local import (
 from orchestrator.sandboxes.local_process import TOOL_ENV, IsolationUnavailable
 from orchestrator.sandboxes.local_users import UID_BASE, UidLease
 from orchestrator.settings import Settings
-from tests.conftest import unavailable
+from tests.conftest import unavailable, wait_for
 
 HAS_BWRAP = shutil.which("bwrap") is not None
 IS_ROOT = os.geteuid() == 0
-# Skipped locally without bubblewrap; under CI=true a missing bubblewrap fails them instead.
+# Skipped locally without bubblewrap, or when not root; under CI=true they fail instead.
 needs_bwrap = pytest.mark.needs_bwrap
-needs_root = pytest.mark.skipif(not IS_ROOT, reason="commands drop privileges only under root")
+needs_root = pytest.mark.needs_root  # commands drop privileges only under root
 ISOLATIONS = [
     pytest.param("none", id="subprocess"),
     pytest.param("bwrap", id="bubblewrap", marks=needs_bwrap),
@@ -54,12 +54,6 @@ LIMITS = SandboxLimits(
     max_processes=64,
     max_file_bytes=1024 * 1024,
 )
-
-
-@pytest.fixture(autouse=True)
-def _bubblewrap_if_needed(request: pytest.FixtureRequest) -> None:
-    if request.node.get_closest_marker("needs_bwrap") and not HAS_BWRAP:
-        unavailable("bubblewrap (bwrap) is not installed")
 
 
 @pytest.fixture
@@ -423,9 +417,7 @@ def test_kill_from_another_thread_stops_a_running_command(sandbox: LocalSandbox)
     results: list[CommandResult] = []
     runner = threading.Thread(target=lambda: results.append(sandbox.run(f"sleep 1000.{marker}")))
     runner.start()
-    give_up = time.monotonic() + 5
-    while not live_processes(marker, None) and time.monotonic() < give_up:
-        time.sleep(0.02)
+    wait_for(lambda: live_processes(marker, None), 5, "the command to start")
 
     started = time.monotonic()
     sandbox.kill()
@@ -734,10 +726,7 @@ def test_a_command_dies_with_a_worker_killed_outright(
                         return True
             return False
 
-        give_up = time.monotonic() + 10
-        while not command_started() and time.monotonic() < give_up:
-            time.sleep(0.02)
-        assert command_started(), "the command should be running"
+        wait_for(command_started, 10, "the command to start")
     finally:
         worker.kill()  # SIGKILL: no cleanup of its own runs
         worker.wait(timeout=10)

@@ -300,6 +300,8 @@ def test_a_newcomer_opens_the_link_scripts_run_prints_and_the_demo_builds_an_app
     home = tempfile.mkdtemp(prefix="appforge-dev-")
     os.chmod(home, 0o755)  # sandbox users must reach the workspaces under it
     SANDBOX_ROOTS.append(f"{home}/.data/sandboxes")
+    # The printed link and the previews name PUBLIC_URL, made from PORT before gunicorn binds
+    # it: a port outside the ephemeral range (free_port), which nothing takes by chance.
     port = free_port()
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin')}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from typing import Any
@@ -75,10 +76,19 @@ def create_celery(settings: Settings) -> ForgeCelery:
 
 
 class SandboxIsolationCheck(bootsteps.Step):  # type: ignore[misc]
-    """A worker refuses to start when its sandboxes cannot be isolated as configured (§15)."""
+    """A worker refuses to start when its sandboxes cannot be isolated as configured (§15), or
+    when it would take runs it can only fail (templates it cannot prepare)."""
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
-        from orchestrator.wiring.services import check_sandbox_isolation
+        from orchestrator.errors import ConfigError
+        from orchestrator.wiring.worker_start import check_worker_sandboxes
 
-        check_sandbox_isolation(parent.app.settings)
+        settings = parent.app.settings
+        # The queues this worker consumes are chosen by now (-Q); the reaper's takes no run.
+        takes_runs = settings.queue_name in parent.app.amqp.queues.consume_from
+        try:
+            check_worker_sandboxes(settings, takes_runs=takes_runs)
+        except ConfigError as exc:
+            logging.getLogger(__name__).critical("worker not started: %s", exc.message)
+            raise SystemExit(1) from exc
         super().__init__(parent, **kwargs)

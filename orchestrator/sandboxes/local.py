@@ -20,6 +20,7 @@ import stat
 import threading
 from pathlib import Path
 
+from orchestrator.errors import ConfigError
 from orchestrator.sandboxes import builds
 from orchestrator.sandboxes.base import (
     DEFAULT_COMMAND_TIMEOUT,
@@ -40,6 +41,7 @@ from orchestrator.sandboxes.local_process import (
 )
 from orchestrator.sandboxes.local_users import UidLease, kill_all_processes_of, kill_orphans
 from orchestrator.sandboxes.paths import resolve_inside
+from orchestrator.sandboxes.places import refusal, unreachable_through
 from orchestrator.sandboxes.snapshot import Snapshot, read_tree
 from orchestrator.sandboxes.templates import NODE_MODULES, PreparedTemplate, TemplateStore
 
@@ -380,14 +382,16 @@ class LocalSandbox:
 
 
 def _prepare_root(root: Path, for_other_users: bool) -> Path:
-    """Create the root; when commands run as other uids, they must be able to reach through it."""
+    """Create the root; when commands run as other uids, they must be able to reach through it.
+
+    The worker's wiring moves a default root that they cannot reach (places.py); a root named
+    here as it is must be reachable already.
+    """
     root.mkdir(parents=True, exist_ok=True)
     root = root.resolve()
     if for_other_users:
         root.chmod(0o711)  # enter, but not list other runs' workspaces
-        for directory in root.parents:
-            if not directory.stat().st_mode & stat.S_IXOTH:
-                raise ValueError(
-                    f"sandbox root {root} is unreachable for sandbox users: {directory} lacks o+x"
-                )
+        blocker = unreachable_through(root)
+        if blocker is not None:
+            raise ConfigError(refusal("SANDBOX_ROOT", root, blocker))
     return root

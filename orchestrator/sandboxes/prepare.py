@@ -3,7 +3,8 @@
 The starter is copied into a new folder beside the prepared one, `npm ci` installs exactly its
 lock file there (from the registry, with no install scripts), a stamp records the lock's hash, and
 the folder replaces the old one by renames, so a worker never sees a half-installed template.
-Run again with the same lock, it does nothing: the stamp matches.
+Run again with the same lock, it does nothing: the stamp matches. A worker prepares what is
+missing when it starts (`prepare_missing`), or refuses to start.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
-from orchestrator.sandboxes.templates import STAMP, TemplateStore, lock_hash, spec_for
+from orchestrator.sandboxes.templates import SPECS, STAMP, TemplateStore, lock_hash, spec_for
 
 NPM_CI = ["npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
 
@@ -61,6 +62,53 @@ def prepare(store: TemplateStore, framework: str, npm_timeout: float = 900) -> P
         fresh.rename(target)
         shutil.rmtree(old, ignore_errors=True)
     return Prepared(spec.framework, target, True, time.monotonic() - started)
+
+
+def missing(store: TemplateStore) -> list[str]:
+    """The frameworks (folder names, in the order of SPECS) whose template is not prepared."""
+    return [spec.folder for name, spec in SPECS.items() if store.prepared(name) is None]
+
+
+def prepare_missing(store: TemplateStore, say: Callable[[str], None]) -> list[Prepared]:
+    """Prepare every framework template that is not prepared, saying how it goes.
+
+    ConfigError, saying what to run instead, when one cannot be (no npm, npm ci failed): a
+    worker that started anyway would fail every run of that framework.
+    """
+    left = missing(store)
+    if not left:
+        return []
+    if shutil.which("npm") is None:
+        raise ConfigError(not_ready(store, left, "npm is not installed"))
+    say(
+        f"framework templates not prepared: {', '.join(left)}; preparing them in {store.root} "
+        "(npm ci, once per machine)"
+    )
+    done = []
+    for number, framework in enumerate(left, 1):
+        say(f"{framework} template: installing ({number} of {len(left)}) ...")
+        try:
+            done.append(prepare(store, framework))
+        except (ConfigError, OSError) as exc:
+            reason = exc.message if isinstance(exc, ConfigError) else str(exc)
+            raise ConfigError(
+                not_ready(store, left[number - 1 :], f"preparing {framework} failed: {reason}")
+            ) from exc
+        what = "installed" if done[-1].installed else "prepared meanwhile by another process"
+        say(f"{framework} template: {what} ({done[-1].seconds:.1f} s)")
+    return done
+
+
+def not_ready(store: TemplateStore, left: list[str], reason: str) -> str:
+    """Why a worker does not start without its templates, and the two ways out."""
+    return (
+        f"the framework templates {', '.join(left)} are not prepared in {store.root} ({reason}), "
+        "so every run for them would fail: this worker does not start. Run `orchestrator "
+        "sandbox prepare` with the worker's environment (it needs Node.js 18 or later with npm "
+        "and the npm registry; Debian/Ubuntu: apt-get install nodejs npm), as the Procfile's "
+        "release line does, then start the worker again; or set SANDBOX_TEMPLATES=off to build "
+        "static apps only"
+    )
 
 
 def _npm_ci(folder: Path, timeout: float) -> None:

@@ -6,6 +6,8 @@ import difflib
 from typing import Any
 
 CHANGE_KINDS = ("added", "modified", "deleted")
+# In a first version's metadata: what its starting files held where it changed them (`replaced`).
+STARTING_FILES = "startingFiles"
 
 
 def compute(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
@@ -15,6 +17,27 @@ def compute(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str
         "modified": sorted(p for p in set(after) & set(before) if after[p] != before[p]),
         "deleted": sorted(set(before) - set(after)),
     }
+
+
+def replaced(before: dict[str, str], changes: dict[str, list[str]]) -> dict[str, str]:
+    """What `before` held at each path that was modified or deleted."""
+    return {path: before[path] for path in (*changes["modified"], *changes["deleted"])}
+
+
+def starting_point(
+    files: dict[str, str], recorded: dict[str, list[str]], kept: dict[str, str] | None
+) -> dict[str, str]:
+    """A first version's starting files, rebuilt from its own, its recorded changes and what it
+    kept of the paths it replaced: its `changes` are against them, and so is its diff.
+
+    A version that kept none (made before they were kept) is compared with nothing, as then.
+    """
+    replaced_paths = [*recorded.get("modified", []), *recorded.get("deleted", [])]
+    if any(path not in (kept or {}) for path in replaced_paths):
+        return {}
+    touched = {*recorded.get("added", []), *replaced_paths}
+    unchanged = {path: text for path, text in files.items() if path not in touched}
+    return {**unchanged, **{path: (kept or {})[path] for path in replaced_paths}}
 
 
 def is_empty(changes: dict[str, list[str]]) -> bool:

@@ -25,7 +25,11 @@ def owned(session: Session, user_id: str, fragment_id: str) -> Fragment:
 def diff(session: Session, user_id: str, fragment_id: str) -> FragmentDiff:
     fragment = owned(session, user_id, fragment_id)
     parent = session.get(Fragment, fragment.parent_id) if fragment.parent_id else None
-    before = (parent.files or {}) if parent is not None else {}
+    if parent is not None:
+        before = parent.files or {}
+    else:  # a first version: against its starting files (its template's), as its `changes`
+        kept = (fragment.fragment_metadata or {}).get(changes.STARTING_FILES)
+        before = changes.starting_point(fragment.files or {}, fragment.changes or {}, kept)
     return FragmentDiff(
         fragment_id=fragment.id,
         parent_id=fragment.parent_id,

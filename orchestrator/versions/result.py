@@ -18,9 +18,15 @@ class RunFiles:
     files: dict[str, str]
     changes: dict[str, list[str]]
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # A first version's starting point (its template) where it differs from it: the content of
+    # each path it modified or deleted, so its diff can be against the template, as `changes` are.
+    starting: dict[str, str] = field(default_factory=dict)
 
     def metadata(self, base: Base | None) -> dict[str, Any]:
-        return {"skipped": self.skipped, "base": base.describe() if base else None}
+        found: dict[str, Any] = {"skipped": self.skipped, "base": base.describe() if base else None}
+        if self.starting:
+            found[changes.STARTING_FILES] = self.starting
+        return found
 
 
 def run_files(base: Base | None, sandbox: LazySandbox, written: dict[str, str]) -> RunFiles | None:
@@ -44,7 +50,8 @@ def run_files(base: Base | None, sandbox: LazySandbox, written: dict[str, str]) 
     diff = changes.compute(before, files)
     if changes.is_empty(diff):
         return None
-    return RunFiles(files, diff, skipped)
+    starting = {} if base is not None else changes.replaced(before, diff)
+    return RunFiles(files, diff, skipped, starting)
 
 
 def first_changes(base: Base | None, produced: RunFiles) -> dict[str, list[str]] | None:

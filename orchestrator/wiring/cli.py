@@ -99,7 +99,7 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
     if args.command == "dev":
         return dev(settings)
     if args.command == "sandbox":
-        return _prepare(settings, args.frameworks or [spec.folder for spec in SPECS.values()])
+        return _prepare(settings, args.frameworks)
     if args.command == "e2b-template":
         return _build_e2b_templates(settings, args.frameworks)
     if args.command == "db":
@@ -129,16 +129,32 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
 
 
 def _prepare(settings: Settings, frameworks: list[str]) -> int:
+    """`sandbox prepare`: named frameworks, or all of them (the Procfile's release step)."""
+    from orchestrator.wiring.services import sandbox_places
+
+    named = bool(frameworks)
+    if not named and settings.sandbox != "local":
+        print(f"SANDBOX={settings.sandbox}: no local template to prepare")
+        return 0
     if settings.sandbox_templates is None:
+        if not named:
+            print("SANDBOX_TEMPLATES is off: no template to prepare (static apps only)")
+            return 0
         raise ConfigError("SANDBOX_TEMPLATES is off: there is nowhere to prepare templates")
-    store = TemplateStore(Path(settings.sandbox_templates))
+    places = sandbox_places(settings)
+    assert places.templates is not None
+    if places.moved:
+        print(places.moved, flush=True)
+    store = TemplateStore(places.templates)
+    frameworks = frameworks or [spec.folder for spec in SPECS.values()]
     for framework in frameworks:
         spec_for(framework)  # an unknown name fails before anything is installed
     for framework in frameworks:
-        print(f"{framework}: preparing in {store.root / framework} ...", flush=True)
+        if store.prepared(framework) is None:
+            print(f"{framework}: installing in {store.root / framework} ...", flush=True)
         done = prepare(store, framework)
         what = "installed" if done.installed else "already prepared"
-        print(f"{framework}: {what} ({done.seconds:.1f} s)", flush=True)
+        print(f"{framework}: {what} in {done.path} ({done.seconds:.1f} s)", flush=True)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import redis
@@ -18,8 +19,10 @@ from orchestrator.providers.retry import BackoffWait
 from orchestrator.runs.cancellation import RunHub
 from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.runner import RunServices
+from orchestrator.sandboxes import places
 from orchestrator.sandboxes.base import SandboxFactory
-from orchestrator.sandboxes.templates import SPECS, TemplateStore
+from orchestrator.sandboxes.places import SandboxPlaces
+from orchestrator.sandboxes.templates import TemplateStore
 from orchestrator.settings import Settings
 from orchestrator.streams.events import EventLog
 from orchestrator.streams.publisher import Publisher
@@ -67,11 +70,12 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
     # "required" (DESIGN section 15): bubblewrap or nothing; "best-effort" falls back to plain
     # subprocesses (a scrubbed environment, limits, a uid of their own only when we are root).
     required = settings.sandbox_isolation == "required"
+    found = sandbox_places(settings)
     try:
         return LocalSandboxFactory(
-            Path(settings.sandbox_root),
+            found.root,
             isolation="bwrap" if required else "auto",
-            templates=template_store(settings),
+            templates=TemplateStore(found.templates) if found.templates is not None else None,
         )
     except IsolationUnavailable as exc:
         raise ConfigError(
@@ -82,38 +86,21 @@ def build_sandboxes(settings: Settings) -> SandboxFactory:
         ) from exc
 
 
+def sandbox_places(settings: Settings) -> SandboxPlaces:
+    """The local sandbox's workspaces and templates, where its sandbox users can reach them."""
+    templates = settings.sandbox_templates
+    return places.choose(
+        Path(settings.data_dir),
+        Path(settings.sandbox_root),
+        Path(templates) if templates is not None else None,
+        for_other_users=os.geteuid() == 0,
+    )
+
+
 def template_store(settings: Settings) -> TemplateStore | None:
     """The local sandbox's prepared framework templates, or None when they are off."""
-    if settings.sandbox_templates is None:
-        return None
-    return TemplateStore(Path(settings.sandbox_templates))
-
-
-def templates_report(settings: Settings) -> str | None:
-    """The worker's start-up line on which frameworks it can build, or None (E2B, or off)."""
-    store = template_store(settings)
-    if settings.sandbox != "local" or store is None:
-        return None
-    ready = [SPECS[name].folder for name in store.ready()]
-    missing = [spec.folder for name, spec in SPECS.items() if spec.folder not in ready]
-    line = f"framework templates ready: {', '.join(ready) or 'none'}"
-    if missing:
-        line += (
-            f"; not prepared: {', '.join(missing)} (runs for them fail until "
-            f"`orchestrator sandbox prepare {' '.join(missing)}`)"
-        )
-    return line
-
-
-def check_sandbox_isolation(settings: Settings) -> None:
-    """At worker start: fail now, with what to set, when sandboxes cannot be built as configured;
-    and say which framework templates this worker can build."""
-    if settings.sandbox == "local":
-        build_sandboxes(settings)
-    report = templates_report(settings)
-    if report is not None:
-        level = logging.WARNING if "not prepared" in report else logging.INFO
-        log.log(level, "%s", report)
+    found = sandbox_places(settings).templates
+    return TemplateStore(found) if found is not None else None
 
 
 def redis_client(settings: Settings, *, max_connections: int = 200) -> redis.Redis:

@@ -131,6 +131,8 @@ class FakeLLM:
     def start(self) -> FakeLLM:
         self._stopping.clear()
         self._server = _Server(self._address, _Handler, self)
+        # Started again after a stop (a provider outage), it comes back at the same address.
+        self._address = (self._address[0], self._server.server_port)
         self._thread = threading.Thread(
             target=self._server.serve_forever, args=(_POLL_SECONDS,), daemon=True
         )

@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import make_engine, make_sessionmaker, utcnow
 from models.migrate import upgrade
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
-from orchestrator.wiring.bundled_redis import free_port
 from tests.conftest import SANDBOX_ROOTS, SECRET, unavailable
 from tests.fakes.llm_server import FakeLLM, Reply
 from tests.faults import invariants, stack
@@ -162,7 +161,8 @@ class Providers:
 
 @pytest.fixture(scope="session")
 def providers() -> Iterator[Providers]:
-    pair = Providers(FakeLLM(port=free_port()).start(), FakeLLM(port=free_port()).start())
+    # Port 0, then the same port again whenever a scenario restarts them (FakeLLM.start).
+    pair = Providers(FakeLLM().start(), FakeLLM().start())
     yield pair
     pair.down()
 

@@ -31,7 +31,7 @@ from models import Fragment, Message, make_engine, make_sessionmaker, transactio
 from orchestrator.runs import reaper
 from orchestrator.runs.reaper import ReapReport
 from orchestrator.settings import Settings
-from tests.conftest import Api
+from tests.conftest import Api, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = str(Path(sys.executable).with_name("celery"))
@@ -118,10 +118,19 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
 class WorkerProcess:
     """A real `celery -A workers.celery_app worker` in its own process group."""
 
-    def __init__(self, settings: Settings, data_dir: Path, *, pool: str = PROCFILE_POOL) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        data_dir: Path,
+        *,
+        pool: str = PROCFILE_POOL,
+        heartbeat_events: bool = False,
+    ) -> None:
         self.settings = settings
         self.data_dir = data_dir
         self.pool = pool
+        # Celery's worker-heartbeat events (every 2 s), which a scenario may wait for.
+        self.heartbeat_events = heartbeat_events
         self.name = f"faults-{uuid.uuid4().hex[:8]}@localhost"
         self.log_path = data_dir / f"{self.name.split('@')[0]}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -137,7 +146,9 @@ class WorkerProcess:
             "--hostname",
             self.name,
         ]
-        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
+        argv += ["--without-gossip", "--without-mingle", "-l", "INFO"]
+        if not self.heartbeat_events:
+            argv.append("--without-heartbeat")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 argv,
@@ -207,9 +218,10 @@ class WorkerProcess:
 
 
 def _wait_gone(pids: list[int], timeout: float) -> None:
-    """Until none of `pids` runs any more (a zombie waiting for init to reap it is gone)."""
+    """Until none of `pids` runs any more (a zombie waiting for init to reap it is gone); fails
+    naming the ones still alive when the wait runs out."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         alive = []
         for pid in pids:
             with contextlib.suppress(psutil.Error):
@@ -217,11 +229,18 @@ def _wait_gone(pids: list[int], timeout: float) -> None:
                     alive.append(pid)
         if not alive:
             return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes still alive {timeout}s after SIGKILL: {alive}")
         time.sleep(0.02)
 
 
 class ReaperLoop:
-    """The beat's job, done by a thread: `reaper.reap` every `every` seconds until stopped."""
+    """The beat's job, done by a thread: `reaper.reap` every `every` seconds until stopped.
+
+    A sweep that fails is kept in `errors`; the scenario looks at them when the loop ends
+    (`Stack.reaper`): none are allowed, except during an outage the scenario makes, after which
+    a sweep must succeed again.
+    """
 
     def __init__(self, services: Any, dispatch: Callable[[str, str], None], every: float) -> None:
         self.services = services
@@ -229,6 +248,7 @@ class ReaperLoop:
         self.every = every
         self.totals = ReapReport()
         self.errors: list[str] = []
+        self.clean_sweeps_since_error = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="reaper", daemon=True)
 
@@ -245,8 +265,10 @@ class ReaperLoop:
             try:
                 report = reaper.reap(self.services, self.dispatch)
             except Exception as exc:  # a sweep during an outage fails; the next one tries again
-                self.errors.append(type(exc).__name__)
+                self.errors.append(f"{type(exc).__name__}: {exc}"[:500])
+                self.clean_sweeps_since_error = 0
                 continue
+            self.clean_sweeps_since_error += 1
             self.totals.requeued += report.requeued
             self.totals.resent += report.resent
             self.totals.failed += report.failed
@@ -296,13 +318,19 @@ class Stack:
             message_id, lambda m: m.status in TERMINAL, timeout, "a terminal state"
         )
 
-    def worker_process(self, pool: str = PROCFILE_POOL) -> WorkerProcess:
-        worker = WorkerProcess(self.settings, self.data_dir, pool=pool).start()
+    def worker_process(
+        self, pool: str = PROCFILE_POOL, *, heartbeat_events: bool = False
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            self.settings, self.data_dir, pool=pool, heartbeat_events=heartbeat_events
+        ).start()
         self._closers.append(worker.stop)
         return worker
 
     @contextlib.contextmanager
-    def reaper(self, every: float = 0.25) -> Iterator[ReaperLoop]:
+    def reaper(self, every: float = 0.25, *, outage: bool = False) -> Iterator[ReaperLoop]:
+        """Sweeps every `every` seconds while the block runs. No sweep may fail, unless the
+        block cuts a service (`outage`): then the sweeps after it must succeed again."""
         from orchestrator.wiring.services import build_run_services
         from workers.dispatch import enqueue_run
 
@@ -311,6 +339,13 @@ class Stack:
         try:
             with loop:
                 yield loop
+                if outage:
+                    wait_for(
+                        lambda: loop.clean_sweeps_since_error >= 2,
+                        10 + 4 * every,
+                        f"the reaper to sweep cleanly after the outage (failed: {loop.errors})",
+                    )
+            assert outage or not loop.errors, f"reaper sweeps failed: {loop.errors}"
         finally:
             services.db.kw["bind"].dispose()
 

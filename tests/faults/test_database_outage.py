@@ -128,7 +128,7 @@ def test_database_unreachable_for_a_few_seconds(
         running_id, lambda m: m.status == "STREAMING" and m.content != "", 20, "streaming"
     )
 
-    with stack.reaper() as reaper:
+    with stack.reaper(outage=True) as reaper:
         down_at = time.monotonic()
         outage.workers_down()
         # Accepted by the web app while the workers cannot reach the database (or waits on it).

@@ -39,7 +39,12 @@ def test_a_runs_log_lines_are_json_with_its_ids(
     # rather than logged; no log record goes out as text.
     logged_as_text = [o for o in other if any(w in o for w in ("INFO", "WARNING", "orchestrator"))]
     assert not logged_as_text, "\n".join(other)
-    ours = [p for p in parsed if p["logger"].startswith("orchestrator.")]
+    # The worker's start-up lines (where its sandboxes are, ...) come before it is ready and
+    # belong to no run; every line after that, until the run ends, is the run's.
+    ready = next(i for i, p in enumerate(parsed) if p["message"].endswith(" ready."))
+    started = [p for p in parsed[:ready] if p["logger"].startswith("orchestrator.")]
+    assert all("message_id" not in p for p in started), started
+    ours = [p for p in parsed[ready:] if p["logger"].startswith("orchestrator.")]
     assert any("gave up" in p["message"] for p in ours), ours
     for line in ours:
         assert line["message_id"] == sent["messageId"], line

@@ -24,6 +24,7 @@ def test_the_worker_machine_serves_the_metrics_of_its_children(
     make_stack: MakeStack, providers: Providers, fault: FaultRecord
 ) -> None:
     fault.name = "worker-metrics[a run through the Procfile's pool counted]"
+    # The worker takes a port number (0 turns its endpoint off): one outside the ephemeral range.
     port = free_port()
     stack = make_stack(in_process_worker=False, worker_metrics_port=port)
     worker = stack.worker_process()

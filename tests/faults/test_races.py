@@ -20,6 +20,7 @@ from orchestrator import accounts, send_prompt
 from orchestrator.runs import lifecycle
 from orchestrator.runs.runner import execute_run
 from orchestrator.wiring.services import build_run_services
+from tests.conftest import wait_for
 from tests.fakes.llm_server import Reply, ToolCall
 from tests.faults.conftest import FaultRecord, MakeStack, Providers
 from tests.faults.stack import Stack
@@ -86,9 +87,7 @@ def test_delete_racing_completion_ends_in_one_state_never_a_mix(
     )
 
     # Let every worker thread finish what it was doing, then look for late writes.
-    deadline = time.monotonic() + 10
-    while providers.primary.active and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: not providers.primary.active, 10, "the model's connections to close")
     time.sleep(1.0)
     counts = {"CANCELLED": 0, "COMPLETE": 0}
     for message_id, code, status, i in outcomes:

@@ -70,7 +70,7 @@ def test_redis_restart_during_a_run_and_during_posts(
         for project in projects[2:4]:
             during_outage.append((project, api.send(project, "Posted while Redis is down")))
 
-    with stack.reaper() as reaper:
+    with stack.reaper(outage=True) as reaper:
         outage = restart(own_redis, OUTAGE, post_while_down)
         back_at = time.monotonic()
         codes = [answer.status_code for _, answer in during_outage]
@@ -123,7 +123,7 @@ def test_a_run_in_a_long_command_keeps_its_lease_while_redis_is_down(
     assert sent.status_code == 201
     message_id = sent.json()["messageId"]
     stack.wait_row(message_id, in_command, 20, "the sandbox command to start")
-    with stack.reaper() as reaper:
+    with stack.reaper(outage=True) as reaper:
         outage = restart(own_redis, OUTAGE, lambda: None)
         final = stack.wait_terminal(message_id, BOUND)
     fault.inject(

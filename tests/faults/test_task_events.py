@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def test_task_events_reach_an_event_receiver_only_when_switched_on(
     thread.start()
     try:
         wait_for(lambda: receivers, 10, "the event receiver")
-        worker = stack.worker_process()
+        worker = stack.worker_process(heartbeat_events=True)
         worker.wait_ready()
         api = stack.api()
         sent = api.send(api.project()["id"])
@@ -46,6 +47,17 @@ def test_task_events_reach_an_event_receiver_only_when_switched_on(
             started = [e for e in seen if e["type"] == "task-received"]
             assert started and started[0]["name"] == "workers.run_message"
         else:
+            # "None" must mean none arrived by the time one would have: the worker's heartbeat
+            # events go out on the connection its task events would take, after them, so one
+            # sent a second after the run ended follows any task event the run caused.
+            ended = time.time()
+            wait_for(
+                lambda: any(
+                    e["type"] == "worker-heartbeat" and e["timestamp"] > ended + 1 for e in seen
+                ),
+                15,
+                "a worker heartbeat sent after the run ended",
+            )
             assert not [e for e in seen if e["type"].startswith("task-")], seen
     finally:
         for receiver in receivers:
