@@ -21,7 +21,7 @@ from orchestrator.sandboxes.e2b import (
 )
 from orchestrator.sandboxes.e2b_templates import load
 from orchestrator.settings import Settings
-from orchestrator.wiring.services import build_sandboxes
+from orchestrator.wiring.sandboxes import build_sandboxes
 from tests.fakes.e2b_server import FakeE2B
 
 # A dev server that just stays up, standing in for `npm run dev` in the fake.

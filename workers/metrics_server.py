@@ -75,7 +75,8 @@ class MetricsServer(bootsteps.Step):  # type: ignore[misc]
         from prometheus_client import start_http_server
 
         from orchestrator import metrics
-        from orchestrator.wiring.services import build_breaker, redis_client
+        from orchestrator.wiring.clients import redis_client
+        from orchestrator.wiring.services import build_breaker
 
         client = redis_client(settings)
         extra: list[Any] = [metrics.QueueLength(client, settings.queue_name)]

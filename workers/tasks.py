@@ -9,16 +9,16 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from orchestrator import logs
 from orchestrator.runs import reaper, runner
+from workers.app import REAP_TASK, RUN_TASK
+from workers.dispatch import enqueue_run
 
 if TYPE_CHECKING:
-    from workers.app import ForgeCelery
+    from workers.worker import WorkerCelery
 
 log = logging.getLogger(__name__)
 
 
-def register(app: ForgeCelery) -> None:
-    from workers.app import REAP_TASK, RUN_TASK
-    from workers.dispatch import enqueue_run
+def register(app: WorkerCelery) -> None:
 
     # shared=False: each app keeps its own tasks, so two apps in one process (tests, tools)
     # never run each other's configuration.

@@ -19,8 +19,8 @@ from sqlalchemy import update
 from models import Message, Status, transaction, utcnow
 from orchestrator.errors import QueueUnavailable
 from orchestrator.runs import lifecycle
-from orchestrator.runs.runner import RunServices
 from orchestrator.streams.events import ErrorEvent, StatusEvent
+from orchestrator.wiring.run_services import RunServices
 
 log = logging.getLogger(__name__)
 

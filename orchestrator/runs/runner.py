@@ -12,40 +12,35 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from models import Fragment, Status, transaction
 from orchestrator import metrics
 from orchestrator.contract import fragment_json
 from orchestrator.errors import ProviderError, SandboxError
 from orchestrator.providers.base import Cancelled
-from orchestrator.providers.chain import ChainRun
 from orchestrator.runs import lifecycle
 from orchestrator.runs.agent import Outcome, run_agent
-from orchestrator.runs.cancellation import RunHub, RunWatch
+from orchestrator.runs.cancellation import RunWatch
 from orchestrator.runs.context import RunContext, load_context
-from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.lifecycle import FragmentValues, Lease
 from orchestrator.runs.recorder import Recorder
 from orchestrator.runs.tools import Workspace
-from orchestrator.sandboxes.base import Builds, ChecksFrameworks, SandboxFactory
+from orchestrator.sandboxes.base import Builds, ChecksFrameworks
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.sandboxes.templates import TemplateNotPrepared
-from orchestrator.settings import Settings
 from orchestrator.streams.events import (
     DeltaEvent,
     ErrorEvent,
     Event,
-    EventLog,
     FragmentEvent,
     StatusEvent,
     ToolCallEvent,
     ToolResultEvent,
 )
-from orchestrator.streams.publisher import Publisher
 from orchestrator.versions.result import RunFiles, first_changes, run_files
+from orchestrator.wiring.run_services import RunServices
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +58,6 @@ FAILED_TEXT = {
     "internal": "Sorry, something went wrong while generating a reply. Your credit was refunded; "
     "please try again.",
 }
-
-
-@dataclass(frozen=True)
-class RunServices:
-    """Everything a run needs, built once per worker process at the Celery edge."""
-
-    settings: Settings
-    db: sessionmaker[Session]
-    redis: redis.Redis
-    events: EventLog
-    new_chain: Callable[[], ChainRun]
-    sandboxes: SandboxFactory
-    # One per process: the cancel listener and heartbeat of all its runs, their event sink,
-    # and the flusher of their content.
-    hub: RunHub
-    publisher: Publisher
-    flusher: Flusher
 
 
 def execute_run(services: RunServices, message_id: str, run_id: str) -> str | None:

@@ -130,7 +130,7 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
 
 def _prepare(settings: Settings, frameworks: list[str]) -> int:
     """`sandbox prepare`: named frameworks, or all of them (the Procfile's release step)."""
-    from orchestrator.wiring.services import sandbox_places
+    from orchestrator.wiring.sandboxes import sandbox_places
 
     named = bool(frameworks)
     if not named and settings.sandbox != "local":

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
-
-import redis
 
 from models import make_engine, make_sessionmaker
-from orchestrator.errors import ConfigError
 from orchestrator.providers.base import Provider
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
 from orchestrator.providers.chain import ChainRun
@@ -18,14 +13,12 @@ from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
 from orchestrator.runs.cancellation import RunHub
 from orchestrator.runs.flusher import Flusher
-from orchestrator.runs.runner import RunServices
-from orchestrator.sandboxes import places
-from orchestrator.sandboxes.base import SandboxFactory
-from orchestrator.sandboxes.places import SandboxPlaces
-from orchestrator.sandboxes.templates import TemplateStore
 from orchestrator.settings import Settings
 from orchestrator.streams.events import EventLog
 from orchestrator.streams.publisher import Publisher
+from orchestrator.wiring.clients import redis_client
+from orchestrator.wiring.run_services import RunServices
+from orchestrator.wiring.sandboxes import build_sandboxes
 
 log = logging.getLogger(__name__)
 
@@ -49,71 +42,6 @@ def build_providers(settings: Settings) -> list[Provider]:
         )
         for config in settings.providers
     ]
-
-
-def build_sandboxes(settings: Settings) -> SandboxFactory:
-    if settings.sandbox == "e2b":
-        from orchestrator.sandboxes.e2b import E2BSandboxFactory
-
-        assert settings.e2b_api_key
-        return E2BSandboxFactory(
-            settings.e2b_api_key,
-            templates=dict(settings.e2b_templates),
-            api_url=settings.e2b_api_url,
-            sandbox_url=settings.e2b_sandbox_url,
-            domain=settings.e2b_domain,
-            run_deadline=settings.run_deadline,
-        )
-    from orchestrator.sandboxes.local import LocalSandboxFactory
-    from orchestrator.sandboxes.local_process import IsolationUnavailable
-
-    # "required" (DESIGN section 15): bubblewrap or nothing; "best-effort" falls back to plain
-    # subprocesses (a scrubbed environment, limits, a uid of their own only when we are root).
-    required = settings.sandbox_isolation == "required"
-    found = sandbox_places(settings)
-    try:
-        return LocalSandboxFactory(
-            found.root,
-            isolation="bwrap" if required else "auto",
-            templates=TemplateStore(found.templates) if found.templates is not None else None,
-        )
-    except IsolationUnavailable as exc:
-        raise ConfigError(
-            f"SANDBOX_ISOLATION=required, but bubblewrap cannot run sandbox commands here: {exc}. "
-            "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user "
-            "namespaces, or set SANDBOX_ISOLATION=best-effort to run the model's commands "
-            "without isolation (development only: they can read what the worker's user can)."
-        ) from exc
-
-
-def sandbox_places(settings: Settings) -> SandboxPlaces:
-    """The local sandbox's workspaces and templates, where its sandbox users can reach them."""
-    templates = settings.sandbox_templates
-    return places.choose(
-        Path(settings.data_dir),
-        Path(settings.sandbox_root),
-        Path(templates) if templates is not None else None,
-        for_other_users=os.geteuid() == 0,
-    )
-
-
-def template_store(settings: Settings) -> TemplateStore | None:
-    """The local sandbox's prepared framework templates, or None when they are off."""
-    found = sandbox_places(settings).templates
-    return TemplateStore(found) if found is not None else None
-
-
-def redis_client(settings: Settings, *, max_connections: int = 200) -> redis.Redis:
-    # A blocking pool: past its size, callers wait for a connection instead of failing.
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=max_connections,
-        timeout=5,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
-    return redis.Redis(connection_pool=pool)
 
 
 def build_breaker(settings: Settings) -> Breaker | None:

@@ -15,7 +15,7 @@ import logging
 from orchestrator.sandboxes.prepare import prepare_missing
 from orchestrator.sandboxes.templates import SPECS, TemplateStore
 from orchestrator.settings import Settings
-from orchestrator.wiring.services import build_sandboxes, sandbox_places
+from orchestrator.wiring.sandboxes import build_sandboxes, sandbox_places
 
 log = logging.getLogger(__name__)
 
