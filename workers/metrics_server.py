@@ -91,7 +91,7 @@ class MetricsServer(bootsteps.Step):  # type: ignore[misc]
         log.info("worker metrics on http://0.0.0.0:%s/metrics", port)
 
 
-@signals.worker_process_shutdown.connect(weak=False)
+@signals.worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
 def _child_exit(**_: Any) -> None:
     # A prefork child's live gauges (runs in progress) stop counting once it is gone.
     from orchestrator.metrics import process_dead

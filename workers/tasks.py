@@ -24,7 +24,8 @@ def register(app: WorkerCelery) -> None:
     # never run each other's configuration.
     # A database blip before the claim would leave the run PENDING until the reaper's grace
     # period; retrying is safe, since a run already claimed makes the retry a no-op.
-    @app.task(
+    # Celery ships no types: its task decorator is untyped (here and below).
+    @app.task(  # type: ignore[untyped-decorator]
         name=RUN_TASK,
         bind=True,
         ignore_result=True,
@@ -39,7 +40,7 @@ def register(app: WorkerCelery) -> None:
         with logs.bind(message_id=message_id, run_id=run_id, user_id=None, request_id=None):
             return runner.execute_run(app.run_services(), message_id, run_id)
 
-    @app.task(name=REAP_TASK, ignore_result=True, shared=False)
+    @app.task(name=REAP_TASK, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
     def reap_runs() -> dict[str, int]:
         services = app.run_services()
         report = reaper.reap(
