@@ -36,7 +36,6 @@ CHUNK_DELAY_SECONDS = 0.01
 class DemoProvider:
     name = "demo"
     model = "offline-demo"
-    supports_tools = True
 
     def __init__(self, chunk_delay: float = CHUNK_DELAY_SECONDS) -> None:
         self.chunk_delay = chunk_delay

@@ -32,8 +32,6 @@ WOKEN_POLL_SECONDS = 0.5
 
 
 class OpenAICompatProvider:
-    supports_tools = True
-
     def __init__(
         self,
         config: ProviderConfig,
