@@ -8,6 +8,7 @@ to send to the provider it is about to call:
         older tool results become stubs (what it was, how to get it again), oldest step first
         then older turns of the history are left out, oldest first, with a one-line note
     the system prompt (with the file tree), the prompt and the latest step always stay whole
+    after "too long" from the provider: the same, down to half of the refused request
 
 Tokens are estimated from characters (nothing to download), and the estimate is corrected with
 the prompt tokens each provider reports. Shrinking goes down to a mark below the limit, and
@@ -92,13 +93,14 @@ class RunBudget:
             self.ratios[provider.name] = max(1.0, self.ratio(provider) * 0.75)
         layout = _Layout.of(messages)
         ratio = self.ratio(provider)
-        limit = self.limit(provider)
-        target = limit * (TIGHTER if tighter else LOW_WATER) * ratio
+        limit = self.limit(provider) * ratio  # in characters from here on
         chars = self._size_of_tools(tools) + sum(self._size(m) for m in messages)
         # Already shrunk earlier in the run: start from there.
         chars -= self._saved_by_stubs(layout, 0, self.stubbed_steps)
         chars -= self._saved_by_dropping(layout, 0, self.dropped_turns)
-        if tighter or chars > limit * ratio:
+        # Too long for the provider whatever we estimated: half of what it refused.
+        target = min(limit, chars) * TIGHTER if tighter else limit * LOW_WATER
+        if tighter or chars > limit:
             while chars > target and self.stubbed_steps < len(layout.steps) - 1:
                 chars -= self._saved_by_stubs(layout, self.stubbed_steps, self.stubbed_steps + 1)
                 self.stubbed_steps += 1
