@@ -11,11 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import openai
 import pytest
 
 from models import Message, Role, Status
-from orchestrator.errors import ProviderError
+from orchestrator.errors import ConfigError, ProviderError
 from orchestrator.providers.breaker import counts_against
 from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.openai_compat import OpenAICompatProvider
@@ -264,6 +265,13 @@ def test_a_context_refusal_is_not_a_provider_fault() -> None:
                 client.chat.completions.create(model="m", messages=[])
             assert is_context_overflow(caught.value)
             assert not is_transient(caught.value) and not counts_against(caught.value)
+        # The same refusal inside a stream (an `error` chunk) is no transient fault either.
+        chunk = openai.APIError(
+            "This model's maximum context length is 8192 tokens.",
+            httpx2.Request("POST", llm.base_url),
+            body={"message": "too long", "code": "context_length_exceeded"},
+        )
+        assert not is_transient(chunk) and not counts_against(chunk)
         llm.script(Error(400, "messages must not be empty"))
         with pytest.raises(openai.BadRequestError) as other:
             client.chat.completions.create(model="m", messages=[])
@@ -328,3 +336,38 @@ def test_a_run_records_its_usage_on_the_message_and_the_fragment(
     # The system message and the first user message stay byte-identical across the run.
     firsts = {json.dumps(request["messages"][:2]) for request in requests}
     assert len(firsts) == 1
+
+
+def test_a_listing_of_many_files_is_capped(sandbox: LocalSandbox) -> None:
+    for n in range(600):
+        sandbox.write(f"src/f{n:03d}.js", "x")
+    with FakeLLM() as llm:
+        llm.script(Reply("", tool_calls=[ToolCall("list_files", {})]), finish())
+        outcome = run(first_messages(), chain(provider(llm, "primary", 128_000)), sandbox)
+
+    listing = outcome.tool_calls[0]["result"]
+    assert listing["files"] == [f"src/f{n:03d}.js" for n in range(500)]
+    assert listing["total"] == 600 and listing["truncated"] is True
+
+
+def test_the_budget_is_set_per_provider_with_sensible_defaults() -> None:
+    env = {
+        "LLM_PRIMARY_BASE_URL": "http://primary/v1",
+        "LLM_PRIMARY_MODEL": "p",
+        "LLM_FALLBACK_BASE_URL": "http://fallback/v1",
+        "LLM_FALLBACK_MODEL": "f",
+    }
+    plain = Settings.from_env(env)
+    assert plain.llm_max_output_tokens == 8192
+    assert [p.context_tokens for p in plain.providers] == [128000, 128000]
+    tuned = Settings.from_env(
+        {**env, "LLM_FALLBACK_CONTEXT_TOKENS": "32768", "LLM_MAX_OUTPUT_TOKENS": "4096"}
+    )
+    assert [p.context_tokens for p in tuned.providers] == [128000, 32768]
+    assert tuned.llm_max_output_tokens == 4096
+    with pytest.raises(ConfigError, match="LLM_PRIMARY_CONTEXT_TOKENS must be a whole number"):
+        Settings.from_env({**env, "LLM_PRIMARY_CONTEXT_TOKENS": "lots"})
+    with pytest.raises(ConfigError, match="must be larger than LLM_MAX_OUTPUT_TOKENS"):
+        Settings.from_env({**env, "LLM_PRIMARY_CONTEXT_TOKENS": "8000"})
+    with pytest.raises(ConfigError, match="LLM_MAX_OUTPUT_TOKENS must be a positive number"):
+        Settings.from_env({**env, "LLM_MAX_OUTPUT_TOKENS": "0"})
