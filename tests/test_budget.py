@@ -110,6 +110,22 @@ def test_a_long_conversation_fits_the_first_request_keeping_the_latest_turns_and
     assert requests[0]["max_tokens"] == MAX_OUTPUT
 
 
+@pytest.mark.parametrize("context_tokens", [128_000, 8_000])
+def test_turns_past_the_history_limit_are_counted_in_the_same_note(
+    sandbox: LocalSandbox, context_tokens: int
+) -> None:
+    history = turns(130, 160)  # 100 load whole, then the budget may leave out more
+    with FakeLLM() as llm:
+        llm.script(finish())
+        run(first_messages(history), chain(provider(llm, "primary", context_tokens)), sandbox)
+        sent = llm.requests[0]["messages"]
+
+    kept = sent[2:-1]
+    assert len(kept) == 100 if context_tokens == 128_000 else len(kept) < 100
+    assert sent[1]["content"].startswith(f"[{130 - len(kept)} earlier messages")
+    assert [m["content"] for m in kept] == [m.content for m in history[-len(kept) :]]
+
+
 def test_a_5000_line_file_is_read_a_bounded_page_first_then_exact_pages_by_offset(
     sandbox: LocalSandbox,
 ) -> None:
