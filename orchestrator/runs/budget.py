@@ -39,6 +39,9 @@ TIGHTER = 0.5
 STUB_MIN_CHARS = 400
 # Each message costs a few tokens of framing beyond its text.
 MESSAGE_OVERHEAD_CHARS = 16
+# An estimate from characters is only near the provider's count (code, prose and JSON differ
+# from step to step): requests are kept this much under the limit.
+SAFETY = 0.9
 
 _NOTE = re.compile(r"^\[(\d+) earlier messages of this conversation are left out")
 
@@ -73,6 +76,8 @@ class RunBudget:
     # Sizes and stubs of messages already seen, by identity (kept alive so ids stay unique).
     _sizes: dict[int, tuple[Message, int]] = field(default_factory=dict, repr=False)
     _stubs: dict[int, tuple[Message, Message]] = field(default_factory=dict, repr=False)
+    # The tool calls seen so far, by id: a tool result's stub says which call made it.
+    _calls: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
     def limit(self, provider: Provider) -> int:
         context = getattr(provider, "context_tokens", None) or self.default_context_tokens
@@ -93,7 +98,7 @@ class RunBudget:
             self.ratios[provider.name] = max(1.0, self.ratio(provider) * 0.75)
         layout = _Layout.of(messages)
         ratio = self.ratio(provider)
-        limit = self.limit(provider) * ratio  # in characters from here on
+        limit = self.limit(provider) * ratio * SAFETY  # in characters from here on
         chars = self._size_of_tools(tools) + sum(self._size(m) for m in messages)
         # Already shrunk earlier in the run: start from there.
         chars -= self._saved_by_stubs(layout, 0, self.stubbed_steps)
@@ -148,6 +153,9 @@ class RunBudget:
             return known[1]
         size = len(json.dumps(message)) + MESSAGE_OVERHEAD_CHARS
         self._sizes[id(message)] = (message, size)
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            self._calls[call.get("id") or ""] = (function.get("name") or "", _args(function))
         return size
 
     def _size_of_tools(self, tools: list[ToolSpec]) -> int:
@@ -160,16 +168,6 @@ class RunBudget:
         stub = stub_message(message, self._calls)
         self._stubs[id(message)] = (message, stub)
         return stub
-
-    @property
-    def _calls(self) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The tool calls seen so far, by id: a tool result's stub says which call made it."""
-        calls: dict[str, tuple[str, dict[str, Any]]] = {}
-        for message, _ in self._sizes.values():
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") or {}
-                calls[call.get("id") or ""] = (function.get("name") or "", _args(function))
-        return calls
 
 
 @dataclass(frozen=True)

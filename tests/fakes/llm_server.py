@@ -398,7 +398,7 @@ class _Exchange:
             "system_fingerprint": "fp_fake",
         }
 
-    def usage(self, completion_text: str) -> dict[str, int]:
+    def usage(self, completion_text: str) -> dict[str, Any]:
         # Roughly four characters a token: deterministic, which is all tests need.
         prompt = len(json.dumps(self.request.get("messages", []))) // 4
         completion = (len(completion_text) + 3) // 4
