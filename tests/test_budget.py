@@ -24,6 +24,7 @@ from orchestrator.providers.retry import BackoffWait, is_context_overflow, is_tr
 from orchestrator.runs.agent import Outcome, run_agent
 from orchestrator.runs.budget import RunBudget
 from orchestrator.runs.context import SERVES_STATIC, build_messages
+from orchestrator.runs.tools import TOOL_SPECS
 from orchestrator.sandboxes.base import SandboxLimits
 from orchestrator.sandboxes.local import LocalSandbox, LocalSandboxFactory
 from orchestrator.settings import ProviderConfig, Settings
@@ -387,3 +388,26 @@ def test_the_budget_is_set_per_provider_with_sensible_defaults() -> None:
         Settings.from_env({**env, "LLM_PRIMARY_CONTEXT_TOKENS": "8000"})
     with pytest.raises(ConfigError, match="LLM_MAX_OUTPUT_TOKENS must be a positive number"):
         Settings.from_env({**env, "LLM_MAX_OUTPUT_TOKENS": "0"})
+
+
+def test_a_user_message_added_by_a_later_step_does_not_take_the_prompts_place() -> None:
+    config = ProviderConfig("primary", "http://127.0.0.1:9/v1", "k", "m", 10_000)
+    small = OpenAICompatProvider(config, max_output_tokens=MAX_OUTPUT)  # never called
+    budget = RunBudget(max_output_tokens=MAX_OUTPUT)
+    conversation = first_messages(turns(20, 3000))
+    budget.fit(conversation, TOOL_SPECS, small, tighter=False)
+    call = {"id": "c1", "type": "function", "function": {"name": "list_files", "arguments": "{}"}}
+    conversation += [
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "c1", "content": json.dumps({"files": ["a"] * 2000})},
+        {"role": "user", "content": "The checks failed: fix the build."},
+        {"role": "assistant", "content": "Fixing it."},
+    ]
+    sent, _ = budget.fit(conversation, TOOL_SPECS, small, tighter=False)
+
+    assert [m["content"] for m in sent if m["role"] == "user"][-2:] == [
+        PROMPT,
+        "The checks failed: fix the build.",
+    ]
+    assert json.loads(sent[-3]["content"])["leftOut"].startswith("list_files .: ")
+    assert sent[1]["content"].startswith("[") and "earlier messages" in sent[1]["content"]

@@ -82,7 +82,8 @@ TOOL_SPECS: list[dict[str, Any]] = [
     ),
     _function(
         "run_command",
-        "Run a shell command in the workspace; returns exitCode, stdout, stderr, truncated.",
+        "Run a shell command in the workspace; returns exitCode, stdout, stderr, truncated "
+        "(long output keeps its start and its end).",
         {
             "command": {"type": "string"},
             "timeout": {"type": "number", "description": "Seconds before the command is killed."},
