@@ -73,6 +73,9 @@ class RunBudget:
     # What was shrunk so far: it stays shrunk (a stable start for prompt caching).
     stubbed_steps: int = 0
     dropped_turns: int = 0
+    # The run's prompt: the last user message of its first request (later user messages, if a
+    # step adds any, belong to the steps).
+    _prompt: Message | None = field(default=None, repr=False)
     # Sizes and stubs of messages already seen, by identity (kept alive so ids stay unique).
     _sizes: dict[int, tuple[Message, int]] = field(default_factory=dict, repr=False)
     _stubs: dict[int, tuple[Message, Message]] = field(default_factory=dict, repr=False)
@@ -96,7 +99,8 @@ class RunBudget:
         if tighter:
             # The provider counted more than we thought: trust our characters less from now on.
             self.ratios[provider.name] = max(1.0, self.ratio(provider) * 0.75)
-        layout = _Layout.of(messages)
+        layout = _Layout.of(messages, self._prompt)
+        self._prompt = layout.prompt[0] if layout.prompt else None
         ratio = self.ratio(provider)
         limit = self.limit(provider) * ratio * SAFETY  # in characters from here on
         chars = self._size_of_tools(tools) + sum(self._size(m) for m in messages)
@@ -181,10 +185,11 @@ class _Layout:
     steps: list[list[Message]]
 
     @classmethod
-    def of(cls, messages: list[Message]) -> _Layout:
+    def of(cls, messages: list[Message], prompt: Message | None = None) -> _Layout:
         start = 1 if messages and messages[0].get("role") == "system" else 0
         users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
-        prompt_at = users[-1] if users else len(messages)
+        known = [i for i in users if messages[i] is prompt]
+        prompt_at = known[0] if known else users[-1] if users else len(messages)
         history = messages[start:prompt_at]
         earlier = _note_count(history[0]) if history else None
         if earlier is not None:
