@@ -411,3 +411,39 @@ def test_a_user_message_added_by_a_later_step_does_not_take_the_prompts_place() 
     ]
     assert json.loads(sent[-3]["content"])["leftOut"].startswith("list_files .: ")
     assert sent[1]["content"].startswith("[") and "earlier messages" in sent[1]["content"]
+
+
+def test_older_written_and_read_files_become_stubs_that_say_how_to_get_them_again() -> None:
+    config = ProviderConfig("primary", "http://127.0.0.1:9/v1", "k", "m", 12_000)
+    small = OpenAICompatProvider(config, max_output_tokens=MAX_OUTPUT)  # never called
+    budget = RunBudget(max_output_tokens=MAX_OUTPUT)
+    app = "export default function App() { return null }\n" * 263  # 12,098 characters
+    conversation = first_messages()
+    for step, (name, args, result) in enumerate(
+        [
+            ("write_file", {"path": "src/App.jsx", "content": app}, {"success": True}),
+            ("read_file", {"path": "src/App.jsx"}, {"path": "src/App.jsx", "content": app}),
+            ("read_file", {"path": "src/App.jsx"}, {"path": "src/App.jsx", "content": app}),
+        ]
+    ):
+        function = {"name": name, "arguments": json.dumps(args)}
+        call = {"id": f"c{step}", "type": "function", "function": function}
+        conversation += [
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": f"c{step}", "content": json.dumps(result)},
+        ]
+    sent, _ = budget.fit(conversation, TOOL_SPECS, small, tighter=False)
+
+    written = json.loads(sent[2]["tool_calls"][0]["function"]["arguments"])
+    assert written == {
+        "path": "src/App.jsx",
+        "content": "[12,098 characters, left out; read_file src/App.jsx to see the file]",
+    }
+    stub = json.loads(sent[5]["content"])["leftOut"]
+    size = len(conversation[5]["content"])
+    assert (
+        stub
+        == f"read_file src/App.jsx: {size:,} characters, left out; read it again if you need it"
+    )
+    assert json.loads(sent[-1]["content"])["content"] == app  # the latest step whole
+    assert sent[:2] == conversation[:2]
