@@ -114,6 +114,30 @@ class Conversation(Shape):
     updated_at: Time
 
 
+class TokenUsage(Shape):
+    """`metadata.usage` of a message and its fragment (DESIGN section 17): what a run cost."""
+
+    prompt_tokens: int = Field(ge=0, description="Prompt tokens the providers reported, summed.")
+    completion_tokens: int = Field(ge=0)
+    cached_tokens: int = Field(ge=0, description="Prompt tokens served from a provider's cache.")
+    requests: int = Field(ge=0, description="Requests the providers answered in full.")
+    max_request_tokens: int = Field(ge=0, description="The largest request's prompt tokens.")
+
+
+# A run's metadata: open-ended, with `usage` in the shape above.
+RunMetadata = Annotated[
+    dict[str, Any],
+    or_empty(dict),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {"usage": TokenUsage.model_json_schema(mode="serialization")},
+            "additionalProperties": True,
+        }
+    ),
+]
+
+
 class Message(Shape):
     id: Uuid
     conversation_id: Uuid
@@ -128,7 +152,7 @@ class Message(Shape):
     image_url: str | None
     error: str | None
     # Not in the seed documents: which provider and model served the run, attempts, usage.
-    metadata: Annotated[dict[str, Any], or_empty(dict)] = Field(
+    metadata: RunMetadata = Field(
         validation_alias="run_metadata",
         description="Which provider and model served the run, attempts, token usage.",
     )
@@ -174,9 +198,7 @@ class Fragment(Shape):
     sandbox_url: str | None
     title: str
     files: Annotated[dict[str, str], or_empty(dict)]
-    metadata: Annotated[dict[str, Any], or_empty(dict)] = Field(
-        validation_alias="fragment_metadata"
-    )
+    metadata: RunMetadata = Field(validation_alias="fragment_metadata")
     framework: Framework
     image_url: str | None
     design_spec: AnyJson

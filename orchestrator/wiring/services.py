@@ -11,6 +11,7 @@ from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
+from orchestrator.runs.budget import RunBudget
 from orchestrator.runs.cancellation import RunHub
 from orchestrator.runs.flusher import Flusher
 from orchestrator.settings import Settings
@@ -39,6 +40,7 @@ def build_providers(settings: Settings) -> list[Provider]:
             read_timeout=settings.llm_read_timeout,
             connect_timeout=settings.llm_connect_timeout,
             max_connections=settings.worker_concurrency,
+            max_output_tokens=settings.llm_max_output_tokens,
         )
         for config in settings.providers
     ]
@@ -84,6 +86,7 @@ def build_run_services(settings: Settings) -> RunServices:
             attempts_per_provider=settings.llm_attempts_per_provider,
             wait=wait,
             breaker=breaker,
+            fitter=RunBudget(max_output_tokens=settings.llm_max_output_tokens),
         ),
         sandboxes=build_sandboxes(settings),
     )
