@@ -81,7 +81,7 @@ class SandboxIsolationCheck(bootsteps.Step):  # type: ignore[misc]
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         from orchestrator.errors import ConfigError
-        from orchestrator.wiring.worker_start import check_worker_sandboxes
+        from orchestrator.wiring.worker_start import check_worker_sandboxes, log_checks
 
         settings = parent.app.settings
         # The queues this worker consumes are chosen by now (-Q); the reaper's takes no run.
@@ -91,4 +91,6 @@ class SandboxIsolationCheck(bootsteps.Step):  # type: ignore[misc]
         except ConfigError as exc:
             logging.getLogger(__name__).critical("worker not started: %s", exc.message)
             raise SystemExit(1) from exc
+        if takes_runs:
+            log_checks(settings)
         super().__init__(parent, **kwargs)
