@@ -39,10 +39,13 @@ class Stack:
 
     client: Any
     services: RunServices
+    framework: str = "NEXTJS"
 
     def send(self, prompt: str) -> tuple[dict[str, str], dict[str, Any]]:
         headers = {"Authorization": f"Bearer {user_token(SECRET, f'checks-{uuid.uuid4().hex}')}"}
-        project = self.client.post("/api/projects", json={"name": "p"}, headers=headers)
+        project = self.client.post(
+            "/api/projects", json={"name": "p", "framework": self.framework}, headers=headers
+        )
         body = {"message": prompt, "projectId": project.get_json()["id"]}
         sent = self.client.post("/api/messages", json=body, headers=headers).get_json()
         return headers, sent
@@ -57,7 +60,7 @@ class Stack:
         return message, fragment, headers
 
 
-def make_stack(settings: Settings) -> Iterator[Stack]:
+def make_stack(settings: Settings, framework: str = "NEXTJS") -> Iterator[Stack]:
     from orchestrator.wiring.services import build_run_services
     from web import create_app
     from workers.app import create_celery
@@ -66,7 +69,7 @@ def make_stack(settings: Settings) -> Iterator[Stack]:
     services = build_run_services(settings)
     client = create_app(settings, celery=create_celery(settings)).test_client()
     try:
-        yield Stack(client, services)
+        yield Stack(client, services, framework)
     finally:
         if services.checker is not None and services.checker.browser is not None:
             services.checker.browser.close()
