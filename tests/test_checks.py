@@ -268,7 +268,7 @@ def test_a_cancel_during_the_render_check_stops_it_and_closes_its_browser_contex
     assert ended == ["CANCELLED"]
     browser = stack.services.checker.browser  # type: ignore[union-attr]
     assert browser is not None
-    wait_for(lambda: browser.open_contexts == 0, timeout=10, what="the check's context to close")
+    wait_for(lambda: browser.open_contexts() == 0, timeout=10, what="the check's context to close")
     message = stack.client.get(url, headers=headers).get_json()
     assert message["status"] == "CANCELLED"
     assert stack.client.get(f"{url}/fragment", headers=headers).get_json() is None
@@ -288,3 +288,51 @@ def test_with_preview_check_off_a_version_is_saved_unchecked_and_has_no_screensh
     assert shot.status_code == 404
     unknown = unchecked.client.get(f"/api/fragments/{uuid.uuid4()}/screenshot")
     assert unknown.status_code == 404
+
+
+def test_the_demo_model_fixes_the_bug_the_checks_report(settings: Settings) -> None:
+    """The offline demo model (no keys) answers a `Checks failed` message with the fix, so
+    `scripts/run` shows a repair for a prompt "with a bug"."""
+    if find_chromium() is None:
+        unavailable("no Chromium: install the Debian package chromium")
+    demo = replace(settings, providers=(), preview_check="chromium", agent_max_steps=8)
+    for stack in make_stack(demo):
+        message, fragment, _ = stack.run("A to-do list with a bug")
+        assert message["status"] == "COMPLETE", message
+        checks = fragment["metadata"]["checks"]
+        assert checks["status"] == "passed" and checks["rounds"] == 2, checks
+        assert "missingList" not in fragment["files"]["app.js"]
+        events = check_events(stack, message["id"])
+        assert any("missingList" in e for e in events[1]["errors"]), events
+
+
+def test_the_web_page_shows_a_versions_checks_and_its_screenshot(
+    stack: Stack, llm: FakeLLM, server: str
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    llm.script(page(THROWS), page(FIXED, "Fixed"))
+    message, fragment, headers = stack.run("Say hello")
+    assert fragment["metadata"]["checks"]["status"] == "passed", fragment["metadata"]
+    token = headers["Authorization"].removeprefix("Bearer ")
+    executable = find_chromium()
+    assert executable is not None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            view = browser.new_page(viewport={"width": 1280, "height": 860})
+            view.goto(f"{server}/#token={token}")
+            view.get_by_test_id("project").first.click()
+            view.get_by_test_id("version").first.wait_for(timeout=15_000)
+            view.get_by_role("button", name="Show version 1").click()
+            badge = view.get_by_test_id("checks")
+            badge.wait_for(timeout=15_000)
+            assert badge.inner_text() == "✓ checks passed"
+            shot = view.get_by_test_id("version-shot")
+            shot.wait_for(timeout=15_000)
+            view.wait_for_function(
+                "() => document.querySelector('[data-testid=version-shot]').naturalWidth > 0",
+                timeout=15_000,
+            )
+        finally:
+            browser.close()

@@ -58,7 +58,6 @@ class Browser:
         self._start_lock = threading.Lock()
         self._playwright: Any = None
         self._browser: Any = None
-        self.open_contexts = 0
 
     def render(self, target: Target, cancelled: Callable[[], bool]) -> RenderResult:
         """Render `target`; Cancelled as soon as `cancelled()` says so."""
@@ -81,6 +80,16 @@ class Browser:
                         raise
         finally:
             self._slots.release()
+
+    def open_contexts(self) -> int:
+        """The browser contexts open now (one per check under way), as Chromium counts them."""
+        if self._loop is None:
+            return 0
+
+        async def count() -> int:
+            return len(self._browser.contexts) if self._browser is not None else 0
+
+        return asyncio.run_coroutine_threadsafe(count(), self._loop).result(timeout=30)
 
     def close(self) -> None:
         if self._loop is None:
@@ -139,12 +148,10 @@ class Browser:
         context = await browser.new_context(
             viewport=VIEWPORT, service_workers="block", accept_downloads=False
         )
-        self.open_contexts += 1
         try:
             return await render(context, target)
         finally:
             await asyncio.shield(_close(context))
-            self.open_contexts -= 1
 
     async def _stop(self) -> None:
         if self._browser is not None:
