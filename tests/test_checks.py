@@ -259,6 +259,10 @@ def test_a_cancel_during_the_render_check_stops_it_and_closes_its_browser_contex
             timeout=30,
             what="the render check to start",
         )
+        browser = stack.services.checker.browser  # type: ignore[union-attr]
+        assert browser is not None
+        # The page is open (and spinning): Chromium holds its context.
+        wait_for(lambda: browser.open_contexts() == 1, timeout=30, what="the check's context")
         url = f"/api/messages/{sent['messageId']}"
         assert stack.client.delete(url, headers=headers).status_code == 200
         runner.join(timeout=15)
@@ -266,8 +270,6 @@ def test_a_cancel_during_the_render_check_stops_it_and_closes_its_browser_contex
     finally:
         runner.join(timeout=60)
     assert ended == ["CANCELLED"]
-    browser = stack.services.checker.browser  # type: ignore[union-attr]
-    assert browser is not None
     wait_for(lambda: browser.open_contexts() == 0, timeout=10, what="the check's context to close")
     message = stack.client.get(url, headers=headers).get_json()
     assert message["status"] == "CANCELLED"
@@ -302,6 +304,9 @@ def test_the_demo_model_fixes_the_bug_the_checks_report(settings: Settings) -> N
         checks = fragment["metadata"]["checks"]
         assert checks["status"] == "passed" and checks["rounds"] == 2, checks
         assert "missingList" not in fragment["files"]["app.js"]
+        # The demo's own repair, titled after the user's prompt, not after the checks' report.
+        assert "The checks found an error in app.js" in message["content"], message["content"]
+        assert fragment["title"] == "To-Do List App"
         events = check_events(stack, message["id"])
         assert any("missingList" in e for e in events[1]["errors"]), events
 

@@ -145,9 +145,14 @@ class Browser:
 
     async def _render(self, target: Target) -> RenderResult:
         browser = await self._ensure()
-        context = await browser.new_context(
-            viewport=VIEWPORT, service_workers="block", accept_downloads=False
+        opening = asyncio.ensure_future(
+            browser.new_context(viewport=VIEWPORT, service_workers="block", accept_downloads=False)
         )
+        try:
+            context = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # cancelled while Chromium opened it: close it once open
+            opening.add_done_callback(_close_when_opened)
+            raise
         try:
             return await render(context, target)
         finally:
@@ -160,6 +165,11 @@ class Browser:
         if self._playwright is not None:
             await self._playwright.stop()
             self._playwright = None
+
+
+def _close_when_opened(opening: asyncio.Future[Any]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        asyncio.ensure_future(_close(opening.result()))
 
 
 async def _close(context: Any) -> None:
