@@ -341,3 +341,46 @@ def test_the_web_page_shows_a_versions_checks_and_its_screenshot(
             )
         finally:
             browser.close()
+
+
+def test_a_live_preview_is_loaded_from_its_url_and_its_own_missing_files_are_reported() -> None:
+    """What an E2B version's render check does: the page comes from the dev server's URL (here
+    a server the test owns), its own 404s are failed requests, other origins stay blocked."""
+    import http.server
+
+    from orchestrator.checks.browser import Browser
+    from orchestrator.checks.render import Target
+
+    executable = find_chromium()
+    if executable is None:
+        unavailable("no Chromium: install the Debian package chromium")
+        return
+    live = (
+        b"<!doctype html><h1>Live</h1><script src='/missing.js'></script>"
+        b"<script>fetch('https://example.com/x').catch(() => {})</script>"
+    )
+
+    class DevServer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            found = self.path == "/"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(live if found else b"not found")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DevServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    browser = Browser(executable, 1, resolve_hosts=True)  # as for E2B: names resolve
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/"
+        found = browser.render(Target(url), lambda: False)
+    finally:
+        browser.close()
+        server.shutdown()
+    assert found.status == "failed", found
+    assert found.failed_requests == ("/missing.js (404)",), found
+    assert found.blocked == ("https://example.com/x",)
+    assert found.blank is False and found.screenshot is not None

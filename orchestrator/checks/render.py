@@ -8,6 +8,7 @@ anything.
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ LOAD_TIMEOUT_MS = 20_000
 # After `load`: time for the app's scripts to render and throw (React mounts in a few ms).
 SETTLE_MS = 600
 MAX_LISTED = 50
+# How long a live preview (E2B's dev server, just started) may take to answer at all.
+LIVE_READY_SECONDS = 30.0
 # Chromium's own line for a request that failed: the request itself is recorded already.
 _RESOURCE_NOISE = "Failed to load resource"
 
@@ -68,12 +71,31 @@ def _lookup(files: dict[str, str], url: str) -> tuple[str, str] | None:
     return None
 
 
+async def _until_served(context: Any, url: str) -> None:
+    """A dev server started with the preview takes a moment to answer: wait for it (bounded),
+    so a server still starting is not reported as the app's failure."""
+    deadline = time.monotonic() + LIVE_READY_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            response = await context.request.get(url, timeout=5_000, max_redirects=0)
+            if response.status < 500:
+                return
+        except Exception:  # not listening yet
+            pass
+        await asyncio.sleep(0.5)
+
+
 class _Seen:
     def __init__(self) -> None:
         self.page_errors: list[str] = []
         self.console_errors: list[str] = []
         self.failed: list[str] = []
         self.blocked: list[str] = []
+
+    def add_failed(self, path: str, why: str) -> None:
+        """One line per file: a 404 script is also an aborted request, said once."""
+        if not any(line.startswith(f"{path} (") for line in self.failed):
+            self.add(self.failed, f"{path} ({why})")
 
     @staticmethod
     def add(found: list[str], item: str) -> None:
@@ -98,7 +120,7 @@ async def render(context: Any, target: Target) -> RenderResult:
             return
         found = _lookup(target.files, request.url)
         if found is None:
-            seen.add(seen.failed, f"{urlsplit(request.url).path} (404 not found)")
+            seen.add_failed(urlsplit(request.url).path, "404 not found")
             await request_route.fulfill(status=404, body="not found", content_type="text/plain")
             return
         name, text = found
@@ -112,17 +134,19 @@ async def render(context: Any, target: Target) -> RenderResult:
     def on_response(response: Any) -> None:
         # A live server's own files (the interception records its 404s itself).
         if target.files is None and response.status >= 400 and _origin(response.url) == home:
-            seen.add(seen.failed, f"{urlsplit(response.url).path} ({response.status})")
+            seen.add_failed(urlsplit(response.url).path, str(response.status))
 
     def on_request_failed(request: Any) -> None:
         if target.files is None and _origin(request.url) == home:
-            seen.add(seen.failed, f"{urlsplit(request.url).path} ({request.failure})")
+            seen.add_failed(urlsplit(request.url).path, str(request.failure))
 
     async def on_web_socket(socket_route: Any) -> None:
         # Never connected to its server: the page sees a socket that closes.
         seen.add(seen.blocked, cut(socket_route.url, 300))
         await socket_route.close()
 
+    if target.files is None:
+        await _until_served(context, target.url)
     await context.route("**/*", route)
     await context.route_web_socket("**/*", on_web_socket)
     page = await context.new_page()
