@@ -384,3 +384,46 @@ def test_a_live_preview_is_loaded_from_its_url_and_its_own_missing_files_are_rep
     assert found.failed_requests == ("/missing.js (404)",), found
     assert found.blocked == ("https://example.com/x",)
     assert found.blank is False and found.screenshot is not None
+
+
+def test_checks_beyond_check_concurrency_wait_their_turn_and_stay_cancellable() -> None:
+    from orchestrator.checks.browser import Browser
+    from orchestrator.checks.render import served
+    from orchestrator.providers.base import Cancelled
+
+    executable = find_chromium()
+    if executable is None:
+        unavailable("no Chromium: install the Debian package chromium")
+        return
+    browser = Browser(executable, 1)  # CHECK_CONCURRENCY=1
+    stop_first, stop_second = threading.Event(), threading.Event()
+    ended: dict[str, Any] = {}
+
+    def check(name: str, stop: threading.Event) -> None:
+        try:
+            ended[name] = browser.render(served({"index.html": HANGS}), stop.is_set)
+        except Cancelled:
+            ended[name] = "cancelled"
+
+    first = threading.Thread(target=check, args=("first", stop_first))
+    second = threading.Thread(target=check, args=("second", stop_second))
+    try:
+        first.start()
+        wait_for(lambda: browser.open_contexts() == 1, timeout=30, what="the first check's page")
+        second.start()
+        wait_for(lambda: browser.waiting == 1, timeout=30, what="the second check to wait")
+        assert browser.open_contexts() == 1  # the second never opened a page
+        stop_second.set()  # a run cancelled while it waits for its turn
+        second.join(timeout=10)
+        assert ended.get("second") == "cancelled" and browser.waiting == 0
+        stop_first.set()
+        first.join(timeout=10)
+        assert ended.get("first") == "cancelled"
+        wait_for(lambda: browser.open_contexts() == 0, timeout=10, what="the page to close")
+    finally:
+        stop_first.set()
+        stop_second.set()
+        for thread in (first, second):
+            if thread.ident is not None:  # started
+                thread.join(timeout=30)
+        browser.close()

@@ -58,12 +58,13 @@ class Browser:
         self._start_lock = threading.Lock()
         self._playwright: Any = None
         self._browser: Any = None
+        # Checks waiting for their turn now (beyond `concurrency`).
+        self.waiting = 0
+        self._waiting_lock = threading.Lock()
 
     def render(self, target: Target, cancelled: Callable[[], bool]) -> RenderResult:
         """Render `target`; Cancelled as soon as `cancelled()` says so."""
-        while not self._slots.acquire(timeout=POLL):
-            if cancelled():
-                raise Cancelled()
+        self._wait_turn(cancelled)
         try:
             future = asyncio.run_coroutine_threadsafe(self._render(target), self._running_loop())
             waited = 0.0
@@ -80,6 +81,19 @@ class Browser:
                         raise
         finally:
             self._slots.release()
+
+    def _wait_turn(self, cancelled: Callable[[], bool]) -> None:
+        if self._slots.acquire(blocking=False):
+            return
+        with self._waiting_lock:
+            self.waiting += 1
+        try:
+            while not self._slots.acquire(timeout=POLL):
+                if cancelled():
+                    raise Cancelled()
+        finally:
+            with self._waiting_lock:
+                self.waiting -= 1
 
     def open_contexts(self) -> int:
         """The browser contexts open now (one per check under way), as Chromium counts them."""
