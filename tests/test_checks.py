@@ -427,3 +427,23 @@ def test_checks_beyond_check_concurrency_wait_their_turn_and_stay_cancellable() 
             if thread.ident is not None:  # started
                 thread.join(timeout=30)
         browser.close()
+
+
+def test_the_settings_default_to_checking_and_refuse_what_they_do_not_know() -> None:
+    from orchestrator.errors import ConfigError
+    from orchestrator.wiring.services import describe_checks
+
+    found = Settings.from_env({})
+    assert (found.preview_check, found.check_max_rounds, found.check_concurrency) == (
+        "chromium",
+        3,
+        2,
+    )
+    off = Settings.from_env({"PREVIEW_CHECK": "off", "CHECK_MAX_ROUNDS": "1"})
+    assert off.preview_check == "off" and off.check_max_rounds == 1
+    assert "checks: off" in describe_checks(off)
+    if find_chromium() is not None:
+        assert describe_checks(found).startswith("checks: on")
+    for bad in ({"PREVIEW_CHECK": "firefox"}, {"CHECK_CONCURRENCY": "0"}):
+        with pytest.raises(ConfigError):
+            Settings.from_env(bad)
