@@ -179,6 +179,38 @@ class Attachment(Shape):
 # details are the owner's alone (DESIGN section 15).
 PUBLIC_METADATA = ("summary", "title", "steps", "stopReason")
 
+CheckStatus = Literal["passed", "failed", "skipped"]
+
+
+class BuildCheck(Shape):
+    """The framework's build of the version's sources (DESIGN section 16); skipped for static."""
+
+    status: CheckStatus
+    exit_code: int | None
+    duration_ms: int = Field(ge=0)
+    errors: list[str]
+
+
+class RenderCheck(Shape):
+    """The preview opened in a headless Chromium: what went wrong, and what it was not let fetch."""
+
+    status: CheckStatus
+    page_errors: list[str]
+    console_errors: list[str]
+    failed_requests: list[str]
+    blocked: list[str]
+    blank: bool
+    duration_ms: int = Field(ge=0)
+
+
+class Checks(Shape):
+    """A version's `metadata.checks`: the last round's build and render, and how many rounds ran."""
+
+    status: CheckStatus
+    rounds: int = Field(ge=0)
+    build: BuildCheck
+    render: RenderCheck
+
 
 class Changes(Shape):
     """What a version changed against its parent: sorted paths."""
@@ -228,7 +260,11 @@ class FragmentPaths(Fragment):
 
 def _public(metadata: Any) -> dict[str, Any]:
     found = metadata or {}
-    return {key: found[key] for key in PUBLIC_METADATA if key in found}
+    public = {key: found[key] for key in PUBLIC_METADATA if key in found}
+    checks = found.get("checks")
+    if isinstance(checks, dict) and "status" in checks:
+        public["checks"] = {"status": checks["status"]}  # what failed stays the owner's
+    return public
 
 
 PublicMetadata = Annotated[
@@ -237,7 +273,15 @@ PublicMetadata = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "properties": {key: {} for key in PUBLIC_METADATA},
+            "properties": {
+                **{key: {} for key in PUBLIC_METADATA},
+                "checks": {
+                    "type": "object",
+                    "properties": {"status": {"enum": ["passed", "failed", "skipped"]}},
+                    "required": ["status"],
+                    "additionalProperties": False,
+                },
+            },
             "additionalProperties": False,
         }
     ),

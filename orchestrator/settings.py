@@ -14,6 +14,7 @@ OPENROUTER_DEFAULT_MODEL = "moonshotai/kimi-k2.5"
 CEREBRAS_BASE_URL = "https://api.cerebras.ai/v1"
 CEREBRAS_DEFAULT_MODEL = "zai-glm-4.7"
 SANDBOX_ISOLATIONS = ("required", "best-effort")
+PREVIEW_CHECKS = ("chromium", "off")
 E2B_TEMPLATE_PREFIX = "E2B_TEMPLATE_"
 
 
@@ -119,6 +120,14 @@ class Settings:
     worker_metrics_port: int | None = None
     # Origins whose front ends may call /api/* (DESIGN section 13); none by default.
     cors_origins: tuple[str, ...] = ()
+    # DESIGN section 16: "chromium" checks every version (build, render) before it is saved;
+    # "off" saves it unchecked. From the environment the default is "chromium" (a worker with
+    # no Chromium says so at start and skips the checks); built by hand, Settings() checks nothing.
+    preview_check: str = "off"
+    # Repair rounds: how many times a failed check goes back to the model.
+    check_max_rounds: int = 3
+    # Browser checks one worker process runs at once; the rest wait their turn.
+    check_concurrency: int = 2
 
     @property
     def demo_mode(self) -> bool:
@@ -151,6 +160,13 @@ class Settings:
         max_output = int(number("LLM_MAX_OUTPUT_TOKENS", cls.llm_max_output_tokens))
         if max_output < 1:
             raise ConfigError(f"LLM_MAX_OUTPUT_TOKENS must be a positive number, got {max_output}")
+        preview_check = (env.get("PREVIEW_CHECK") or "chromium").lower()
+        if preview_check not in PREVIEW_CHECKS:
+            raise ConfigError(f"PREVIEW_CHECK must be 'chromium' or 'off', got {preview_check!r}")
+        check_max_rounds = int(number("CHECK_MAX_ROUNDS", cls.check_max_rounds))
+        check_concurrency = int(number("CHECK_CONCURRENCY", cls.check_concurrency))
+        if check_max_rounds < 0 or check_concurrency < 1:
+            raise ConfigError("CHECK_MAX_ROUNDS must be 0 or more and CHECK_CONCURRENCY 1 or more")
         templates = env.get("SANDBOX_TEMPLATES") or str(data_dir / "templates")
         return cls(
             database_url=normalize_database_url(
@@ -195,6 +211,9 @@ class Settings:
             cors_origins=tuple(
                 filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
             ),
+            preview_check=preview_check,
+            check_max_rounds=check_max_rounds,
+            check_concurrency=check_concurrency,
         )
 
 

@@ -17,7 +17,7 @@ from orchestrator.errors import ConfigError
 from orchestrator.settings import Settings
 from orchestrator.wiring.run_services import RunServices
 from orchestrator.wiring.services import build_run_services
-from orchestrator.wiring.worker_start import check_worker_sandboxes
+from orchestrator.wiring.worker_start import check_worker_sandboxes, log_checks
 from workers import tasks
 from workers.app import ForgeCelery, configure
 from workers.metrics_server import MetricsServer
@@ -62,4 +62,6 @@ class SandboxIsolationCheck(bootsteps.Step):  # type: ignore[misc]
         except ConfigError as exc:
             logging.getLogger(__name__).critical("worker not started: %s", exc.message)
             raise SystemExit(1) from exc
+        if takes_runs:
+            log_checks(settings)
         super().__init__(parent, **kwargs)

@@ -53,6 +53,8 @@ class FragmentValues:
     changes: dict[str, list[str]] | None = None
     # The app's build output (a framework template's dist/, out/...), served as its preview.
     build_files: dict[str, str] | None = None
+    # The render check's picture of it (PNG), served at /api/fragments/<id>/screenshot.
+    screenshot: bytes | None = None
 
 
 def _rows(result: Any) -> int:
@@ -139,6 +141,7 @@ def upsert_fragment(session: Session, message_id: str, values: FragmentValues) -
     target.fragment_metadata = values.metadata
     target.image_url = values.image_url
     target.build_files = values.build_files
+    target.screenshot = values.screenshot
     if existing is None:
         versions.place_new(session, target, message_id, values.parent_id, values.changes)
         session.add(target)

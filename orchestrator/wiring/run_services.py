@@ -18,6 +18,7 @@ from orchestrator.settings import Settings
 from orchestrator.streams.events import EventLog
 
 if TYPE_CHECKING:
+    from orchestrator.checks.checker import Checker
     from orchestrator.providers.chain import ChainRun
     from orchestrator.runs.cancellation import RunHub
     from orchestrator.runs.flusher import Flusher
@@ -40,3 +41,5 @@ class RunServices:
     hub: RunHub
     publisher: Publisher
     flusher: Flusher
+    # The process's checks of the versions runs leave (DESIGN section 16); None: off.
+    checker: Checker | None = None

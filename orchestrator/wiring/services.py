@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from models import make_engine, make_sessionmaker
+from orchestrator.checks.browser import Browser, find_chromium
+from orchestrator.checks.checker import Checker
 from orchestrator.providers.base import Provider
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
 from orchestrator.providers.chain import ChainRun
@@ -59,6 +61,34 @@ def build_breaker(settings: Settings) -> Breaker | None:
     return Breaker(breaker_client(settings.redis_url), settings.queue_name, config)
 
 
+def build_checker(settings: Settings) -> Checker | None:
+    """The process's checks (DESIGN section 16): None when PREVIEW_CHECK=off or no Chromium."""
+    if settings.preview_check == "off":
+        return None
+    chromium = find_chromium()
+    if chromium is None:
+        return None
+    # E2B previews are on the internet; a local one is served to the page by the worker.
+    browser = Browser(chromium, settings.check_concurrency, resolve_hosts=settings.sandbox == "e2b")
+    return Checker(browser)
+
+
+def describe_checks(settings: Settings) -> str:
+    """What a worker says at start about its checks."""
+    if settings.preview_check == "off":
+        return "checks: off (PREVIEW_CHECK=off): versions are saved unchecked"
+    chromium = find_chromium()
+    if chromium is None:
+        return (
+            "checks: skipped, no Chromium found (install the Debian package chromium, or set "
+            "PREVIEW_CHECK=off to say so): versions are saved unchecked"
+        )
+    return (
+        f"checks: on, build and render in {chromium}; at most {settings.check_max_rounds} "
+        f"repair rounds, {settings.check_concurrency} browser checks at once"
+    )
+
+
 def build_run_services(settings: Settings) -> RunServices:
     providers = build_providers(settings)
     breaker = build_breaker(settings)
@@ -89,4 +119,5 @@ def build_run_services(settings: Settings) -> RunServices:
             fitter=RunBudget(max_output_tokens=settings.llm_max_output_tokens),
         ),
         sandboxes=build_sandboxes(settings),
+        checker=build_checker(settings),
     )
