@@ -184,6 +184,8 @@ class FakeLLM:
             self._queue.clear()
             self._requests.clear()
             self._disconnects = 0
+            # A test starts with a cold prompt cache: no start shared with an earlier test's.
+            self._last_prompt = ""
 
     @property
     def requests(self) -> list[dict[str, Any]]:
