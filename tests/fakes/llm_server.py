@@ -184,6 +184,8 @@ class FakeLLM:
             self._queue.clear()
             self._requests.clear()
             self._disconnects = 0
+            # A test's first request shares no cache with the test before's last one.
+            self._last_prompt = ""
 
     @property
     def requests(self) -> list[dict[str, Any]]:
