@@ -222,6 +222,24 @@ def test_fifteen_steps_of_huge_output_stay_under_the_limit_and_complete(
     assert len(stubbed) >= 10
 
 
+def test_every_request_leaves_the_replys_room_free(sandbox: LocalSandbox) -> None:
+    # A reply of up to a third of the context: the prompt may only take the rest.
+    context, output = 12_000, 4_000
+    with FakeLLM() as llm:
+        llm.context_limit = context * 4  # the whole context, in the fake's four characters a token
+        llm.script(*(command_step(step) for step in range(6)), finish())
+        config = ProviderConfig("primary", llm.base_url, "k", "primary-model", context)
+        small = OpenAICompatProvider(config, read_timeout=10, max_output_tokens=output)
+        budget = RunBudget(max_output_tokens=output)
+        runner = ChainRun([small], wait=BackoffWait(cap=0.05), fitter=budget)
+        outcome = run(first_messages(), runner, sandbox)
+        requests = llm.requests
+
+    assert outcome.stop_reason == "finish" and len(requests) == 7
+    assert all(request["max_tokens"] == output for request in requests)
+    assert max(size(request) for request in requests) <= (context - output) * 4
+
+
 def test_without_the_budget_the_same_run_is_refused_as_too_long(sandbox: LocalSandbox) -> None:
     # The control for the test above: the fake's limit is real, and the budget is what fits it.
     with FakeLLM() as llm:
