@@ -178,9 +178,9 @@ def test_a_file_of_long_lines_is_read_at_most_64_kib_at_a_time(sandbox: LocalSan
     assert page["truncated"] is True and page["nextOffset"] == page["lines"]
 
 
-def command_step(step: int) -> Reply:
-    # 300,000 characters between a first and a last line only this step prints.
-    command = f"echo FIRST-{step}; head -c 300000 /dev/zero | tr '\\0' x; echo; echo LAST-{step}"
+def command_step(step: int, chars: int = 300_000) -> Reply:
+    # `chars` characters between a first and a last line only this step prints.
+    command = f"echo FIRST-{step}; head -c {chars} /dev/zero | tr '\\0' x; echo; echo LAST-{step}"
     return Reply(f"Step {step}.", tool_calls=[ToolCall("run_command", {"command": command})])
 
 
@@ -238,6 +238,24 @@ def test_every_request_leaves_the_replys_room_free(sandbox: LocalSandbox) -> Non
     assert outcome.stop_reason == "finish" and len(requests) == 7
     assert all(request["max_tokens"] == output for request in requests)
     assert max(size(request) for request in requests) <= (context - output) * 4
+
+
+def test_a_model_that_counts_more_tokens_than_estimated_corrects_the_estimate(
+    sandbox: LocalSandbox,
+) -> None:
+    # A dense tokenizer: two characters a token, where the budget starts by assuming three.
+    with FakeLLM() as llm:
+        llm.chars_per_token = 2
+        llm.context_limit = (15_000 - MAX_OUTPUT) * 2
+        # Outputs of 3,000 characters: the run's requests grow a little at a time.
+        llm.script(*(command_step(step, 3000) for step in range(15)), finish())
+        outcome = run(first_messages(), chain(provider(llm, "primary", 15_000)), sandbox)
+        requests = llm.requests
+
+    assert outcome.stop_reason == "finish"
+    # Its reported usage corrected the estimate before any request went past its context.
+    assert len(requests) == 16  # none refused, none asked again
+    assert all(size(request) <= (15_000 - MAX_OUTPUT) * 2 for request in requests)
 
 
 def test_without_the_budget_the_same_run_is_refused_as_too_long(sandbox: LocalSandbox) -> None:
