@@ -14,6 +14,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from prometheus_client import REGISTRY
 
 from models import Message, Role, Status
 from orchestrator.errors import ConfigError, ProviderError
@@ -280,6 +281,8 @@ def test_without_the_budget_the_same_run_is_refused_as_too_long(sandbox: LocalSa
 def test_a_context_refusal_is_asked_again_smaller_on_the_same_provider(
     sandbox: LocalSandbox, refusal: Error
 ) -> None:
+    retries = "appforge_context_retries_total"
+    before = REGISTRY.get_sample_value(retries, {"provider": "primary"}) or 0
     with FakeLLM() as llm, FakeLLM() as fallback:
         llm.script(refusal, finish())
         runner = chain(provider(llm, "primary", 128_000), provider(fallback, "fallback", 128_000))
@@ -291,6 +294,8 @@ def test_a_context_refusal_is_asked_again_smaller_on_the_same_provider(
     assert size(requests[1]) <= size(requests[0]) // 2
     assert requests[1]["messages"][-1] == {"role": "user", "content": PROMPT}
     assert runner.metadata()["provider"] == "primary"
+    # Counted by provider, for the operator (README, Metrics).
+    assert REGISTRY.get_sample_value(retries, {"provider": "primary"}) == before + 1
 
 
 def test_a_provider_still_too_long_when_asked_smaller_hands_over_to_the_fallback(
