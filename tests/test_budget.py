@@ -148,7 +148,17 @@ def test_a_5000_line_file_is_read_a_bounded_page_first_then_exact_pages_by_offse
             finish(),
         )
         outcome = run(first_messages(), chain(provider(llm, "primary", 128_000)), sandbox)
+        offered = llm.requests[0]
 
+    # The model is told how to page: the tool's arguments, and the system prompt.
+    read_file = next(t for t in offered["tools"] if t["function"]["name"] == "read_file")
+    arguments = read_file["function"]["parameters"]["properties"]
+    assert {name: arguments[name]["type"] for name in arguments} == {
+        "path": "string",
+        "offset": "integer",
+        "limit": "integer",
+    }
+    assert "offset set to the nextOffset" in offered["messages"][0]["content"]
     first, second, small, last, past = (call["result"] for call in outcome.tool_calls[:5])
     assert first == {
         "path": "big.txt",
