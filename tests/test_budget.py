@@ -269,6 +269,22 @@ def test_a_model_that_counts_more_tokens_than_estimated_corrects_the_estimate(
     assert all(size(request) <= (15_000 - MAX_OUTPUT) * 2 for request in requests)
 
 
+def test_a_shrink_leaves_out_only_what_it_must(sandbox: LocalSandbox) -> None:
+    # Outputs of 3,000 characters: a shrink every few steps, each down to 75% of the limit.
+    with FakeLLM() as llm:
+        llm.script(*(command_step(step, 3000) for step in range(24)), finish())
+        outcome = run(first_messages(), chain(provider(llm, "primary", 12_000)), sandbox)
+        sizes = [size(request) for request in llm.requests]
+        last = llm.requests[-1]["messages"]
+
+    assert outcome.stop_reason == "finish"
+    shrunk = next(i for i in range(1, len(sizes)) if sizes[i] < sizes[i - 1])
+    # Each shrink keeps more than half of what fits, not only the latest step.
+    assert min(sizes[shrunk:]) > max(sizes) // 2
+    whole = [m for m in last if m["role"] == "tool" and "leftOut" not in m["content"]]
+    assert len(whole) >= 3
+
+
 def test_without_the_budget_the_same_run_is_refused_as_too_long(sandbox: LocalSandbox) -> None:
     # The control for the test above: the fake's limit is real, and the budget is what fits it.
     with FakeLLM() as llm:
