@@ -14,6 +14,7 @@ from typing import Any
 import httpx2
 import openai
 import pytest
+from prometheus_client import REGISTRY
 
 from models import Message, Role, Status
 from orchestrator.errors import ConfigError, ProviderError
@@ -147,7 +148,17 @@ def test_a_5000_line_file_is_read_a_bounded_page_first_then_exact_pages_by_offse
             finish(),
         )
         outcome = run(first_messages(), chain(provider(llm, "primary", 128_000)), sandbox)
+        offered = llm.requests[0]
 
+    # The model is told how to page: the tool's arguments, and the system prompt.
+    read_file = next(t for t in offered["tools"] if t["function"]["name"] == "read_file")
+    arguments = read_file["function"]["parameters"]["properties"]
+    assert {name: arguments[name]["type"] for name in arguments} == {
+        "path": "string",
+        "offset": "integer",
+        "limit": "integer",
+    }
+    assert "offset set to the nextOffset" in offered["messages"][0]["content"]
     first, second, small, last, past = (call["result"] for call in outcome.tool_calls[:5])
     assert first == {
         "path": "big.txt",
@@ -178,9 +189,9 @@ def test_a_file_of_long_lines_is_read_at_most_64_kib_at_a_time(sandbox: LocalSan
     assert page["truncated"] is True and page["nextOffset"] == page["lines"]
 
 
-def command_step(step: int) -> Reply:
-    # 300,000 characters between a first and a last line only this step prints.
-    command = f"echo FIRST-{step}; head -c 300000 /dev/zero | tr '\\0' x; echo; echo LAST-{step}"
+def command_step(step: int, chars: int = 300_000) -> Reply:
+    # `chars` characters between a first and a last line only this step prints.
+    command = f"echo FIRST-{step}; head -c {chars} /dev/zero | tr '\\0' x; echo; echo LAST-{step}"
     return Reply(f"Step {step}.", tool_calls=[ToolCall("run_command", {"command": command})])
 
 
@@ -222,6 +233,58 @@ def test_fifteen_steps_of_huge_output_stay_under_the_limit_and_complete(
     assert len(stubbed) >= 10
 
 
+def test_every_request_leaves_the_replys_room_free(sandbox: LocalSandbox) -> None:
+    # A reply of up to a third of the context: the prompt may only take the rest.
+    context, output = 12_000, 4_000
+    with FakeLLM() as llm:
+        llm.context_limit = context * 4  # the whole context, in the fake's four characters a token
+        llm.script(*(command_step(step) for step in range(6)), finish())
+        config = ProviderConfig("primary", llm.base_url, "k", "primary-model", context)
+        small = OpenAICompatProvider(config, read_timeout=10, max_output_tokens=output)
+        budget = RunBudget(max_output_tokens=output)
+        runner = ChainRun([small], wait=BackoffWait(cap=0.05), fitter=budget)
+        outcome = run(first_messages(), runner, sandbox)
+        requests = llm.requests
+
+    assert outcome.stop_reason == "finish" and len(requests) == 7
+    assert all(request["max_tokens"] == output for request in requests)
+    assert max(size(request) for request in requests) <= (context - output) * 4
+
+
+def test_a_model_that_counts_more_tokens_than_estimated_corrects_the_estimate(
+    sandbox: LocalSandbox,
+) -> None:
+    # A dense tokenizer: two characters a token, where the budget starts by assuming three.
+    with FakeLLM() as llm:
+        llm.chars_per_token = 2
+        llm.context_limit = (15_000 - MAX_OUTPUT) * 2
+        # Outputs of 3,000 characters: the run's requests grow a little at a time.
+        llm.script(*(command_step(step, 3000) for step in range(15)), finish())
+        outcome = run(first_messages(), chain(provider(llm, "primary", 15_000)), sandbox)
+        requests = llm.requests
+
+    assert outcome.stop_reason == "finish"
+    # Its reported usage corrected the estimate before any request went past its context.
+    assert len(requests) == 16  # none refused, none asked again
+    assert all(size(request) <= (15_000 - MAX_OUTPUT) * 2 for request in requests)
+
+
+def test_a_shrink_leaves_out_only_what_it_must(sandbox: LocalSandbox) -> None:
+    # Outputs of 3,000 characters: a shrink every few steps, each down to 75% of the limit.
+    with FakeLLM() as llm:
+        llm.script(*(command_step(step, 3000) for step in range(24)), finish())
+        outcome = run(first_messages(), chain(provider(llm, "primary", 12_000)), sandbox)
+        sizes = [size(request) for request in llm.requests]
+        last = llm.requests[-1]["messages"]
+
+    assert outcome.stop_reason == "finish"
+    shrunk = next(i for i in range(1, len(sizes)) if sizes[i] < sizes[i - 1])
+    # Each shrink keeps more than half of what fits, not only the latest step.
+    assert min(sizes[shrunk:]) > max(sizes) // 2
+    whole = [m for m in last if m["role"] == "tool" and "leftOut" not in m["content"]]
+    assert len(whole) >= 3
+
+
 def test_without_the_budget_the_same_run_is_refused_as_too_long(sandbox: LocalSandbox) -> None:
     # The control for the test above: the fake's limit is real, and the budget is what fits it.
     with FakeLLM() as llm:
@@ -244,6 +307,8 @@ def test_without_the_budget_the_same_run_is_refused_as_too_long(sandbox: LocalSa
 def test_a_context_refusal_is_asked_again_smaller_on_the_same_provider(
     sandbox: LocalSandbox, refusal: Error
 ) -> None:
+    retries = "appforge_context_retries_total"
+    before = REGISTRY.get_sample_value(retries, {"provider": "primary"}) or 0
     with FakeLLM() as llm, FakeLLM() as fallback:
         llm.script(refusal, finish())
         runner = chain(provider(llm, "primary", 128_000), provider(fallback, "fallback", 128_000))
@@ -255,6 +320,8 @@ def test_a_context_refusal_is_asked_again_smaller_on_the_same_provider(
     assert size(requests[1]) <= size(requests[0]) // 2
     assert requests[1]["messages"][-1] == {"role": "user", "content": PROMPT}
     assert runner.metadata()["provider"] == "primary"
+    # Counted by provider, for the operator (README, Metrics).
+    assert REGISTRY.get_sample_value(retries, {"provider": "primary"}) == before + 1
 
 
 def test_a_provider_still_too_long_when_asked_smaller_hands_over_to_the_fallback(

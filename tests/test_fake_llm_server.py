@@ -380,3 +380,19 @@ def test_reset_clears_the_script_and_the_records(llm: FakeLLM, client: openai.Op
     assert (llm.requests, llm.disconnects) == ([], 0)
     completion = client.chat.completions.create(model="m", messages=MESSAGES)
     assert completion.choices[0].message.content == "Hello from the fake LLM."
+
+
+def test_the_prompt_cache_covers_the_start_shared_with_the_request_before_until_reset(
+    llm: FakeLLM, client: openai.OpenAI
+) -> None:
+    long = [{"role": "system", "content": "You build apps. " * 100}, *MESSAGES]
+
+    def cached() -> int:
+        completion = client.chat.completions.create(model="m", messages=long)  # type: ignore[arg-type]
+        assert completion.usage is not None and completion.usage.prompt_tokens_details is not None
+        return completion.usage.prompt_tokens_details.cached_tokens or 0
+
+    assert cached() == 0
+    assert cached() >= 128  # the same request again: its start came from the cache
+    llm.reset()  # the next test's first request shares nothing with this test's last one
+    assert cached() == 0

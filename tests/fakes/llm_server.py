@@ -2,8 +2,9 @@
 
 Tests point the real `openai` client at `FakeLLM().base_url` and script what each request gets:
 a `Reply` (streamed text and tool calls), an `Error` status, a `Hang` or a `Cut` connection.
-Every answer reports `usage` (about four characters a token, with `cached_tokens` for the start
-it shares with the request before); `context_limit` makes it a model with a small context.
+Every answer reports `usage` (about four characters a token, `chars_per_token`, with
+`cached_tokens` for the start it shares with the request before); `context_limit` makes it a
+model with a small context.
 
     with FakeLLM() as llm:
         llm.script(Reply("Hi"), Error(429, headers={"Retry-After": "1"}))
@@ -122,6 +123,8 @@ class FakeLLM:
         # A model's context, in characters of the request's JSON `messages`: a longer request is
         # answered 400 `context_length_exceeded` (whatever the script says, which it keeps).
         self.context_limit: int | None = None
+        # How many characters of the request's JSON `messages` its `usage` counts a token.
+        self.chars_per_token = 4
         self._last_prompt = ""
         self._address = (host, port)
         self._state = threading.Condition()
@@ -184,7 +187,7 @@ class FakeLLM:
             self._queue.clear()
             self._requests.clear()
             self._disconnects = 0
-            # A test starts with a cold prompt cache: no start shared with an earlier test's.
+            # A test's first request shares no cache with the test before's last one.
             self._last_prompt = ""
 
     @property
@@ -298,6 +301,7 @@ class _Exchange:
         self.handler = handler
         self.request = request
         self.cached = cached
+        self.chars_per_token = handler.server.llm.chars_per_token
         self.stream = bool(request.get("stream"))
         self.include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         self.model = request.get("model") or "fake-model"
@@ -401,15 +405,16 @@ class _Exchange:
         }
 
     def usage(self, completion_text: str) -> dict[str, Any]:
-        # Roughly four characters a token: deterministic, which is all tests need.
-        prompt = len(json.dumps(self.request.get("messages", []))) // 4
+        # Roughly four characters a token (`chars_per_token`): deterministic, all tests need.
+        per_token = self.chars_per_token
+        prompt = len(json.dumps(self.request.get("messages", []))) // per_token
         completion = (len(completion_text) + 3) // 4
         return {
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
             # As OpenAI: the start shared with an earlier request, counted in whole blocks.
-            "prompt_tokens_details": {"cached_tokens": self.cached // 4 // 128 * 128},
+            "prompt_tokens_details": {"cached_tokens": self.cached // per_token // 128 * 128},
         }
 
     def start(
