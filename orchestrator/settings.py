@@ -115,6 +115,12 @@ class Settings:
     worker_metrics_port: int | None = None
     # Origins whose front ends may call /api/* (DESIGN section 13); none by default.
     cors_origins: tuple[str, ...] = ()
+    # Where imports and pushes may go (DESIGN section 18): host names (https, public addresses)
+    # or exact origins with scheme and port (an operator's own Git server).
+    import_allowed_hosts: tuple[str, ...] = ("github.com", "gitlab.com", "bitbucket.org")
+    # Seconds one clone or push may take, and the most a repository may hold.
+    import_timeout: float = 120.0
+    import_max_mb: int = 256
 
     @property
     def demo_mode(self) -> bool:
@@ -187,6 +193,9 @@ class Settings:
             cors_origins=tuple(
                 filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
             ),
+            import_allowed_hosts=allowed_hosts(env.get("IMPORT_ALLOWED_HOSTS")),
+            import_timeout=number("IMPORT_TIMEOUT", cls.import_timeout),
+            import_max_mb=int(number("IMPORT_MAX_MB", cls.import_max_mb)),
         )
 
 
@@ -205,6 +214,20 @@ def e2b_templates_from_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...
             )
         chosen.append((framework, value))
     return tuple(chosen)
+
+
+def allowed_hosts(raw: str | None) -> tuple[str, ...]:
+    """IMPORT_ALLOWED_HOSTS: comma-separated; unset means the three public Git hosts."""
+    from orchestrator.git.remotes import DEFAULT_ALLOWED_HOSTS, parse_allowed
+
+    if raw is None:
+        return DEFAULT_ALLOWED_HOSTS
+    entries = tuple(filter(None, map(str.strip, raw.split(","))))
+    try:
+        parse_allowed(entries)
+    except ValueError as exc:
+        raise ConfigError(f"IMPORT_ALLOWED_HOSTS: {exc}") from exc
+    return entries
 
 
 def log_format(raw: str | None) -> str:

@@ -13,6 +13,7 @@ from orchestrator.runs.runner import RunServices
 from orchestrator.settings import Settings
 
 RUN_TASK = "workers.run_message"
+IMPORT_TASK = "workers.import_repository"
 REAP_TASK = "workers.reap_runs"
 REAP_EVERY_SECONDS = 15.0
 # A sweep not started by the time the next is sent is dropped: sweeps never pile up in a queue.
@@ -56,6 +57,7 @@ def create_celery(settings: Settings) -> ForgeCelery:
     app.conf.worker_send_task_events = app.conf.task_send_sent_event = settings.task_events
     app.conf.task_routes = {
         RUN_TASK: {"queue": settings.queue_name},
+        IMPORT_TASK: {"queue": settings.queue_name},
         REAP_TASK: {"queue": maintenance_queue(settings)},
     }
     app.conf.beat_schedule = {

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from orchestrator import logs
+from orchestrator.imports import execute as imports
 from orchestrator.runs import reaper, runner
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def register(app: ForgeCelery) -> None:
-    from workers.app import REAP_TASK, RUN_TASK
+    from workers.app import IMPORT_TASK, REAP_TASK, RUN_TASK
     from workers.dispatch import enqueue_run
 
     # shared=False: each app keeps its own tasks, so two apps in one process (tests, tools)
@@ -39,6 +40,13 @@ def register(app: ForgeCelery) -> None:
         with logs.bind(message_id=message_id, run_id=run_id, user_id=None, request_id=None):
             return runner.execute_run(app.run_services(), message_id, run_id)
 
+    @app.task(name=IMPORT_TASK, ignore_result=True, shared=False)
+    def import_repository(import_id: str) -> str | None:
+        services = app.run_services()
+        return imports.execute(
+            imports.ImportServices(services.settings, services.db, services.redis), import_id
+        )
+
     @app.task(name=REAP_TASK, ignore_result=True, shared=False)
     def reap_runs() -> dict[str, int]:
         services = app.run_services()
@@ -46,4 +54,5 @@ def register(app: ForgeCelery) -> None:
             services,
             dispatch=lambda message_id, run_id: enqueue_run(app, message_id, run_id),
         )
-        return report.as_dict()
+        # An import whose worker died ends FAILED (its token is gone: it cannot be re-sent).
+        return {**report.as_dict(), "imports_failed": imports.reap(services.db, services.settings)}
