@@ -224,7 +224,7 @@ def test_a_clone_that_hangs_ends_failed_at_its_time_limit_and_ps_never_shows_the
 
 def ps() -> list[str]:
     return subprocess.run(
-        ["ps", "-eo", "args"], capture_output=True, text=True, check=True
+        ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
 
 
@@ -247,7 +247,7 @@ def test_a_redirect_is_not_followed(api: Api, git_server: GitServer) -> None:
     real, moved = name(), name()
     git_server.repository(real, FILES)
     # To the same server under a name that is not allowed: an internal address would look so.
-    git_server.redirects[moved] = git_server.url(real).replace("127.0.0.1", "localhost")[:-4]
+    git_server.redirects[moved] = git_server.url(real).replace("127.0.0.1", "localhost")
     project = api.project()
     done = ended(api, start(api, project["id"], git_server.url(moved))["id"])
     assert done["status"] == "FAILED", done
