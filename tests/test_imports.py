@@ -292,3 +292,37 @@ def test_the_reaper_fails_an_import_whose_worker_stopped(
     assert api.get(f"/api/imports/{alive_id}").json()["status"] == "RUNNING"
     with transaction(db) as session:  # not left for the next test's reaper
         session.execute(text("DELETE FROM imports WHERE id = :id"), {"id": alive_id})
+
+
+def test_a_prompt_with_a_repository_to_a_project_without_a_version_imports_first(
+    api: Api, git_server: GitServer, llm: Any
+) -> None:
+    repo = name()
+    git_server.repository(repo, FILES)
+    project = api.project()
+    llm.script(
+        calls(ToolCall("read_file", {"path": "README.md"})),
+        calls(ToolCall("edit_file", {"path": "README.md", "old": "imported", "new": "explained"})),
+        finish("Read it"),
+    )
+    attachment = {"type": "GITHUB_REPO", "url": git_server.url(repo), "size": 0}
+    sent = api.send(project["id"], "Explain this repository", attachments=[attachment])
+    assert sent.status_code == 201, sent.text
+    final = api.wait_terminal(sent.json()["messageId"], timeout=30)
+    assert final["status"] == "COMPLETE", final
+    assert final["toolCalls"][0]["result"]["content"] == "# imported\n"
+    listed = api.get("/api/messages", params={"projectId": project["id"]}).json()
+    prompt = next(m for m in listed if m["id"] == sent.json()["id"])
+    import_id = prompt["attachments"][0]["importId"]
+    imported = api.get(f"/api/imports/{import_id}").json()
+    assert imported["status"] == "COMPLETE"
+    two = api.get(f"/api/messages/{final['id']}/fragment").json()
+    assert (two["version"], two["parentId"]) == (2, imported["fragmentId"])
+    assert two["changes"] == {"added": [], "modified": ["README.md"], "deleted": []}
+    # A project that has a version already: the attachment is the URL, as text, no import.
+    llm.script(finish("Again"))
+    again = api.send(project["id"], "And again", attachments=[attachment])
+    api.wait_terminal(again.json()["messageId"])
+    listed = api.get("/api/messages", params={"projectId": project["id"]}).json()
+    later = next(m for m in listed if m["id"] == again.json()["id"])
+    assert later["attachments"][0]["importId"] is None

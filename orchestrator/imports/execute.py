@@ -101,6 +101,23 @@ def execute(services: ImportServices, import_id: str) -> str | None:
         return _finish(db, import_id, fragment_id=fragment_id, session=session)
 
 
+def waiting_run(db: sessionmaker[Session], import_id: str) -> tuple[str, str] | None:
+    """The run a prompt left waiting for this import (message id, run id), once it has ended."""
+    with db() as session:
+        found = session.execute(
+            select(Message.id, Message.run_id)
+            .join(Import, Import.message_id == Message.id)
+            .where(
+                Import.id == import_id,
+                Import.status.in_((ImportStatus.COMPLETE, ImportStatus.FAILED)),
+                Message.status == Status.PENDING,
+            )
+        ).first()
+    if found is None or found.run_id is None:
+        return None
+    return found.id, found.run_id
+
+
 def _record(
     session: Session,
     project: Project,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import AttachmentType, Import, ImportStatus
 from orchestrator import projects
-from orchestrator.errors import NotFound
+from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.git import clone, remotes
 from orchestrator.settings import Settings
 
@@ -45,3 +47,16 @@ def get(session: Session, user_id: str, import_id: str) -> Import:
     if found is None:
         raise NotFound("Import not found")
     return found
+
+
+def for_attachment(settings: Settings) -> Callable[[Session, str, str, str], str | None]:
+    """send_prompt's `plan_import`: a PENDING import of a GITHUB_REPO attachment's URL, or None
+    when its URL is one an import may not fetch (the model then sees the URL as text only)."""
+
+    def plan(session: Session, user_id: str, project_id: str, url: str) -> str | None:
+        try:
+            return start(session, settings, user_id, project_id, url, None).id
+        except InvalidRequest:
+            return None
+
+    return plan
