@@ -32,7 +32,7 @@ def publish(
         if owner.id != project.id:
             raise InvalidRequest("fragmentId is not a version of this project")
     if project.publish_slug is None:
-        project.publish_slug = secrets.token_urlsafe(12).lower().replace("_", "-")
+        project.publish_slug = secrets.token_hex(8)
     project.published_fragment_id = fragment.id
     project.published_url = f"{public_url}/apps/{project.publish_slug}/"
     project.published_at = utcnow()
