@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import uuid
 from datetime import timedelta
@@ -20,7 +21,7 @@ from sqlalchemy import text
 from models import Import, ImportStatus, transaction, utcnow
 from orchestrator.imports import execute as imports
 from orchestrator.settings import Settings
-from tests.conftest import Api, wait_for
+from tests.conftest import Api, unavailable, wait_for
 from tests.fakes.git_server import GitServer
 from tests.fakes.llm_server import ToolCall
 from tests.test_versions_runs import calls, finish, run
@@ -223,6 +224,8 @@ def test_a_clone_that_hangs_ends_failed_at_its_time_limit_and_ps_never_shows_the
 
 
 def ps() -> list[str]:
+    if shutil.which("ps") is None:
+        unavailable("ps is not installed (Debian: apt-get install procps)")
     return subprocess.run(
         ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True
     ).stdout.splitlines()
@@ -326,3 +329,27 @@ def test_a_prompt_with_a_repository_to_a_project_without_a_version_imports_first
     listed = api.get("/api/messages", params={"projectId": project["id"]}).json()
     later = next(m for m in listed if m["id"] == again.json()["id"])
     assert later["attachments"][0]["importId"] is None
+
+
+def test_an_import_the_broker_cannot_take_is_503_and_leaves_nothing(
+    api: Api, settings: Settings, db: Any, git_server: GitServer
+) -> None:
+    from dataclasses import replace
+
+    from tests.conftest import closed_port
+    from tests.test_import_urls import imports_of
+    from web import create_app
+    from workers.app import create_celery
+
+    project = api.project()
+    with closed_port() as port:
+        gone = replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+        client = create_app(gone, celery=create_celery(gone)).test_client()
+        answer = client.post(
+            f"/api/projects/{project['id']}/imports",
+            json={"url": git_server.url("anything"), "token": "ghp_x"},
+            headers={"Authorization": f"Bearer {api.token}"},
+        )
+    assert answer.status_code == 503, answer.get_data(as_text=True)
+    assert "error" in answer.get_json()
+    assert imports_of(db, project["id"]) == 0

@@ -5,6 +5,8 @@ Never in the database, a task's arguments (the broker keeps those) or a log line
 
 from __future__ import annotations
 
+import contextlib
+
 import redis
 
 KEY = "appforge:import-token:{}"
@@ -22,5 +24,7 @@ def take(client: redis.Redis, import_id: str) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def discard(client: redis.Redis, import_id: str) -> None:
-    client.delete(KEY.format(import_id))
+def discard_quietly(client: redis.Redis, import_id: str) -> None:
+    """Remove it if Redis answers; otherwise its expiry does."""
+    with contextlib.suppress(redis.RedisError):
+        client.delete(KEY.format(import_id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from models import AttachmentType, Import, ImportStatus
@@ -40,6 +40,11 @@ def start(
     session.add(found)
     session.flush()
     return found
+
+
+def forget(session: Session, import_id: str) -> None:
+    """An import that could not be sent to a worker: removed, as if never asked."""
+    session.execute(delete(Import).where(Import.id == import_id))
 
 
 def get(session: Session, user_id: str, import_id: str) -> Import:
