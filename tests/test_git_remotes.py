@@ -150,3 +150,23 @@ def test_the_clone_connects_to_the_checked_address_whatever_the_name_resolves_to
     remote = remotes.check(url, (origin,), table(rebound_invalid=["127.0.0.1"]))
     listed = commands.run(["ls-remote", remote.url], cwd=tmp_path, home=tmp_path, remote=remote)
     assert "refs/heads/main" in listed
+
+
+def test_the_settings_read_the_import_limits_and_refuse_a_bad_origin() -> None:
+    from orchestrator.errors import ConfigError
+    from orchestrator.settings import Settings
+
+    default = Settings.from_env({"AUTH_SECRET": "x"})
+    assert default.import_allowed_hosts == ("github.com", "gitlab.com", "bitbucket.org")
+    assert (default.import_timeout, default.import_max_mb) == (120.0, 256)
+    chosen = Settings.from_env(
+        {
+            "IMPORT_ALLOWED_HOSTS": "git.example.com, http://10.0.0.5:8417",
+            "IMPORT_TIMEOUT": "30",
+            "IMPORT_MAX_MB": "64",
+        }
+    )
+    assert chosen.import_allowed_hosts == ("git.example.com", "http://10.0.0.5:8417")
+    assert (chosen.import_timeout, chosen.import_max_mb) == (30.0, 64)
+    with pytest.raises(ConfigError, match="IMPORT_ALLOWED_HOSTS"):
+        Settings.from_env({"IMPORT_ALLOWED_HOSTS": "ssh://git.example.com"})
