@@ -169,6 +169,12 @@ def _store_turn(
             return replay
     conversation = _resolve_conversation(session, request)
     run_id, user_message_id, assistant_id = new_id(), new_id(), new_id()
+    # Before the credit, whose row lock lasts until the commit: checking the URL resolves a name.
+    attachments, import_id = request.attachments, None
+    if plan_import is not None and any(_importable(a) for a in attachments):
+        attachments, import_id = _with_import(
+            session, request.user_id, conversation.project_id, attachments, plan_import
+        )
     plan = accounts.take_credit(session, request.user_id, assistant_id, default_credits)
     if request.image_url and plan != Plan.PRO:
         raise Forbidden("Image uploads require the Pro plan")
@@ -217,11 +223,6 @@ def _store_turn(
     except IntegrityError as exc:
         # The partial unique index: another run of this conversation is PENDING or STREAMING.
         raise _AlreadyRunning(conversation.id) from exc
-    attachments, import_id = request.attachments, None
-    if plan_import is not None and any(_importable(a) for a in attachments):
-        attachments, import_id = _with_import(
-            session, request.user_id, conversation.project_id, attachments, plan_import
-        )
     if attachments:
         session.execute(
             insert(ATTACHMENTS), [item.row(user_message_id, now) for item in attachments]

@@ -43,9 +43,15 @@ def register(app: ForgeCelery) -> None:
     @app.task(name=IMPORT_TASK, ignore_result=True, shared=False)
     def import_repository(import_id: str) -> str | None:
         services = app.run_services()
-        return imports.execute(
+        status = imports.execute(
             imports.ImportServices(services.settings, services.db, services.redis), import_id
         )
+        # A prompt sent with the repository waits for it: its run goes now, on the new version
+        # (or, if the import failed, on nothing, with the URL as text).
+        waiting = imports.waiting_run(services.db, import_id)
+        if waiting is not None:
+            enqueue_run(app, *waiting)
+        return status
 
     @app.task(name=REAP_TASK, ignore_result=True, shared=False)
     def reap_runs() -> dict[str, int]:

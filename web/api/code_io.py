@@ -37,9 +37,16 @@ def start_import(project_id: str, body: StartImport) -> Any:
     with unit_of_work() as session:
         row = start.start(session, app.settings, current_user_id(), project_id, body.url, body.ref)
         answer = contract.Import.model_validate(row)
-    if body.token:
-        handoff.hand_over(app.redis, answer.id, body.token, TOKEN_TTL_SECONDS)
-    enqueue_import(app.celery, answer.id)
+    try:
+        if body.token:
+            handoff.hand_over(app.redis, answer.id, body.token, TOKEN_TTL_SECONDS)
+        enqueue_import(app.celery, answer.id)
+    except Exception:
+        # Redis or the broker is down: nothing is left behind, the client may simply retry.
+        handoff.discard_quietly(app.redis, answer.id)
+        with unit_of_work() as session:
+            start.forget(session, answer.id)
+        raise
     return answer, 202
 
 
