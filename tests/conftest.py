@@ -63,6 +63,9 @@ def _needs(request: pytest.FixtureRequest) -> None:
         unavailable("bubblewrap (bwrap) is not installed")
     if request.node.get_closest_marker("needs_root") and os.geteuid() != 0:
         unavailable("this test runs as root: only root runs sandbox commands as other uids")
+    asked = request.function.__code__.co_varnames if request.function is not None else ()
+    if "git_server" in asked and shutil.which("git") is None:
+        unavailable("git is not installed (Debian: apt-get install git)")
 
 
 def templates_cache_dir() -> Path:
@@ -342,9 +345,9 @@ def listener() -> Iterator[socket.socket]:
 
 @pytest.fixture(scope="session")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    """Bare repositories over HTTP on 127.0.0.1 (`git http-backend`): imports and pushes."""
-    if shutil.which("git") is None:
-        unavailable("git is not installed")
+    """Bare repositories over HTTP on 127.0.0.1 (`git http-backend`): imports and pushes. Its
+    origin is in every session's settings, so it starts without git; a test that asks for it
+    by name needs git (see `_needs`)."""
     with GitServer(tmp_path_factory.mktemp("git-server")) as served:
         yield served
 
