@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -353,3 +354,43 @@ def test_an_import_the_broker_cannot_take_is_503_and_leaves_nothing(
     assert answer.status_code == 503, answer.get_data(as_text=True)
     assert "error" in answer.get_json()
     assert imports_of(db, project["id"]) == 0
+
+
+def test_a_run_waiting_for_its_import_is_not_resent_until_the_import_ends(
+    api: Api, db: Any, settings: Settings
+) -> None:
+    from dataclasses import replace
+
+    from orchestrator.runs import reaper
+    from orchestrator.wiring.services import build_run_services
+    from tests.test_runs import _pending_message
+
+    quick = replace(settings, pending_grace=0.01, max_resends=1000)
+    services = build_run_services(quick)
+    project = api.project()
+    with transaction(db) as session:
+        message = _pending_message(session, api, project["id"])
+        waiting = Import(
+            project_id=project["id"], user_id=api.user_id, url="https://github.com/a/b",
+            status=ImportStatus.RUNNING, heartbeat_at=utcnow(), message_id=message.id,
+        )  # fmt: skip
+        session.add(waiting)
+        session.flush()
+        import_id, message_id = waiting.id, message.id
+    sent: list[str] = []
+    try:
+        for _ in range(3):
+            time.sleep(0.02)
+            reaper.reap(services, dispatch=lambda m, _r: sent.append(m))
+        assert message_id not in sent
+        with transaction(db) as session:
+            session.execute(
+                text("UPDATE imports SET status = 'FAILED' WHERE id = :id"), {"id": import_id}
+            )
+        time.sleep(0.02)
+        reaper.reap(services, dispatch=lambda m, _r: sent.append(m))
+        assert message_id in sent
+    finally:
+        from tests.conftest import cancel_running_runs
+
+        cancel_running_runs(settings)  # never enqueued: nothing else would end it
