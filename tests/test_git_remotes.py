@@ -80,6 +80,7 @@ def test_one_non_public_address_among_public_ones_is_enough_to_refuse() -> None:
         ("https://github.com/a b.git", "spaces"),
         ("ext::sh -c touch% /tmp/pwned", "spaces"),
         ("https://github.com:99999/a.git", "not a valid URL"),
+        ("https://github.com:8443/a.git", "on the https port (443) only"),
     ],
 )
 def test_refused_urls_say_why(url: str, words: str) -> None:

@@ -115,6 +115,11 @@ def check(url: str, allowed: Sequence[str], resolve: Resolver = system_resolver)
             f"Repositories can be imported from {', '.join(hosts) or 'no host'} only; "
             f"{host} is not allowed (IMPORT_ALLOWED_HOSTS)"
         )
+    if port != 443:
+        raise InvalidRequest(
+            f"{host} is allowed on the https port (443) only; an operator can allow another "
+            "origin by its scheme and port (IMPORT_ALLOWED_HOSTS)"
+        )
     addresses = resolve(host, port)
     for address in addresses:
         if not is_public(address):
