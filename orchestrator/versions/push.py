@@ -40,13 +40,14 @@ def push_version(
     wanted: PushRequest,
 ) -> Pushed:
     """The version as one commit on `wanted.branch`; Conflict with git's reason if refused."""
-    remote = remotes.check(wanted.url, settings.import_allowed_hosts)
-    push.check_branch(wanted.branch)
-    # Read, then let the connection go: the push may take a while.
+    # Read, then let the connection go: the push may take a while. Another user's version is
+    # 404 whatever the URL.
     with db() as session:
         fragment, message, _project = messages.owned_fragment(session, user_id, fragment_id)
         files = dict(fragment.files or {})
         text = wanted.message or commit_message(session, fragment.version, fragment.title, message)
+    remote = remotes.check(wanted.url, settings.import_allowed_hosts)
+    push.check_branch(wanted.branch)
     with clone.scratch("appforge-push-") as folder:
         try:
             done = push.push(
