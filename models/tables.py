@@ -74,6 +74,13 @@ class AttachmentType(StrEnum):
     GITHUB_REPO = "GITHUB_REPO"
 
 
+class ImportStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+
+
 class Tz(TypeDecorator[datetime]):
     """Timezone-aware timestamps; SQLite returns naive values, so UTC is re-attached on read."""
 
@@ -118,11 +125,30 @@ class CreditLedger(Base):
 
 class Project(Timestamps, Base):
     __tablename__ = "projects"
+    __table_args__ = (Index("uq_projects_publish_slug", "publish_slug", unique=True),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     framework: Mapped[str] = mapped_column(String(16), default=Framework.NEXTJS)
+    # Publishing (DESIGN section 18): the stable slug of `/apps/<slug>/`, kept once given, and
+    # the version it serves (NULL: unpublished, the URL answers 404).
+    publish_slug: Mapped[str | None] = mapped_column(String(64))
+    published_fragment_id: Mapped[str | None] = mapped_column(String(36))
+    # `<PUBLIC_URL>/apps/<slug>/` as it was when published: what the Project shape shows.
+    published_url: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(Tz())
+
+    @property
+    def published(self) -> dict[str, Any] | None:
+        """`{url, fragmentId, publishedAt}` while a version is published, else None."""
+        if self.published_fragment_id is None:
+            return None
+        return {
+            "url": self.published_url,
+            "fragment_id": self.published_fragment_id,
+            "published_at": self.published_at,
+        }
 
 
 class Conversation(Timestamps, Base):
@@ -238,6 +264,29 @@ class Attachment(Timestamps, Base):
     height: Mapped[int | None] = mapped_column(Integer)
     import_id: Mapped[str | None] = mapped_column(String(255))
     source_metadata: Mapped[Any | None] = mapped_column(JSON)
+
+
+class Import(Timestamps, Base):
+    """A repository being cloned into a project's next version (DESIGN section 18). Its token
+    is never here: it waits in Redis, briefly, for the worker that clones."""
+
+    __tablename__ = "imports"
+    __table_args__ = (Index("ix_imports_running", "status", "heartbeat_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16), default=AttachmentType.GITHUB_REPO)
+    url: Mapped[str] = mapped_column(Text)
+    ref: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default=ImportStatus.PENDING)
+    error: Mapped[str | None] = mapped_column(Text)
+    fragment_id: Mapped[str | None] = mapped_column(String(36))
+    # The prompt waiting for this import (a GITHUB_REPO attachment): sent once it ends.
+    message_id: Mapped[str | None] = mapped_column(String(36))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(Tz())
 
 
 class IdempotencyKey(Base):

@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from models import AttachmentType, Framework, MessageType, Plan, Role, Status
+from models import AttachmentType, Framework, ImportStatus, MessageType, Plan, Role, Status
 
 T = TypeVar("T")
 
@@ -97,13 +97,47 @@ class Me(Shape):
     credits: int
 
 
+class Published(Shape):
+    """Where a project's app is published, and which version it serves (DESIGN section 18)."""
+
+    url: str
+    fragment_id: Uuid
+    published_at: Time
+
+
 class Project(Shape):
     id: Uuid
     user_id: str
     name: str
     framework: Framework
+    published: Published | None = Field(
+        description="The stable public URL and the version it serves; null when unpublished."
+    )
     created_at: Time
     updated_at: Time
+
+
+class Import(Shape):
+    """A repository being cloned into the project's next version (DESIGN section 18)."""
+
+    id: Uuid
+    project_id: Uuid
+    type: AttachmentType
+    url: str
+    ref: str | None
+    status: ImportStatus
+    error: str | None
+    fragment_id: Uuid | None
+    created_at: Time
+    updated_at: Time
+
+
+class Pushed(Shape):
+    """`POST /api/fragments/<id>/push`: the commit made, and where it went."""
+
+    commit: str
+    branch: str
+    url: str
 
 
 class Conversation(Shape):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -15,9 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import (
     RUNNING,
     Attachment,
+    AttachmentType,
     Conversation,
     CreditLedger,
+    Fragment,
     IdempotencyKey,
+    Import,
     Message,
     MessageType,
     Plan,
@@ -48,6 +51,10 @@ CONVERSATIONS = cast(Table, Conversation.__table__)
 
 Dispatch = Callable[[str, str], None]
 """Enqueues the run of an assistant message: (message_id, run_id). Raises QueueUnavailable."""
+
+PlanImport = Callable[[Session, str, str, str], str | None]
+"""(session, user_id, project_id, repository URL) -> the id of a PENDING import made for it, or
+None when the URL is not one an import may fetch (the attachment stays text for the model)."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,9 @@ class PromptAccepted:
     run_id: str
     replayed: bool = False
     user_message: Message | None = None  # as stored; None on a replay
+    # A GITHUB_REPO attachment to a project without a version: this import runs first, then
+    # sends the run (DESIGN section 18).
+    import_id: str | None = None
 
 
 def send_prompt(
@@ -106,10 +116,14 @@ def send_prompt(
     dispatch: Dispatch,
     idempotency_ttl: timedelta = timedelta(hours=24),
     max_runs: int = 0,
+    plan_import: PlanImport | None = None,
+    dispatch_import: Callable[[str], None] | None = None,
 ) -> PromptAccepted:
     try:
         with transaction(db) as session:
-            accepted = _store_turn(session, request, default_credits, idempotency_ttl, max_runs)
+            accepted = _store_turn(
+                session, request, default_credits, idempotency_ttl, max_runs, plan_import
+            )
     except _AlreadyRunning as exc:
         with transaction(db) as session:
             running = session.scalar(
@@ -121,7 +135,10 @@ def send_prompt(
     if accepted.replayed:
         return accepted
     try:
-        dispatch(accepted.assistant_message_id, accepted.run_id)
+        if accepted.import_id is not None and dispatch_import is not None:
+            dispatch_import(accepted.import_id)  # the import sends the run once it ends
+        else:
+            dispatch(accepted.assistant_message_id, accepted.run_id)
     except Exception as exc:
         log.warning("enqueue failed for %s, undoing the turn: %s", accepted.run_id, exc)
         with transaction(db) as session:
@@ -142,6 +159,7 @@ def _store_turn(
     default_credits: int,
     ttl: timedelta,
     max_runs: int = 0,
+    plan_import: PlanImport | None = None,
 ) -> PromptAccepted:
     """The hot path of the API, so it speaks Core: about six statements in one transaction."""
     if request.idempotency_key:
@@ -151,6 +169,12 @@ def _store_turn(
             return replay
     conversation = _resolve_conversation(session, request)
     run_id, user_message_id, assistant_id = new_id(), new_id(), new_id()
+    # Before the credit, whose row lock lasts until the commit: checking the URL resolves a name.
+    attachments, import_id = request.attachments, None
+    if plan_import is not None and any(_importable(a) for a in attachments):
+        attachments, import_id = _with_import(
+            session, request.user_id, conversation.project_id, attachments, plan_import
+        )
     plan = accounts.take_credit(session, request.user_id, assistant_id, default_credits)
     if request.image_url and plan != Plan.PRO:
         raise Forbidden("Image uploads require the Pro plan")
@@ -199,9 +223,13 @@ def _store_turn(
     except IntegrityError as exc:
         # The partial unique index: another run of this conversation is PENDING or STREAMING.
         raise _AlreadyRunning(conversation.id) from exc
-    if request.attachments:
+    if attachments:
         session.execute(
-            insert(ATTACHMENTS), [item.row(user_message_id, now) for item in request.attachments]
+            insert(ATTACHMENTS), [item.row(user_message_id, now) for item in attachments]
+        )
+    if import_id is not None:
+        session.execute(
+            update(Import).where(Import.id == import_id).values(message_id=assistant_id)
         )
     # Sending a prompt is activity: the conversation moves to the top of its list.
     session.execute(
@@ -212,6 +240,7 @@ def _store_turn(
         assistant_id,
         run_id,
         user_message=Message(**user_row),
+        import_id=import_id,
     )
     if request.idempotency_key:
         key = session.get(IdempotencyKey, (request.user_id, request.idempotency_key))
@@ -223,6 +252,30 @@ def _store_turn(
             "runId": run_id,
         }
     return accepted
+
+
+def _importable(item: AttachmentInput) -> bool:
+    return item.type == AttachmentType.GITHUB_REPO and item.import_id is None
+
+
+def _with_import(
+    session: Session,
+    user_id: str,
+    project_id: str,
+    attachments: tuple[AttachmentInput, ...],
+    plan_import: PlanImport,
+) -> tuple[tuple[AttachmentInput, ...], str | None]:
+    """The first repository attachment imported when the project has no version yet; its
+    `importId` names the import."""
+    has_version = session.scalar(select(Fragment.id).where(Fragment.project_id == project_id))
+    if has_version is not None:
+        return attachments, None
+    first = next(a for a in attachments if _importable(a))
+    import_id = plan_import(session, user_id, project_id, first.url)
+    if import_id is None:
+        return attachments, None
+    named = tuple(replace(a, import_id=import_id) if a is first else a for a in attachments)
+    return named, import_id
 
 
 def _check_runs_in_progress(session: Session, user_id: str, cap: int) -> None:
@@ -308,6 +361,8 @@ def _undo_turn(session: Session, request: PromptRequest, accepted: PromptAccepte
     """The broker refused the run: leave nothing behind and give the credit back."""
     ids = (accepted.user_message_id, accepted.assistant_message_id)
     session.execute(delete(Attachment).where(Attachment.message_id.in_(ids)))
+    if accepted.import_id is not None:
+        session.execute(delete(Import).where(Import.id == accepted.import_id))
     session.execute(delete(Message).where(Message.id.in_(ids)))
     spent = session.execute(
         delete(CreditLedger).where(

@@ -128,6 +128,12 @@ class Settings:
     check_max_rounds: int = 3
     # Browser checks one worker process runs at once; the rest wait their turn.
     check_concurrency: int = 2
+    # Where imports and pushes may go (DESIGN section 18): host names (https, public addresses)
+    # or exact origins with scheme and port (an operator's own Git server).
+    import_allowed_hosts: tuple[str, ...] = ("github.com", "gitlab.com", "bitbucket.org")
+    # Seconds one clone or push may take, and the most a repository may hold.
+    import_timeout: float = 120.0
+    import_max_mb: int = 256
 
     @property
     def demo_mode(self) -> bool:
@@ -214,6 +220,9 @@ class Settings:
             preview_check=preview_check,
             check_max_rounds=check_max_rounds,
             check_concurrency=check_concurrency,
+            import_allowed_hosts=allowed_hosts(env.get("IMPORT_ALLOWED_HOSTS")),
+            import_timeout=number("IMPORT_TIMEOUT", cls.import_timeout),
+            import_max_mb=int(number("IMPORT_MAX_MB", cls.import_max_mb)),
         )
 
 
@@ -232,6 +241,20 @@ def e2b_templates_from_env(env: Mapping[str, str]) -> tuple[tuple[str, str], ...
             )
         chosen.append((framework, value))
     return tuple(chosen)
+
+
+def allowed_hosts(raw: str | None) -> tuple[str, ...]:
+    """IMPORT_ALLOWED_HOSTS: comma-separated; unset means the three public Git hosts."""
+    from orchestrator.git.remotes import DEFAULT_ALLOWED_HOSTS, parse_allowed
+
+    if raw is None:
+        return DEFAULT_ALLOWED_HOSTS
+    entries = tuple(filter(None, map(str.strip, raw.split(","))))
+    try:
+        parse_allowed(entries)
+    except ValueError as exc:
+        raise ConfigError(f"IMPORT_ALLOWED_HOSTS: {exc}") from exc
+    return entries
 
 
 def log_format(raw: str | None) -> str:

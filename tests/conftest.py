@@ -37,6 +37,7 @@ from orchestrator.settings import ProviderConfig, Settings, normalize_database_u
 from orchestrator.tokens import user_token
 from orchestrator.wiring.bundled_redis import BundledRedis
 from tests.fakes.e2b_server import FakeE2B
+from tests.fakes.git_server import GitServer
 from tests.fakes.llm_server import FakeLLM, Reply
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -62,6 +63,9 @@ def _needs(request: pytest.FixtureRequest) -> None:
         unavailable("bubblewrap (bwrap) is not installed")
     if request.node.get_closest_marker("needs_root") and os.geteuid() != 0:
         unavailable("this test runs as root: only root runs sandbox commands as other uids")
+    asked = request.function.__code__.co_varnames if request.function is not None else ()
+    if "git_server" in asked and shutil.which("git") is None:
+        unavailable("git is not installed (Debian: apt-get install git)")
 
 
 def templates_cache_dir() -> Path:
@@ -340,7 +344,17 @@ def listener() -> Iterator[socket.socket]:
 
 
 @pytest.fixture(scope="session")
+def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
+    """Bare repositories over HTTP on 127.0.0.1 (`git http-backend`): imports and pushes. Its
+    origin is in every session's settings, so it starts without git; a test that asks for it
+    by name needs git (see `_needs`)."""
+    with GitServer(tmp_path_factory.mktemp("git-server")) as served:
+        yield served
+
+
+@pytest.fixture(scope="session")
 def settings(
+    git_server: GitServer,
     listener: socket.socket,
     sandbox_root: str,
     database_url: str,
@@ -367,6 +381,11 @@ def settings(
         heartbeat_interval=0.5,
         public_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
         agent_max_steps=6,
+        # The tests' Git server, exactly its origin; `localhost` to show a name that resolves
+        # to a private address is refused even when it is allowed.
+        import_allowed_hosts=(git_server.origin, "localhost", "github.com"),
+        import_timeout=5.0,
+        import_max_mb=8,
     )
 
 

@@ -27,7 +27,14 @@ from tests.conftest import SECRET, Api
 from tests.fakes.jwks_server import CountingJwks, public_jwk
 
 # Routes meant to answer without auth, to anyone who holds the unguessable id.
-PUBLIC_ENDPOINTS = {"fragments.public", "preview.preview_root", "preview.preview"}
+PUBLIC_ENDPOINTS = {
+    "fragments.public",
+    "preview.preview_root",
+    "preview.preview",
+    # A published app (DESIGN section 18): public by its slug, served like a preview.
+    "published.app_root",
+    "published.app_file",
+}
 # Public by nature, without ids to guard.
 OPEN_ENDPOINTS = {"health.healthz", "health.readyz", "health.metrics", "docs.openapi", "page.index"}
 
@@ -263,6 +270,8 @@ def test_an_unreachable_jwks_is_401_not_500(settings: Settings, celery_app: Any)
 # What a request needs to get past validation to the ownership check, by endpoint.
 BODIES: dict[str, dict[str, Any]] = {
     "messages.add_attachment": {"url": "https://example.com/a.png", "size": 1},
+    "code_io.start_import": {"url": "https://github.com/acme/app"},
+    "code_io.push": {"url": "https://github.com/acme/app", "branch": "main"},
 }
 
 
@@ -277,7 +286,9 @@ def fill(rule: str, ids: dict[str, list[str]], pick: int = 0) -> str:
 
 
 @pytest.fixture
-def alices_things(make_api: Callable[[], Api], worker: Any, db: Any) -> tuple[Api, dict]:
+def alices_things(
+    make_api: Callable[[], Api], worker: Any, db: Any, settings: Settings
+) -> tuple[Api, dict]:
     alice = make_api()
     project = alice.project()
     sent = alice.send(project["id"]).json()
@@ -299,11 +310,18 @@ def alices_things(make_api: Callable[[], Api], worker: Any, db: Any) -> tuple[Ap
                 metadata={},
             ),
         )
+    # An import from the tests' Git server of a repository it does not have: it ends FAILED.
+    started = alice.post(
+        f"/api/projects/{project['id']}/imports",
+        json={"url": f"{settings.import_allowed_hosts[0]}/nothing.git"},
+    )
+    assert started.status_code == 202, started.text
     ids = {
         "project_id": [project["id"]],
         "conversation_id": [sent["conversationId"]],
         "message_id": [sent["id"], sent["messageId"]],
         "fragment_id": [fragment.id],
+        "import_id": [started.json()["id"]],
     }
     return alice, ids
 

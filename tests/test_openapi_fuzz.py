@@ -47,7 +47,23 @@ CONFIG = schemathesis.Config.from_dict(
                 "checks": {
                     "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404"]}
                 },
-            }
+            },
+            *(
+                {
+                    # Where a Git URL may go (IMPORT_ALLOWED_HOSTS, public addresses) and what a
+                    # ref or branch may be named are beyond what a schema says: 400 in words.
+                    "include-name": name,
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": ["2xx", "400", "404", "409"]
+                        }
+                    },
+                }
+                for name in (
+                    "POST /api/projects/{projectId}/imports",
+                    "POST /api/fragments/{fragmentId}/push",
+                )
+            ),
         ],
     }
 )
@@ -162,8 +178,16 @@ def test_every_route_of_the_app_is_described(server: str, settings: Settings) ->
     described = {
         (method.upper(), path) for path, item in describe_api()["paths"].items() for method in item
     }
-    # Not API routes: the schema itself, the served previews and the web page (its HTML).
-    undocumented = {"/openapi.json", "/preview/<fragment_id>", "/preview/<fragment_id>/", "/"}
+    # Not API routes: the schema itself, the served previews and published apps (their
+    # folders' redirects and index pages), and the web page (its HTML).
+    undocumented = {
+        "/openapi.json",
+        "/preview/<fragment_id>",
+        "/preview/<fragment_id>/",
+        "/apps/<slug>",
+        "/apps/<slug>/",
+        "/",
+    }
     for rule in app.url_map.iter_rules():
         if rule.rule in undocumented or rule.endpoint == "static":
             continue

@@ -402,3 +402,49 @@ def test_older_messages_load_above_the_newest_page(
     # Both pages were asked for with the fragments' paths, not their files (README, API notes).
     listings = [u for u in page.urls if "/api/messages?" in u]
     assert len(listings) >= 2 and all("fragmentFiles=paths" in u for u in listings), listings
+
+
+def test_import_a_repository_download_publish_and_unpublish_in_the_browser(
+    page: Any, server: str, api: Api, git_server: Any, tmp_path: Path
+) -> None:
+    import io
+    import uuid
+    import zipfile
+
+    import httpx
+
+    repo = f"page-{uuid.uuid4().hex[:8]}"
+    token = f"ghp_{uuid.uuid4().hex}"
+    git_server.private[repo] = token
+    files = {"index.html": PAGE_V1, "app.js": APP_JS, "style.css": STYLE}
+    git_server.repository(repo, {path: text.encode() for path, text in files.items()})
+    sign_in(page, server, api)
+    page.locator("details.import summary").click()
+    page.get_by_test_id("project-name").fill("From a repository")
+    page.get_by_test_id("repo-url").fill(git_server.url(repo))
+    page.get_by_test_id("repo-token").fill(token)
+    page.get_by_test_id("import-repo").click()
+    page.locator('[data-testid="import-status"][data-status="COMPLETE"]').wait_for()
+    assert page.get_by_test_id("repo-token").input_value() == ""  # used once, not kept
+    page.locator('[data-testid="version"][data-version="1"]').wait_for()
+    frame_text(page, "#greeting", "Hello from v1")
+    shot(page, "4-imported")
+
+    with page.expect_download() as started:
+        page.get_by_test_id("download").click()
+    saved = tmp_path / "app.zip"
+    started.value.save_as(saved)
+    with zipfile.ZipFile(io.BytesIO(saved.read_bytes())) as archive:
+        assert {n: archive.read(n).decode() for n in archive.namelist()} == files
+
+    page.get_by_test_id("publish").click()
+    link = page.get_by_test_id("published-url")
+    link.wait_for()
+    url = link.inner_text()
+    assert url.startswith(f"{server}/apps/") and link.get_attribute("href") == url
+    assert httpx.get(url).text == PAGE_V1
+    shot(page, "5-published")
+    page.get_by_test_id("unpublish").click()
+    link.wait_for(state="hidden")
+    assert httpx.get(url).status_code == 404
+    assert token not in "\n".join(page.urls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from web.api import (
+    code_io,
     conversations,
     events,
     fragments,
@@ -14,6 +15,7 @@ from web.api import (
     page,
     preview,
     projects,
+    published,
     versions,
 )
 from web.endpoints import Api, Endpoint
@@ -26,6 +28,8 @@ BLUEPRINTS: tuple[Blueprint, ...] = (
     events.bp,
     fragments.bp,
     versions.bp,
+    code_io.bp,
+    published.bp,
     preview.bp,
     health.bp,
     page.bp,

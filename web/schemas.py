@@ -159,6 +159,33 @@ class SendMessage(Body):
         return self
 
 
+# A Git remote's URL: the shape only; where it may go is checked by orchestrator/git/remotes.py,
+# whose refusals say why in a sentence.
+GIT_URL = Field(min_length=1, max_length=URL_MAX)
+# A private repository's token: used for one command, never stored (DESIGN section 18).
+GIT_TOKEN = Field(default=None, min_length=1, max_length=1000)
+GIT_REF = Field(default=None, min_length=1, max_length=200)
+
+
+class StartImport(Body):
+    type: Literal["GITHUB_REPO"] = "GITHUB_REPO"
+    url: str = GIT_URL
+    ref: str | None = GIT_REF
+    token: str | None = GIT_TOKEN
+
+
+class PushFragment(Body):
+    url: str = GIT_URL
+    branch: str = Field(min_length=1, max_length=200)
+    token: str | None = GIT_TOKEN
+    message: str | None = Field(default=None, min_length=1, max_length=5000)
+    force: bool = False
+
+
+class Publish(Body):
+    fragment_id: str | None = Id
+
+
 class CancelMessage(Body):
     message_id: str = Field(min_length=1, max_length=64)
 

@@ -11,6 +11,7 @@ from celery import Celery
 from orchestrator.settings import Settings
 
 RUN_TASK = "workers.run_message"
+IMPORT_TASK = "workers.import_repository"
 REAP_TASK = "workers.reap_runs"
 REAP_EVERY_SECONDS = 15.0
 # A sweep not started by the time the next is sent is dropped: sweeps never pile up in a queue.
@@ -49,6 +50,7 @@ def configure(app: A) -> A:
     app.conf.worker_send_task_events = app.conf.task_send_sent_event = settings.task_events
     app.conf.task_routes = {
         RUN_TASK: {"queue": settings.queue_name},
+        IMPORT_TASK: {"queue": settings.queue_name},
         REAP_TASK: {"queue": maintenance_queue(settings)},
     }
     app.conf.beat_schedule = {

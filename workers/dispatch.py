@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from orchestrator.errors import QueueUnavailable
-from workers.app import RUN_TASK, ForgeCelery
+from workers.app import IMPORT_TASK, RUN_TASK, ForgeCelery
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +32,17 @@ def revoke_run(app: ForgeCelery, run_id: str) -> None:
         app.control.revoke(run_id)
     except Exception:  # the cancel flag and the fenced writes still stop the run
         log.warning("could not broadcast revoke of %s", run_id, exc_info=True)
+
+
+def enqueue_import(app: ForgeCelery, import_id: str) -> None:
+    """Send an import to the generation queue (its token waits in Redis, never in the task)."""
+    try:
+        app.send_task(
+            IMPORT_TASK,
+            args=[import_id],
+            task_id=import_id,
+            queue=app.settings.queue_name,
+            expires=QUEUED_RUN_EXPIRES_SECONDS,
+        )
+    except Exception as exc:
+        raise QueueUnavailable() from exc

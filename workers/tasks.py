@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from orchestrator import logs
+from orchestrator.imports import execute as imports
 from orchestrator.runs import reaper, runner
-from workers.app import REAP_TASK, RUN_TASK
+from workers.app import IMPORT_TASK, REAP_TASK, RUN_TASK
 from workers.dispatch import enqueue_run
 
 if TYPE_CHECKING:
@@ -40,6 +41,19 @@ def register(app: WorkerCelery) -> None:
         with logs.bind(message_id=message_id, run_id=run_id, user_id=None, request_id=None):
             return runner.execute_run(app.run_services(), message_id, run_id)
 
+    @app.task(name=IMPORT_TASK, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
+    def import_repository(import_id: str) -> str | None:
+        services = app.run_services()
+        status = imports.execute(
+            imports.ImportServices(services.settings, services.db, services.redis), import_id
+        )
+        # A prompt sent with the repository waits for it: its run goes now, on the new version
+        # (or, if the import failed, on nothing, with the URL as text).
+        waiting = imports.waiting_run(services.db, import_id)
+        if waiting is not None:
+            enqueue_run(app, *waiting)
+        return status
+
     @app.task(name=REAP_TASK, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
     def reap_runs() -> dict[str, int]:
         services = app.run_services()
@@ -47,4 +61,5 @@ def register(app: WorkerCelery) -> None:
             services,
             dispatch=lambda message_id, run_id: enqueue_run(app, message_id, run_id),
         )
-        return report.as_dict()
+        # An import whose worker died ends FAILED (its token is gone: it cannot be re-sent).
+        return {**report.as_dict(), "imports_failed": imports.reap(services.db, services.settings)}

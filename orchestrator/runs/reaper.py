@@ -14,7 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from models import Status, transaction, utcnow
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models import Import, ImportStatus, Status, transaction, utcnow
 from orchestrator.errors import QueueUnavailable
 from orchestrator.runs import lifecycle
 from orchestrator.streams.events import ErrorEvent, StatusEvent
@@ -53,12 +56,15 @@ def reap(services: RunServices, dispatch: Callable[[str, str], None]) -> ReapRep
             (m.id, m.run_id, m.status, m.attempts, m.content, m.heartbeat_at or m.created_at)
             for m in stale
         ]
+        importing = waiting_for_imports(session, [c[0] for c in candidates if c[2] == "PENDING"])
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.stale_after)
     # Waiting since before this, a queued run has been re-sent `max_resends` times already.
     resent_enough = now - timedelta(seconds=(settings.max_resends + 1) * settings.pending_grace)
     for message_id, run_id, status, attempts, content, waiting_since in candidates:
         assert run_id is not None
+        if message_id in importing:
+            continue  # not stuck: its import sends it when it ends (or ends FAILED, and then)
         gave_up = None
         if attempts >= settings.max_run_attempts:
             gave_up = ("gave up after retries", GAVE_UP)
@@ -95,6 +101,19 @@ def reap(services: RunServices, dispatch: Callable[[str, str], None]) -> ReapRep
     if report.requeued or report.resent or report.failed:
         log.info("reaper: %s", report)
     return report
+
+
+def waiting_for_imports(session: Session, message_ids: list[str]) -> set[str]:
+    """Of these queued runs, those a repository import still goes on for (DESIGN section 18)."""
+    if not message_ids:
+        return set()
+    found = session.scalars(
+        select(Import.message_id).where(
+            Import.message_id.in_(message_ids),
+            Import.status.in_((ImportStatus.PENDING, ImportStatus.RUNNING)),
+        )
+    )
+    return {message_id for message_id in found if message_id is not None}
 
 
 def _discard_sandbox(services: RunServices, run_id: str) -> None:

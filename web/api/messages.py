@@ -10,6 +10,7 @@ from flask import request
 
 from orchestrator import contract, messages, ratelimit, send_prompt
 from orchestrator.errors import InvalidRequest
+from orchestrator.imports import start as imports
 from orchestrator.messages import MessageView
 from orchestrator.runs import cancellation
 from web.api.common import json_body, storable, unit_of_work
@@ -18,7 +19,7 @@ from web.endpoints import Api, header
 from web.errors import RunInProgress
 from web.schemas import AttachmentBody, CancelMessage, ListMessages, SendMessage
 from web.state import AppState, state
-from workers.dispatch import enqueue_run, revoke_run
+from workers.dispatch import enqueue_import, enqueue_run, revoke_run
 
 bp = Api("messages", __name__)
 
@@ -145,6 +146,8 @@ def _send(app: AppState, body: SendMessage, key: str | None) -> send_prompt.Prom
         idempotency_ttl=timedelta(hours=app.settings.idempotency_ttl_hours),
         dispatch=lambda message_id, run_id: enqueue_run(app.celery, message_id, run_id),
         max_runs=app.settings.max_runs_per_user,
+        plan_import=imports.for_attachment(app.settings),
+        dispatch_import=lambda import_id: enqueue_import(app.celery, import_id),
     )
 
 

@@ -36,6 +36,11 @@ def preview_root(fragment_id: str) -> ResponseReturnValue:
 def preview(fragment_id: str, path: str = "") -> Any:
     """The fragment's files served as a site (the local sandbox's sandboxUrl); an empty path
     is index.html."""
+    return serve(fragment_id, path)
+
+
+def serve(fragment_id: str, path: str) -> Response:
+    """One file of the app `fragment_id` serves, isolated: an opaque origin, no credentials."""
     wanted = normpath(path).lstrip("/") if path else ""
     candidates = [wanted, f"{wanted}/index.html"] if wanted not in ("", ".") else ["index.html"]
     with unit_of_work() as session:

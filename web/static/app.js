@@ -169,6 +169,7 @@ async function openProject(project) {
   $("prompt-form").hidden = false;
   $("preview-box").hidden = true;
   $("preview").removeAttribute("src");
+  showPublished(project.published || null);
   await loadProjects();
   const messages = await call("GET", listing(project));
   $("messages").replaceChildren(...messages.map(messageView));
@@ -541,6 +542,96 @@ async function restore(version) {
   await loadVersions({ select: restored.fragment.id });
 }
 
+// --- code in and out (DESIGN section 18) ---------------------------------------------------
+
+const IMPORT_WORDS = { PENDING: "waiting for a worker…", RUNNING: "cloning…" };
+
+async function importRepository() {
+  const url = $("repo-url").value.trim();
+  if (!url) return alertText("Paste the repository's https:// URL first.");
+  const fallback = url.replace(/\/+$/, "").split("/").pop().replace(/\.git$/, "");
+  const name = $("project-name").value.trim() || fallback || "Imported";
+  const token = $("repo-token").value;
+  const project = await call("POST", "/api/projects", { name, framework: $("framework").value });
+  const body = { url };
+  if (token) body.token = token;
+  let started;
+  try {
+    started = await call("POST", `/api/projects/${encodeURIComponent(project.id)}/imports`, body);
+  } finally {
+    $("repo-token").value = ""; // used once, never kept
+  }
+  $("project-name").value = "";
+  clearAlert();
+  state.projects = [project, ...(state.projects || [])];
+  await openProject(project);
+  await watchImport(started, project);
+}
+
+async function watchImport(found, project) {
+  const status = $("import-status");
+  status.hidden = false;
+  delete status.dataset.status;
+  while (found.status === "PENDING" || found.status === "RUNNING") {
+    status.textContent = `Import of ${found.url}: ${IMPORT_WORDS[found.status]}`;
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    found = await call("GET", `/api/imports/${encodeURIComponent(found.id)}`);
+  }
+  status.dataset.status = found.status;
+  if (found.status === "FAILED") {
+    status.textContent = `Import failed: ${found.error}`;
+    return;
+  }
+  status.textContent = `Imported ${found.url}.`;
+  if (state.project === project) await openProject(project);
+}
+
+async function download() {
+  const version = state.selected;
+  if (!version) return;
+  const token = sessionStorage.getItem(TOKEN_KEY) || "";
+  const response = await fetch(`/api/fragments/${encodeURIComponent(version.id)}/archive`, {
+    headers: { Authorization: `Bearer ${token}` },
+  });
+  if (!response.ok) return alertText(`The download failed (HTTP ${response.status}).`);
+  const link = el("a", {
+    href: URL.createObjectURL(await response.blob()),
+    download: `${state.project ? state.project.name : "app"}-v${version.version}.zip`,
+  });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+}
+
+function showPublished(published) {
+  const link = $("published-url");
+  link.hidden = !published;
+  $("unpublish").hidden = !published;
+  if (!published) return link.removeAttribute("href");
+  link.href = published.url;
+  link.textContent = published.url;
+  link.title = `Serving the version ${published.fragmentId}`;
+}
+
+async function publish() {
+  const version = state.selected;
+  if (!version || !state.project) return;
+  const path = `/api/projects/${encodeURIComponent(state.project.id)}/publish`;
+  const published = await call("POST", path, { fragmentId: version.id });
+  state.project.published = published;
+  clearAlert();
+  showPublished(published);
+}
+
+async function unpublish() {
+  if (!state.project) return;
+  const path = `/api/projects/${encodeURIComponent(state.project.id)}/publish`;
+  const project = await call("DELETE", path);
+  state.project.published = project.published;
+  showPublished(null);
+}
+
 // --- wiring -------------------------------------------------------------------------------
 
 function start() {
@@ -565,6 +656,10 @@ function start() {
   });
   $("stop").addEventListener("click", stop);
   $("revive").addEventListener("click", revive);
+  $("import-repo").addEventListener("click", () => guarded(importRepository));
+  $("download").addEventListener("click", () => guarded(download));
+  $("publish").addEventListener("click", () => guarded(publish));
+  $("unpublish").addEventListener("click", () => guarded(unpublish));
   takeTokenFromFragment();
   signIn();
 }
