@@ -31,6 +31,8 @@ PUBLIC_ENDPOINTS = {
     "fragments.public",
     "preview.preview_root",
     "preview.preview",
+    # A version's screenshot (DESIGN section 16): public like its preview.
+    "fragments.screenshot",
     # A published app (DESIGN section 18): public by its slug, served like a preview.
     "published.app_root",
     "published.app_file",

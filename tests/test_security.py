@@ -298,8 +298,10 @@ def test_the_public_fragment_has_no_attempt_log_provider_errors_or_sandbox_detai
     public = httpx.get(str(api.http.base_url.join(f"/api/fragments/{owned['id']}")))
     assert public.status_code == 200
     body = public.json()
-    assert set(body["metadata"]) <= {"summary", "title", "steps", "stopReason"}
+    assert set(body["metadata"]) <= {"summary", "title", "steps", "stopReason", "checks"}
     assert body["metadata"]["summary"] == "S"
+    # Of the checks, only their status (DESIGN section 16); the tests' workers check nothing.
+    assert body["metadata"]["checks"] == {"status": "skipped"}
     assert "internal-secret-detail" not in public.text
     assert "attemptLog" not in public.text
     assert {k: v for k, v in body.items() if k != "metadata"} == {
