@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from web.api import (
+    chat,
     conversations,
     events,
     fragments,
@@ -24,6 +25,7 @@ BLUEPRINTS: tuple[Blueprint, ...] = (
     conversations.bp,
     messages.bp,
     events.bp,
+    chat.bp,
     fragments.bp,
     versions.bp,
     preview.bp,

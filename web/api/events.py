@@ -54,20 +54,13 @@ class EventsToken(contract.Shape):
 )
 def stream(message_id: str, query: StreamQuery) -> Any:
     """The run's live event stream, resumable."""
-    user_id = _stream_user(message_id)
+    user_id = stream_user(message_id)
     # The header wins: EventSource reconnects to the same URL and sends the newest id there.
     cursor = replay.parse_cursor(request.headers.get("Last-Event-ID") or query.last_event_id)
     app = state()
     with unit_of_work() as session:
         messages.get_message(session, user_id, message_id)
-    streams = hub(current_app)
-    plan = replay.plan(
-        streams.client,
-        message_id,
-        cursor,
-        lambda: _run_state(app, message_id),
-        lambda status: app.events.open(message_id, StatusEvent(status)),
-    )
+    streams, plan = follow(message_id, cursor)
     body = EventStream(
         streams,
         streams.client,
@@ -90,6 +83,20 @@ def token(message_id: str) -> Any:
     return EventsToken(token=value, expires_at=datetime.fromtimestamp(expires, UTC))
 
 
+def follow(message_id: str, cursor: str | None) -> tuple[StreamHub, replay.Replay]:
+    """This process's hub, and what a client connecting with `cursor` gets first."""
+    app = state()
+    streams = hub(current_app)
+    plan = replay.plan(
+        streams.client,
+        message_id,
+        cursor,
+        lambda: _run_state(app, message_id),
+        lambda status: app.events.open(message_id, StatusEvent(status)),
+    )
+    return streams, plan
+
+
 def hub(app: Flask) -> StreamHub:
     """This process's hub, built on first use so that each forked web worker gets its own."""
     found: StreamHub | None = app.extensions.get("appforge.sse_hub")
@@ -108,7 +115,7 @@ def hub(app: Flask) -> StreamHub:
         return found
 
 
-def _stream_user(message_id: str) -> str:
+def stream_user(message_id: str) -> str:
     """`?token=` from the token endpoint (EventSource cannot send headers), else the bearer JWT."""
     raw = request.args.get("token")
     if raw is None:
