@@ -21,6 +21,7 @@ from pydantic.config import JsonDict
 from orchestrator import messages
 from orchestrator.errors import InvalidRequest
 from orchestrator.send_prompt import AttachmentInput
+from orchestrator.streams.replay import CURSOR_PATTERN
 from web.api.common import storable
 
 Id = Field(default=None, min_length=1, max_length=64)
@@ -231,7 +232,9 @@ class ListConversations(Query):
 
 class StreamQuery(Query):
     last_event_id: str | None = Field(
-        default=None, description="Resume after this stream id (for EventSource)"
+        default=None,
+        description="Resume after this stream id (for EventSource)",
+        json_schema_extra={"pattern": CURSOR_PATTERN},
     )
 
 

@@ -10,7 +10,7 @@ from flask import Response, request
 from orchestrator import messages, metrics
 from orchestrator.streams import replay
 from web.api.common import unit_of_work
-from web.api.events import LAST_EVENT_ID, follow, stream_user
+from web.api.events import LAST_EVENT_ID, follow
 from web.api.messages import IDEMPOTENCY_KEY, accept
 from web.auth import current_user_id
 from web.endpoints import Api, Raw
@@ -28,7 +28,15 @@ UI_STREAM = Raw(
     "text-start, text-delta, text-end, tool-input-available, tool-output-available, "
     "data-status, data-fragment, error, finish-step, finish or abort), then `data: [DONE]`. "
     "Each frame has `id:` (the event stream's id) for `Last-Event-ID`.",
-    {"type": "string"},
+    # Each event, as OpenAPI 3.2's itemSchema for text/event-stream describes them.
+    {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "id": {"type": "string", "description": "The event stream's id"},
+            "data": {"type": "string", "description": "A chunk as JSON, or `[DONE]` last"},
+        },
+    },
 )
 NOTHING_RUNS = Raw(None, "No run of this chat is in progress")
 
@@ -37,13 +45,12 @@ NOTHING_RUNS = Raw(None, "No run of this chat is in progress")
     "GET /api/messages/<message_id>/ui-stream",
     answer=UI_STREAM,
     fails="404 503",
-    auth="events",
     query=StreamQuery,
     params=(LAST_EVENT_ID,),
 )
 def ui_stream(message_id: str, query: StreamQuery) -> Any:
     """The run as the AI SDK's UI message stream, resumable."""
-    user_id = stream_user(message_id)
+    user_id = current_user_id()
     cursor = replay.parse_cursor(request.headers.get("Last-Event-ID") or query.last_event_id)
     with unit_of_work() as session:
         messages.get_message(session, user_id, message_id)

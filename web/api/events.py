@@ -34,7 +34,9 @@ SSE = Raw(
     "delta, tool_call, tool_result, fragment, error, done) and `data` (JSON). `done` is last.",
     {"type": "string"},
 )
-LAST_EVENT_ID = header("Last-Event-ID", "Resume after this stream id")
+LAST_EVENT_ID = header(
+    "Last-Event-ID", "Resume after this stream id", pattern=replay.CURSOR_PATTERN
+)
 
 
 class EventsToken(contract.Shape):
