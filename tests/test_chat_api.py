@@ -49,6 +49,17 @@ def test_a_prompt_by_project_id_and_by_conversation_id_starts_a_run(api: Api) ->
     assert api.wait_terminal(again["messageId"])["conversationId"] == conversation["id"]
 
 
+def test_the_whole_history_may_come_and_only_the_last_message_is_the_prompt(api: Api) -> None:
+    project = api.project()
+    answer = {"id": "a0", "role": "assistant", "parts": [{"type": "step-start"}]}
+    history = [user_says("An earlier prompt"), answer, user_says("The new prompt")]
+    status, start = first_chunk(api, {"id": project["id"], "messages": history})
+    assert status == 200
+    api.wait_terminal(start["messageId"])
+    listed = api.get("/api/messages", params={"projectId": project["id"]}).json()
+    assert [m["content"] for m in listed if m["role"] == "USER"] == ["The new prompt"]
+
+
 def test_out_of_credits_is_402(api: Api, db: Any) -> None:
     project = api.project()
     api.get("/api/me")

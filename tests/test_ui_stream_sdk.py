@@ -87,12 +87,12 @@ def test_default_chat_transport_sends_a_prompt_and_reads_its_run(
 ) -> None:
     script_build(llm)
     project_id = api.project()["id"]
-    body = {
-        "id": project_id,
-        "messages": [
-            {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Build a page"}]}
-        ],
-    }
+    earlier = [
+        {"id": "u0", "role": "user", "parts": [{"type": "text", "text": "An earlier prompt"}]},
+        {"id": "a0", "role": "assistant", "parts": [{"type": "text", "text": "An answer"}]},
+    ]
+    new = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "Build a page"}]}
+    body = {"id": project_id, "messages": [*earlier, new]}  # the client sends only the last
     read = ai_sdk.chat(sdk, f"{api.base_url}/api/chat", body, token=api.token)
     message_id = read["message"]["id"]
     assert_assembled_build(read, api.message(message_id)["content"])

@@ -109,7 +109,15 @@ try {
     pending.push(recordFrames(new Response(text).body));
     await parseAndAssemble(new Response(text).body);
   } else {
-    const transport = new DefaultChatTransport({ api: target, headers, fetch: teeFetch });
+    // As the README's client configures it: the token in headers, only the last message sent.
+    const transport = new DefaultChatTransport({
+      api: target,
+      headers,
+      fetch: teeFetch,
+      prepareSendMessagesRequest: ({ id, messages }) => ({
+        body: { id, messages: messages.slice(-1) },
+      }),
+    });
     if (mode === 'chat') {
       const body = JSON.parse(readFileSync(extra, 'utf8'));
       const chunks = await transport.sendMessages({
