@@ -3,8 +3,8 @@ stream of the same events, measured in the same run (issue 22).
 
     .venv/bin/python -m benchmarks.ui_streams [--streams 500] [--events 40] [--rounds 2]
 
-Runs the Procfile's `web:` command with one worker (`--gunicorn-args` appended: gthread by
-default, see main()), as benchmarks/streams.py does (SQLite, or `--database-url`; REDIS_URL).
+Runs the Procfile's `web:` command with one worker (`--gunicorn-args` appended), as
+benchmarks/streams.py does (SQLite, or `--database-url`; REDIS_URL).
 Each round opens `--streams` SSE streams (`/events`), one per running message, appends
 `--events` deltas to every stream (all streams at once, in batches, as a busy worker pool
 would), waits until every client has every delta, and reads the worker's CPU time; then the
@@ -108,6 +108,13 @@ async def run(args: argparse.Namespace, port: int, master: psutil.Process, token
               ids: list[str], log: object) -> None:  # fmt: skip
     figures: dict[str, list[float]] = {"sse": [], "ui": []}
     n = args.streams
+    # One stream alone first: it builds the process's hub. (Under gevent, streams that arrive
+    # together at a fresh worker wait on each other's lock and hang it: see the README.)
+    warm = Client()
+    task = asyncio.create_task(follow(port, token, f"/api/messages/{ids[-1]}/events", b"", warm))
+    await asyncio.sleep(2.0)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
     for round_ in range(args.rounds):
         for kind in ("sse", "ui"):
             start = (2 * round_ + (kind == "ui")) * n
@@ -128,13 +135,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=40, help="deltas per stream")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--interval", type=float, default=0.05, help="seconds between batches")
-    # gthread, not the Procfile's gevent: on this machine gevent's worker hangs on every event
-    # stream (WORKER TIMEOUT, benchmarks/streams.py too); `--gunicorn-args ""` for the Procfile's.
-    parser.add_argument(
-        "--gunicorn-args",
-        default="--worker-class gthread --threads 1100",
-        help="flags appended to the Procfile line",
-    )
+    parser.add_argument("--gunicorn-args", default="", help="flags appended to the Procfile line")
     parser.add_argument("--database-url", default=None, help="PostgreSQL; default a SQLite file")
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -153,7 +154,7 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="bench-ui-streams-")
     url = args.database_url or f"sqlite:///{workdir}/bench.db"
     upgrade(normalize_database_url(url))
-    user, ids = seed(normalize_database_url(url), 2 * args.rounds * args.streams)
+    user, ids = seed(normalize_database_url(url), 2 * args.rounds * args.streams + 1)
     client = redis.Redis.from_url(args.redis_url)
     log = EventLog(client, ttl=600)
     for message_id in ids:
