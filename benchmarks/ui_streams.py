@@ -108,8 +108,7 @@ async def run(args: argparse.Namespace, port: int, master: psutil.Process, token
               ids: list[str], log: object) -> None:  # fmt: skip
     figures: dict[str, list[float]] = {"sse": [], "ui": []}
     n = args.streams
-    # One stream alone first: it builds the process's hub. (Under gevent, streams that arrive
-    # together at a fresh worker wait on each other's lock and hang it: see the README.)
+    # One stream alone first: it builds the process's hub, outside the measured rounds.
     warm = Client()
     task = asyncio.create_task(follow(port, token, f"/api/messages/{ids[-1]}/events", b"", warm))
     await asyncio.sleep(2.0)

@@ -26,7 +26,10 @@ from web.stream_hub import StreamHub
 
 bp = Api("events", __name__)
 
-_hub_lock = threading.Lock()
+# One lock per process, made in that process: gunicorn's master imports this module before a
+# gevent worker patches threading, and a lock made then is a real one, on which the streams that
+# reach a fresh worker together would block its one thread for good.
+_hub_locks: dict[int, threading.Lock] = {}
 
 SSE = Raw(
     "text/event-stream",
@@ -104,7 +107,7 @@ def hub(app: Flask) -> StreamHub:
     found: StreamHub | None = app.extensions.get("appforge.sse_hub")
     if found is not None and found.pid == os.getpid():
         return found
-    with _hub_lock:
+    with _hub_locks.setdefault(os.getpid(), threading.Lock()):
         found = app.extensions.get("appforge.sse_hub")
         if found is None or found.pid != os.getpid():
             app_state = state()
