@@ -36,6 +36,7 @@ def test_streams_arriving_together_at_a_fresh_gevent_worker_all_open(
     argv += ["--bind", "127.0.0.1:0", "--worker-class", "gevent", "--workers", "1"]
     argv += ["--logger-class", "web.access_log.RedactingLogger", "--timeout", "10"]
     log = (data / "gunicorn.log").open("wb")
+    base, headers, sent_ids = "", {}, []
     process = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -44,8 +45,8 @@ def test_streams_arriving_together_at_a_fresh_gevent_worker_all_open(
         port = wait_for(lambda: gunicorn_port(text()), 30, "gunicorn to listen")
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: _get(f"{base}/healthz"), 30, "gunicorn to answer")
-        headers = {"Authorization": f"Bearer {user_token(SECRET, 'gevent_user')}"}
-        paths = []
+        headers["Authorization"] = f"Bearer {user_token(SECRET, 'gevent_user')}"
+        paths: list[str] = []
         with httpx.Client(base_url=base, headers=headers, timeout=20) as client:
             for n in range(4):
                 project = client.post("/api/projects", json={"name": f"p{n}"}).json()
@@ -54,6 +55,7 @@ def test_streams_arriving_together_at_a_fresh_gevent_worker_all_open(
                 )
                 assert sent.status_code == 201, sent.text
                 message_id = sent.json()["messageId"]
+                sent_ids.append(message_id)
                 paths += [f"/api/messages/{message_id}/events"]
                 paths += [f"/api/messages/{message_id}/ui-stream"]
         opened: list[str] = []
@@ -76,6 +78,13 @@ def test_streams_arriving_together_at_a_fresh_gevent_worker_all_open(
         wait_for(lambda: len(opened) == len(paths), 25, f"{len(paths)} streams to open")
         assert "WORKER TIMEOUT" not in text()
     finally:
+        # No worker takes these runs here: end them, so the next tests find none running.
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.Client(base_url=base, headers=headers, timeout=20) as client,
+        ):
+            for message_id in sent_ids:
+                client.delete(f"/api/messages/{message_id}")
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
