@@ -32,11 +32,12 @@ def get_message(session: Session, user_id: str, message_id: str) -> Message:
 
 
 def chat_scope(session: Session, user_id: str, chat_id: str) -> dict[str, str]:
-    """What an AI SDK chat id names, as `POST /api/messages` scopes a prompt: a conversation's id
-    (`conversationId`), else a project's for its default conversation (`projectId`)."""
-    if session.get(Conversation, chat_id) is not None:
+    """What an AI SDK chat id names, as `POST /api/messages` scopes a prompt: one of the user's
+    conversations (`conversationId`), else a project (`projectId`, its default conversation)."""
+    conversation = session.get(Conversation, chat_id)
+    if conversation is not None and conversation.user_id == user_id:
         return {"conversationId": chat_id}
-    return {"projectId": chat_id}
+    return {"projectId": chat_id}  # someone else's or no such id: "Project not found"
 
 
 def running_message(session: Session, user_id: str, chat_id: str) -> str | None:

@@ -74,8 +74,13 @@ def send(body: ChatRequest) -> Any:
     return _respond(accepted.assistant_message_id, None)
 
 
-@bp.operation("GET /api/chat/<chat_id>/stream", answer=UI_STREAM, also={204: NOTHING_RUNS},
-              fails="404 503", params=(LAST_EVENT_ID,))  # fmt: skip
+@bp.operation(
+    "GET /api/chat/<chat_id>/stream",
+    answer=UI_STREAM,
+    also={204: NOTHING_RUNS},
+    fails="404 503",
+    params=(LAST_EVENT_ID,),
+)
 def resume(chat_id: str) -> Any:
     """The chat's running run as a UI message stream (`useChat({ resume: true })`); 204 when
     none runs."""
