@@ -102,6 +102,27 @@ def test_a_build_run_becomes_text_tools_fragment_and_two_steps(
     assert kinds.index("tool-output-available") < second
 
 
+def test_the_tools_of_one_model_call_stay_in_its_step(
+    api: Api, llm: Any, redis_client: redis.Redis
+) -> None:
+    second = {"path": "app.js", "content": "let n = 1;"}
+    message_id, final = run(
+        api,
+        llm,
+        Reply(
+            "Two files. ", tool_calls=[ToolCall("write_file", PAGE), ToolCall("write_file", second)]
+        ),
+        Reply("Done.", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
+    )
+    chunks = translate(message_id, log_of(redis_client, message_id))
+    assert_well_formed(chunks)
+    kinds = [c["type"] for c in chunks]
+    assert kinds.count("start-step") == 2, kinds
+    first_step = kinds[: kinds.index("finish-step")]
+    assert first_step.count("tool-output-available") == 2
+    assert text(chunks) == final["content"]
+
+
 def test_resuming_after_any_event_gives_exactly_the_rest(
     api: Api, llm: Any, redis_client: redis.Redis
 ) -> None:

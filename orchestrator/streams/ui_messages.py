@@ -11,8 +11,11 @@ replay plan built from the database) in order, one at a time:
     error         -> error
     done          -> text-end, finish-step, data-status, then finish (abort for a cancel)
 
-One step is one model call: it starts with the run and again with the first delta or tool call
-after a tool result (the agent loop calls the model again only once its tools have answered).
+A step is a model call, as far as the log shows one: it starts with the run, and again with the
+first delta after tool results (the agent calls the model again only once its tools answered,
+and runs one call's tools one after the other, call and result, so a tool call after a result
+may be the same step's). A model call that writes no text joins the step before: the log has no
+step marker.
 Chunks carry only the SDK's keys (its `uiMessageChunkSchema`); tests/node checks them.
 """
 
@@ -36,7 +39,7 @@ class UiMessageTranslator:
         self.message_id = message_id
         self.started = False
         self.text_id: str | None = None  # the open text part's id
-        self.tools_answered = False  # a tool result since the step began: the next call is new
+        self.tools_answered = False  # a tool result since the step began: new text is a new step
         self.text_parts = 0
         self.finished = False
 
@@ -55,7 +58,7 @@ class UiMessageTranslator:
             self.started = True
             out += [{"type": "start", "messageId": self.message_id}, {"type": "start-step"}]
         kind = item.type
-        if kind in ("delta", "tool_call") and self.tools_answered:
+        if kind == "delta" and self.tools_answered:
             out += self._close_text()
             out += [{"type": "finish-step"}, {"type": "start-step"}]
             self.tools_answered = False
