@@ -179,13 +179,27 @@ def test_the_state_built_from_the_database_translates_alike() -> None:
     )
 
 
-def test_events_the_translator_does_not_know_become_data_parts() -> None:
-    items = [Item("1-0", "check", json.dumps({"name": "build", "ok": True}))]
-    assert translate("m1", items)[-1] == {
-        "type": "data-check",
-        "id": "check",
-        "data": {"name": "build", "ok": True},
-    }
+def test_checks_are_one_data_part_per_phase_and_other_events_data_parts_too() -> None:
+    items = [
+        Item("1-0", "check", json.dumps({"phase": "build", "status": "running"})),
+        Item("2-0", "check", json.dumps({"phase": "build", "status": "passed"})),
+        Item("3-0", "check", json.dumps({"phase": "render", "status": "failed", "errors": ["x"]})),
+        Item("4-0", "usage", json.dumps({"tokens": 12})),
+    ]
+    assert [c for c in translate("m1", items) if c["type"].startswith("data-")] == [
+        {
+            "type": "data-check",
+            "id": "check-build",
+            "data": {"phase": "build", "status": "running"},
+        },
+        {"type": "data-check", "id": "check-build", "data": {"phase": "build", "status": "passed"}},
+        {
+            "type": "data-check",
+            "id": "check-render",
+            "data": {"phase": "render", "status": "failed", "errors": ["x"]},
+        },
+        {"type": "data-usage", "id": "usage", "data": {"tokens": 12}},
+    ]
 
 
 def test_nothing_follows_the_end_of_a_run() -> None:

@@ -7,7 +7,7 @@ replay plan built from the database) in order, one at a time:
     delta         -> text-start (once per text part), text-delta
     tool_call     -> text-end (if a text part is open), tool-input-available
     tool_result   -> tool-output-available
-    fragment      -> data-fragment;  any other event `x` -> data-x
+    fragment      -> data-fragment;  check -> data-check (one per phase);  any other `x` -> data-x
     error         -> error
     done          -> text-end, finish-step, data-status, then finish (abort for a cancel)
 
@@ -95,6 +95,9 @@ class UiMessageTranslator:
             out += self._finish(str(data.get("status")))
         elif kind == "status":
             out.append(_data("status", {"status": data.get("status")}))
+        elif kind == "check":
+            # One part per phase (build, render), replaced as it goes from running to a verdict.
+            out.append(_data("check", data, part=f"check-{data.get('phase')}"))
         else:
             # The part carries the event's own payload: {"fragment": {...}} becomes the
             # fragment itself, as a client of data-fragment expects.
@@ -117,6 +120,7 @@ class UiMessageTranslator:
         return [*out, {"type": "finish", "finishReason": _FINISH_REASON.get(status, "other")}]
 
 
-def _data(name: str, payload: Any) -> Chunk:
-    """A data part; the fixed id makes a later one replace it in the client's message."""
-    return {"type": f"data-{name}", "id": name, "data": payload}
+def _data(name: str, payload: Any, *, part: str | None = None) -> Chunk:
+    """A data part; its id (`part`, else the name) makes a later one replace it in the client's
+    message."""
+    return {"type": f"data-{name}", "id": part or name, "data": payload}
