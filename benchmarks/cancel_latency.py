@@ -29,7 +29,7 @@ from orchestrator.tokens import user_token
 from orchestrator.wiring.bundled_redis import BundledRedis, free_port
 from tests.fakes.llm_server import FakeLLM, Hang, Reply
 from web import create_app
-from workers.app import create_celery
+from workers.worker import create_worker_app
 
 SECRET = "benchmark-secret-benchmark-secret-0123"
 
@@ -78,7 +78,7 @@ def main() -> None:
             queue_name=f"bench-{uuid.uuid4().hex[:8]}",
             public_url=f"http://127.0.0.1:{port}",
         )
-        celery = create_celery(settings)
+        celery = create_worker_app(settings)
         server = make_server("127.0.0.1", port, create_app(settings, celery=celery), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         client = httpx.Client(

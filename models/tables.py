@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -218,6 +219,9 @@ class Fragment(Timestamps, Base):
     build_files: Mapped[dict[str, str] | None] = mapped_column(
         JSON(none_as_null=True), deferred=True
     )
+    # The render check's PNG of the version (DESIGN section 16), in the database so any web
+    # process serves it; NULL when none was taken. Deferred: only its endpoint reads it.
+    screenshot: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
 
 
 class Attachment(Timestamps, Base):

@@ -114,6 +114,30 @@ class Conversation(Shape):
     updated_at: Time
 
 
+class TokenUsage(Shape):
+    """`metadata.usage` of a message and its fragment (DESIGN section 17): what a run cost."""
+
+    prompt_tokens: int = Field(ge=0, description="Prompt tokens the providers reported, summed.")
+    completion_tokens: int = Field(ge=0)
+    cached_tokens: int = Field(ge=0, description="Prompt tokens served from a provider's cache.")
+    requests: int = Field(ge=0, description="Requests the providers answered in full.")
+    max_request_tokens: int = Field(ge=0, description="The largest request's prompt tokens.")
+
+
+# A run's metadata: open-ended, with `usage` in the shape above.
+RunMetadata = Annotated[
+    dict[str, Any],
+    or_empty(dict),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {"usage": TokenUsage.model_json_schema(mode="serialization")},
+            "additionalProperties": True,
+        }
+    ),
+]
+
+
 class Message(Shape):
     id: Uuid
     conversation_id: Uuid
@@ -128,7 +152,7 @@ class Message(Shape):
     image_url: str | None
     error: str | None
     # Not in the seed documents: which provider and model served the run, attempts, usage.
-    metadata: Annotated[dict[str, Any], or_empty(dict)] = Field(
+    metadata: RunMetadata = Field(
         validation_alias="run_metadata",
         description="Which provider and model served the run, attempts, token usage.",
     )
@@ -155,6 +179,38 @@ class Attachment(Shape):
 # details are the owner's alone (DESIGN section 15).
 PUBLIC_METADATA = ("summary", "title", "steps", "stopReason")
 
+CheckStatus = Literal["passed", "failed", "skipped"]
+
+
+class BuildCheck(Shape):
+    """The framework's build of the version's sources (DESIGN section 16); skipped for static."""
+
+    status: CheckStatus
+    exit_code: int | None
+    duration_ms: int = Field(ge=0)
+    errors: list[str]
+
+
+class RenderCheck(Shape):
+    """The preview opened in a headless Chromium: what went wrong, and what it was not let fetch."""
+
+    status: CheckStatus
+    page_errors: list[str]
+    console_errors: list[str]
+    failed_requests: list[str]
+    blocked: list[str]
+    blank: bool
+    duration_ms: int = Field(ge=0)
+
+
+class Checks(Shape):
+    """A version's `metadata.checks`: the last round's build and render, and how many rounds ran."""
+
+    status: CheckStatus
+    rounds: int = Field(ge=0)
+    build: BuildCheck
+    render: RenderCheck
+
 
 class Changes(Shape):
     """What a version changed against its parent: sorted paths."""
@@ -174,9 +230,7 @@ class Fragment(Shape):
     sandbox_url: str | None
     title: str
     files: Annotated[dict[str, str], or_empty(dict)]
-    metadata: Annotated[dict[str, Any], or_empty(dict)] = Field(
-        validation_alias="fragment_metadata"
-    )
+    metadata: RunMetadata = Field(validation_alias="fragment_metadata")
     framework: Framework
     image_url: str | None
     design_spec: AnyJson
@@ -206,7 +260,11 @@ class FragmentPaths(Fragment):
 
 def _public(metadata: Any) -> dict[str, Any]:
     found = metadata or {}
-    return {key: found[key] for key in PUBLIC_METADATA if key in found}
+    public = {key: found[key] for key in PUBLIC_METADATA if key in found}
+    checks = found.get("checks")
+    if isinstance(checks, dict) and "status" in checks:
+        public["checks"] = {"status": checks["status"]}  # what failed stays the owner's
+    return public
 
 
 PublicMetadata = Annotated[
@@ -215,7 +273,15 @@ PublicMetadata = Annotated[
     WithJsonSchema(
         {
             "type": "object",
-            "properties": {key: {} for key in PUBLIC_METADATA},
+            "properties": {
+                **{key: {} for key in PUBLIC_METADATA},
+                "checks": {
+                    "type": "object",
+                    "properties": {"status": {"enum": ["passed", "failed", "skipped"]}},
+                    "required": ["status"],
+                    "additionalProperties": False,
+                },
+            },
             "additionalProperties": False,
         }
     ),

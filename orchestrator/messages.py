@@ -154,6 +154,16 @@ def public_fragment(session: Session, fragment_id: str) -> Fragment:
     return fragment
 
 
+def fragment_screenshot(session: Session, fragment_id: str) -> bytes:
+    """A version's screenshot (PNG), public like its preview; NotFound when there is none."""
+    found = session.execute(
+        select(Fragment.screenshot).where(Fragment.id == fragment_id)
+    ).scalar_one_or_none()
+    if not found:
+        raise NotFound("This version has no screenshot")
+    return bytes(found)
+
+
 def public_fragment_file(
     session: Session, fragment_id: str, paths: list[str]
 ) -> tuple[str, str] | None:

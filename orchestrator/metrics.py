@@ -66,6 +66,16 @@ PROVIDER_CALLS = Counter(
     "Calls to a provider, by outcome (ok, error, skipped: its circuit was open)",
     ["provider", "outcome"],
 )
+PROVIDER_TOKENS = Counter(
+    "appforge_provider_tokens",
+    "Tokens a provider reported, by kind (prompt, completion, cached: served from its cache)",
+    ["provider", "kind"],
+)
+CONTEXT_RETRIES = Counter(
+    "appforge_context_retries",
+    "Requests a provider refused as longer than its context, asked again smaller",
+    ["provider"],
+)
 FALLBACKS = Counter("appforge_fallbacks", "Runs a provider after the first one served", ["reason"])
 
 # -- web side --------------------------------------------------------------------------------
@@ -137,6 +147,16 @@ def run_ended(
 
 def provider_call(provider: str, outcome: str) -> None:
     PROVIDER_CALLS.labels(provider=provider, outcome=outcome).inc()
+
+
+def provider_tokens(provider: str, prompt: int, completion: int, cached: int) -> None:
+    PROVIDER_TOKENS.labels(provider=provider, kind="prompt").inc(prompt)
+    PROVIDER_TOKENS.labels(provider=provider, kind="completion").inc(completion)
+    PROVIDER_TOKENS.labels(provider=provider, kind="cached").inc(cached)
+
+
+def context_retry(provider: str) -> None:
+    CONTEXT_RETRIES.labels(provider=provider).inc()
 
 
 def cancel_seconds(client: redis.Redis, flag_key: str, flag_ttl: float) -> float | None:

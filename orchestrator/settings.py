@@ -14,6 +14,7 @@ OPENROUTER_DEFAULT_MODEL = "moonshotai/kimi-k2.5"
 CEREBRAS_BASE_URL = "https://api.cerebras.ai/v1"
 CEREBRAS_DEFAULT_MODEL = "zai-glm-4.7"
 SANDBOX_ISOLATIONS = ("required", "best-effort")
+PREVIEW_CHECKS = ("chromium", "off")
 E2B_TEMPLATE_PREFIX = "E2B_TEMPLATE_"
 
 
@@ -25,6 +26,8 @@ class ProviderConfig:
     base_url: str
     api_key: str
     model: str
+    # DESIGN section 17: the model's context window, in tokens (LLM_<SLOT>_CONTEXT_TOKENS).
+    context_tokens: int = 128000
 
 
 def default_database_url(data_dir: Path) -> str:
@@ -53,6 +56,8 @@ class Settings:
     providers: tuple[ProviderConfig, ...] = ()
     llm_read_timeout: float = 60.0
     llm_connect_timeout: float = 10.0
+    # DESIGN section 17: the most a reply may take (sent as `max_tokens`), kept free of the prompt.
+    llm_max_output_tokens: int = 8192
     # Retries per provider, and the backoff caps of DESIGN section 7.
     llm_attempts_per_provider: int = 3
     llm_backoff_cap: float = 8.0
@@ -115,6 +120,14 @@ class Settings:
     worker_metrics_port: int | None = None
     # Origins whose front ends may call /api/* (DESIGN section 13); none by default.
     cors_origins: tuple[str, ...] = ()
+    # DESIGN section 16: "chromium" checks every version (build, render) before it is saved;
+    # "off" saves it unchecked. From the environment the default is "chromium" (a worker with
+    # no Chromium says so at start and skips the checks); built by hand, Settings() checks nothing.
+    preview_check: str = "off"
+    # Repair rounds: how many times a failed check goes back to the model.
+    check_max_rounds: int = 3
+    # Browser checks one worker process runs at once; the rest wait their turn.
+    check_concurrency: int = 2
 
     @property
     def demo_mode(self) -> bool:
@@ -144,6 +157,16 @@ class Settings:
                 f"SANDBOX_ISOLATION must be 'required' or 'best-effort', got {isolation!r}"
             )
         port = int(number("PORT", 5000))
+        max_output = int(number("LLM_MAX_OUTPUT_TOKENS", cls.llm_max_output_tokens))
+        if max_output < 1:
+            raise ConfigError(f"LLM_MAX_OUTPUT_TOKENS must be a positive number, got {max_output}")
+        preview_check = (env.get("PREVIEW_CHECK") or "chromium").lower()
+        if preview_check not in PREVIEW_CHECKS:
+            raise ConfigError(f"PREVIEW_CHECK must be 'chromium' or 'off', got {preview_check!r}")
+        check_max_rounds = int(number("CHECK_MAX_ROUNDS", cls.check_max_rounds))
+        check_concurrency = int(number("CHECK_CONCURRENCY", cls.check_concurrency))
+        if check_max_rounds < 0 or check_concurrency < 1:
+            raise ConfigError("CHECK_MAX_ROUNDS must be 0 or more and CHECK_CONCURRENCY 1 or more")
         templates = env.get("SANDBOX_TEMPLATES") or str(data_dir / "templates")
         return cls(
             database_url=normalize_database_url(
@@ -153,7 +176,8 @@ class Settings:
             auth_secret=env.get("AUTH_SECRET") or None,
             auth_jwks_url=env.get("AUTH_JWKS_URL") or None,
             default_credits=int(number("DEFAULT_CREDITS", cls.default_credits)),
-            providers=providers_from_env(env),
+            providers=providers_from_env(env, max_output_tokens=max_output),
+            llm_max_output_tokens=max_output,
             llm_read_timeout=number("LLM_READ_TIMEOUT", cls.llm_read_timeout),
             agent_max_steps=int(number("AGENT_MAX_STEPS", cls.agent_max_steps)),
             sandbox=sandbox,
@@ -187,6 +211,9 @@ class Settings:
             cors_origins=tuple(
                 filter(None, map(str.strip, env.get("CORS_ORIGINS", "").split(",")))
             ),
+            preview_check=preview_check,
+            check_max_rounds=check_max_rounds,
+            check_concurrency=check_concurrency,
         )
 
 
@@ -214,7 +241,9 @@ def log_format(raw: str | None) -> str:
     return chosen
 
 
-def providers_from_env(env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
+def providers_from_env(
+    env: Mapping[str, str], *, max_output_tokens: int = 8192
+) -> tuple[ProviderConfig, ...]:
     """The ordered chain: explicit LLM_* variables win over the OpenRouter/Cerebras presets."""
     chain: list[ProviderConfig] = []
     for slot, preset_key, preset_url, preset_model in (
@@ -231,7 +260,27 @@ def providers_from_env(env: Mapping[str, str]) -> tuple[ProviderConfig, ...]:
             raise ConfigError(f"LLM_{slot}_BASE_URL and LLM_{slot}_MODEL must both be set")
         chain.append(
             ProviderConfig(
-                name=slot.lower(), base_url=base_url, api_key=api_key or "none", model=model
+                name=slot.lower(),
+                base_url=base_url,
+                api_key=api_key or "none",
+                model=model,
+                context_tokens=context_tokens(env, slot, max_output_tokens),
             )
         )
     return tuple(chain)
+
+
+def context_tokens(env: Mapping[str, str], slot: str, max_output_tokens: int) -> int:
+    """LLM_<SLOT>_CONTEXT_TOKENS: a whole number with room for the prompt beside the reply."""
+    name = f"LLM_{slot}_CONTEXT_TOKENS"
+    raw = env.get(name) or str(ProviderConfig.context_tokens)
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number of tokens, got {raw!r}") from exc
+    if value <= max_output_tokens:
+        raise ConfigError(
+            f"{name} ({value}) must be larger than LLM_MAX_OUTPUT_TOKENS ({max_output_tokens}):"
+            " the prompt needs room beside the reply"
+        )
+    return value

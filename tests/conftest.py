@@ -393,9 +393,9 @@ def e2b_settings(settings: Settings, fake_e2b: FakeE2B) -> Settings:
 
 @pytest.fixture(scope="session")
 def celery_app(settings: Settings) -> Any:
-    from workers.app import create_celery
+    from workers.worker import create_worker_app
 
-    return create_celery(settings)
+    return create_worker_app(settings)
 
 
 @pytest.fixture(scope="session")
@@ -531,11 +531,11 @@ def running_stack(settings: Settings) -> Iterator[tuple[Any, Callable[[str, str]
     from orchestrator.runs.runner import execute_run
     from orchestrator.wiring.services import build_run_services
     from web import create_app
-    from workers.app import create_celery
+    from workers.worker import create_worker_app
 
     settings = replace(settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}")
     services = build_run_services(settings)
-    client = create_app(settings, celery=create_celery(settings)).test_client()
+    client = create_app(settings, celery=create_worker_app(settings)).test_client()
     try:
         yield client, lambda message_id, run_id: execute_run(services, message_id, run_id)
     finally:

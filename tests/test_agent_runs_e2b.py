@@ -96,13 +96,13 @@ def test_a_heartbeat_as_a_run_ends_leaves_its_preview_alive(
     from orchestrator.runs.runner import execute_run
     from orchestrator.wiring.services import build_run_services
     from web import create_app
-    from workers.app import create_celery
+    from workers.worker import create_worker_app
 
     settings = replace(
         e2b_settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", default_credits=20
     )
     services = build_run_services(settings)
-    client = create_app(settings, celery=create_celery(settings)).test_client()
+    client = create_app(settings, celery=create_worker_app(settings)).test_client()
     headers = {"Authorization": f"Bearer {user_token(SECRET, f'beat-{uuid.uuid4().hex[:8]}')}"}
     try:
         for attempt in range(8):
@@ -144,7 +144,7 @@ def test_delete_on_e2b_kills_the_vm_and_nothing_is_written_after(
     from orchestrator.streams.events import EventLog
     from orchestrator.wiring.services import build_run_services
     from web import create_app
-    from workers.app import create_celery
+    from workers.worker import create_worker_app
 
     marker = f"sleep 30.{uuid.uuid4().int % 10**6}"
     llm.script(
@@ -154,7 +154,7 @@ def test_delete_on_e2b_kills_the_vm_and_nothing_is_written_after(
     )
     settings = replace(e2b_settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}")
     services = build_run_services(settings)
-    client = create_app(settings, celery=create_celery(settings)).test_client()
+    client = create_app(settings, celery=create_worker_app(settings)).test_client()
     headers = {"Authorization": f"Bearer {user_token(SECRET, f'e2b-del-{uuid.uuid4().hex[:8]}')}"}
     try:
         project = client.post(

@@ -167,3 +167,30 @@ def test_e2b_template_build_registers_the_named_templates_in_the_key_s_team() ->
     )
     assert keyless.returncode == 1 and "set E2B_API_KEY" in keyless.stderr
     assert len(fake.builds) == 2
+
+
+def test_runs_requeue_dates_a_running_run_for_the_next_sweep_and_refuses_a_finished_one(
+    api: Api, settings: Settings, db: Any
+) -> None:
+    from models import Message, Status, transaction
+    from tests.test_runs import _pending_message
+
+    api.get("/api/me")
+    with transaction(db) as session:
+        pending = _pending_message(session, api, api.project()["id"])
+        pending.status, pending.lease = Status.STREAMING, "a-lease-of-a-dead-worker"
+        message_id = pending.id
+    env = dict(os.environ, DATABASE_URL=settings.database_url, AUTH_SECRET=API_SECRET)
+    command = [sys.executable, "-m", "orchestrator.wiring.cli", "runs", "requeue", message_id]
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0, done.stderr
+    with transaction(db) as session:
+        message = session.get(Message, message_id)
+        assert message is not None
+        assert (message.status, message.lease) == (Status.PENDING, None)
+        assert message.updated_at.year == 2000  # older than any grace: the next sweep sends it
+        message.status = Status.COMPLETE
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "not running (it is COMPLETE)" in again.stderr

@@ -352,13 +352,13 @@ def unclaimed(
     from orchestrator.runs.runner import execute_run
     from orchestrator.wiring.services import build_run_services
     from web import create_app
-    from workers.app import create_celery
+    from workers.worker import create_worker_app
 
     quiet = replace(
         settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", sse_ping_interval=PING_INTERVAL
     )
     services = build_run_services(quiet)
-    app = create_app(quiet, celery=create_celery(quiet))
+    app = create_app(quiet, celery=create_worker_app(quiet))
     http = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     try:

@@ -53,6 +53,11 @@ def test_web_metrics_count_the_run_and_its_requests(api: Api, server: str) -> No
     assert usage["completionTokens"] > 0 and usage["promptTokens"] > 0, usage
     assert grew("appforge_tokens_total", direction="out") == usage["completionTokens"]
     assert grew("appforge_tokens_total", direction="in") == usage["promptTokens"]
+    # And by provider, with the part served from its prompt cache.
+    tokens = "appforge_provider_tokens_total"
+    assert grew(tokens, provider="primary", kind="prompt") == usage["promptTokens"]
+    assert grew(tokens, provider="primary", kind="completion") == usage["completionTokens"]
+    assert grew(tokens, provider="primary", kind="cached") == usage["cachedTokens"]
     assert value(after, "appforge_runs_in_progress") == 0
     assert ("appforge_sse_streams_open", ()) in after
 

@@ -15,7 +15,8 @@ from orchestrator.streams.events import EventLog
 from orchestrator.wiring.services import build_run_services
 from tests.conftest import Api, wait_for
 from tests.test_runs import _pending_message
-from workers.app import REAP_EVERY_SECONDS, REAP_TASK, create_celery, maintenance_queue
+from workers.app import REAP_EVERY_SECONDS, REAP_TASK, maintenance_queue
+from workers.worker import create_worker_app
 
 
 def _queued(redis_client: Any, queue: str) -> list[dict[str, Any]]:
@@ -28,7 +29,7 @@ def test_beat_sends_sweeps_to_their_own_queue_and_they_expire_before_the_next(
     from celery.beat import Scheduler
 
     # An app of its own, on queues no worker consumes, so the sweeps stay where beat put them.
-    app = create_celery(replace(settings, queue_name=f"beat-{time.time_ns()}"))
+    app = create_worker_app(replace(settings, queue_name=f"beat-{time.time_ns()}"))
     maintenance = maintenance_queue(app.settings)
     try:
         scheduler = Scheduler(app, lazy=True)

@@ -21,7 +21,7 @@ from orchestrator.sandboxes.e2b import (
 )
 from orchestrator.sandboxes.e2b_templates import load
 from orchestrator.settings import Settings
-from orchestrator.wiring.services import build_sandboxes
+from orchestrator.wiring.sandboxes import build_sandboxes
 from tests.fakes.e2b_server import FakeE2B
 
 # A dev server that just stays up, standing in for `npm run dev` in the fake.
@@ -203,12 +203,15 @@ def test_a_non_zero_exit_is_a_result_not_an_error(sandbox: E2BSandbox) -> None:
     assert (result.exit_code, result.stdout, result.stderr) == (3, "partial\n", "boom\n")
 
 
-def test_long_output_is_truncated_with_a_note(sandbox: E2BSandbox) -> None:
-    result = sandbox.run(f"head -c {OUTPUT_LIMIT * 3} /dev/zero | tr '\\0' x")
+def test_long_output_keeps_its_start_and_its_end_with_a_note(sandbox: E2BSandbox) -> None:
+    result = sandbox.run(
+        f"echo FIRST; head -c {OUTPUT_LIMIT * 3} /dev/zero | tr '\\0' x; echo LAST"
+    )
 
     assert result.truncated and result.exit_code == 0
     assert len(result.stdout) == OUTPUT_LIMIT
-    assert result.stdout.endswith(f"x\n[output truncated: {OUTPUT_LIMIT * 3} characters in all]")
+    assert result.stdout.startswith("FIRST\nxxx") and result.stdout.endswith("xxxLAST\n")
+    assert f"x\n[output truncated: {OUTPUT_LIMIT * 3 + 11} characters in all;" in result.stdout
 
 
 def test_a_command_past_its_timeout_is_timed_out_and_killed(

@@ -408,8 +408,22 @@ def test_megabytes_of_output_come_back_truncated_without_blocking(sandbox: Local
     assert result.stdout.startswith("y\ny\n")
     assert len(result.stdout.encode()) <= OUTPUT_LIMIT
     assert "50000000 bytes" in result.stdout
+    assert result.stdout.endswith("y\ny\n")  # the end too, where a build's error is
     assert result.stderr == "done\n"
     assert elapsed < 20
+
+
+def test_long_output_keeps_its_start_and_its_end(sandbox: LocalSandbox) -> None:
+    result = sandbox.run("echo FIRST; yes é | head -c 100001; echo; echo LAST >&2; echo END")
+
+    assert result.exit_code == 0 and result.truncated
+    assert result.stdout.startswith("FIRST\né\n") and result.stdout.endswith("é\né\nEND\n")
+    assert "[output truncated: 100012 bytes in all; the start and the end are shown]" in (
+        result.stdout
+    )
+    assert "\ufffd" not in result.stdout  # no character cut in half at either edge
+    assert len(result.stdout.encode()) <= OUTPUT_LIMIT
+    assert result.stderr == "LAST\n"
 
 
 def test_kill_from_another_thread_stops_a_running_command(sandbox: LocalSandbox) -> None:

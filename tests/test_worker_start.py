@@ -97,9 +97,9 @@ def test_the_procfile_worker_prepares_a_missing_template_then_serves_its_runs(
 
 def _send_and_wait(settings: Settings, framework: str, line: ProcfileLine) -> dict[str, object]:
     from web import create_app
-    from workers.app import create_celery
+    from workers.worker import create_worker_app
 
-    client = create_app(settings, celery=create_celery(settings)).test_client()
+    client = create_app(settings, celery=create_worker_app(settings)).test_client()
     headers = {"Authorization": f"Bearer {user_token(SECRET, f'start-{time.time_ns()}')}"}
     project = client.post(
         "/api/projects", json={"name": "p", "framework": framework}, headers=headers

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None =
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    from orchestrator.wiring.services import redis_client
+    from orchestrator.wiring.clients import redis_client
 
     engine = make_engine(settings.database_url)
     client = redis_client(settings)

@@ -1,15 +1,13 @@
-"""The Celery application: built from Settings, with the code-agent and reaper tasks on it."""
+"""The Celery application as every process sees it: built from Settings, with the queues, the
+routes and the beat schedule. The web process sends runs through it and loads no run engine;
+a worker's app (workers/worker.py) adds the tasks and what runs them."""
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from typing import Any
+from typing import Any, TypeVar
 
-from celery import Celery, bootsteps
+from celery import Celery
 
-from orchestrator.runs.runner import RunServices
 from orchestrator.settings import Settings
 
 RUN_TASK = "workers.run_message"
@@ -25,30 +23,25 @@ def maintenance_queue(settings: Settings) -> str:
 
 
 class ForgeCelery(Celery):  # type: ignore[misc]
-    """A Celery app that carries its Settings and builds a process's run services lazily."""
+    """A Celery app that carries its Settings."""
 
     settings: Settings
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__("appforge", **kwargs)
         self.settings = settings
-        self._services: RunServices | None = None
-        self._services_pid: int | None = None
-        self._services_lock = threading.Lock()
 
-    def run_services(self) -> RunServices:
-        # Built after the fork, in the process that uses them: no client crosses a fork.
-        with self._services_lock:
-            if self._services is None or self._services_pid != os.getpid():
-                from orchestrator.wiring.services import build_run_services
 
-                self._services = build_run_services(self.settings)
-                self._services_pid = os.getpid()
-            return self._services
+A = TypeVar("A", bound=ForgeCelery)
 
 
 def create_celery(settings: Settings) -> ForgeCelery:
-    app = ForgeCelery(settings)
+    """The app that sends and revokes tasks by name (the web process, the CLI, the beat)."""
+    return configure(ForgeCelery(settings))
+
+
+def configure(app: A) -> A:
+    settings = app.settings
     app.config_from_object("celeryconfig")
     app.conf.broker_url = settings.redis_url
     app.conf.task_default_queue = settings.queue_name
@@ -65,30 +58,4 @@ def create_celery(settings: Settings) -> ForgeCelery:
             "options": {"queue": maintenance_queue(settings), "expires": REAP_EXPIRES_SECONDS},
         },
     }
-    app.steps["worker"].add(SandboxIsolationCheck)
-    from workers.metrics_server import MetricsServer
-
-    app.steps["worker"].add(MetricsServer)  # WORKER_METRICS_PORT (workers/metrics_server.py)
-    from workers import tasks
-
-    tasks.register(app)
     return app
-
-
-class SandboxIsolationCheck(bootsteps.Step):  # type: ignore[misc]
-    """A worker refuses to start when its sandboxes cannot be isolated as configured (§15), or
-    when it would take runs it can only fail (templates it cannot prepare)."""
-
-    def __init__(self, parent: Any, **kwargs: Any) -> None:
-        from orchestrator.errors import ConfigError
-        from orchestrator.wiring.worker_start import check_worker_sandboxes
-
-        settings = parent.app.settings
-        # The queues this worker consumes are chosen by now (-Q); the reaper's takes no run.
-        takes_runs = settings.queue_name in parent.app.amqp.queues.consume_from
-        try:
-            check_worker_sandboxes(settings, takes_runs=takes_runs)
-        except ConfigError as exc:
-            logging.getLogger(__name__).critical("worker not started: %s", exc.message)
-            raise SystemExit(1) from exc
-        super().__init__(parent, **kwargs)

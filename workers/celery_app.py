@@ -11,10 +11,10 @@ default_multiprocess_dir()  # before prometheus-client is imported (workers/metr
 
 from orchestrator.logs import configure as configure_logs  # noqa: E402
 from orchestrator.settings import Settings  # noqa: E402
-from workers.app import create_celery  # noqa: E402
+from workers.worker import create_worker_app  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
 
 settings = Settings.from_env(os.environ)
 configure_logs(settings.log_format)  # LOG_FORMAT=json: JSON lines with the run's ids
-app = create_celery(settings)
+app = create_worker_app(settings)

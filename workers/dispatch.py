@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from orchestrator.errors import QueueUnavailable
-
-if TYPE_CHECKING:
-    from workers.app import ForgeCelery
+from workers.app import RUN_TASK, ForgeCelery
 
 log = logging.getLogger(__name__)
 
@@ -17,8 +14,6 @@ QUEUED_RUN_EXPIRES_SECONDS = 3600
 
 
 def enqueue_run(app: ForgeCelery, message_id: str, run_id: str) -> None:
-    from workers.app import RUN_TASK
-
     try:
         app.send_task(
             RUN_TASK,

@@ -75,7 +75,8 @@ class MetricsServer(bootsteps.Step):  # type: ignore[misc]
         from prometheus_client import start_http_server
 
         from orchestrator import metrics
-        from orchestrator.wiring.services import build_breaker, redis_client
+        from orchestrator.wiring.clients import redis_client
+        from orchestrator.wiring.services import build_breaker
 
         client = redis_client(settings)
         extra: list[Any] = [metrics.QueueLength(client, settings.queue_name)]
@@ -90,7 +91,7 @@ class MetricsServer(bootsteps.Step):  # type: ignore[misc]
         log.info("worker metrics on http://0.0.0.0:%s/metrics", port)
 
 
-@signals.worker_process_shutdown.connect(weak=False)
+@signals.worker_process_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
 def _child_exit(**_: Any) -> None:
     # A prefork child's live gauges (runs in progress) stop counting once it is gone.
     from orchestrator.metrics import process_dead

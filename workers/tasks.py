@@ -9,22 +9,23 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from orchestrator import logs
 from orchestrator.runs import reaper, runner
+from workers.app import REAP_TASK, RUN_TASK
+from workers.dispatch import enqueue_run
 
 if TYPE_CHECKING:
-    from workers.app import ForgeCelery
+    from workers.worker import WorkerCelery
 
 log = logging.getLogger(__name__)
 
 
-def register(app: ForgeCelery) -> None:
-    from workers.app import REAP_TASK, RUN_TASK
-    from workers.dispatch import enqueue_run
+def register(app: WorkerCelery) -> None:
 
     # shared=False: each app keeps its own tasks, so two apps in one process (tests, tools)
     # never run each other's configuration.
     # A database blip before the claim would leave the run PENDING until the reaper's grace
     # period; retrying is safe, since a run already claimed makes the retry a no-op.
-    @app.task(
+    # Celery ships no types: its task decorator is untyped (here and below).
+    @app.task(  # type: ignore[untyped-decorator]
         name=RUN_TASK,
         bind=True,
         ignore_result=True,
@@ -39,7 +40,7 @@ def register(app: ForgeCelery) -> None:
         with logs.bind(message_id=message_id, run_id=run_id, user_id=None, request_id=None):
             return runner.execute_run(app.run_services(), message_id, run_id)
 
-    @app.task(name=REAP_TASK, ignore_result=True, shared=False)
+    @app.task(name=REAP_TASK, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
     def reap_runs() -> dict[str, int]:
         services = app.run_services()
         report = reaper.reap(

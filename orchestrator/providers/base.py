@@ -29,6 +29,8 @@ class ToolCallDelta:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    # The part of the prompt the provider served from its prompt cache, when it says so.
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -60,3 +62,18 @@ class Provider(Protocol):
     def stream(
         self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
     ) -> Iterator[Delta]: ...
+
+
+class Fitter(Protocol):
+    """Fits one request to one provider's context (runs/budget.py); the chain sends the result.
+
+    `fit` answers the messages to send and their estimated tokens; `tighter` asks for a smaller
+    request after the provider said the last one was too long. `observe` corrects the estimate
+    with the prompt tokens the provider reported for a request of that estimate.
+    """
+
+    def fit(
+        self, messages: list[Message], tools: list[ToolSpec], provider: Provider, *, tighter: bool
+    ) -> tuple[list[Message], int]: ...
+
+    def observe(self, provider: Provider, estimated: int, reported: int) -> None: ...

@@ -11,10 +11,12 @@ from typing import Any
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from orchestrator import metrics
+from orchestrator.contract import TokenUsage
 from orchestrator.errors import ProviderError
 from orchestrator.providers.base import (
     Cancelled,
     Delta,
+    Fitter,
     Message,
     Provider,
     Restart,
@@ -23,7 +25,7 @@ from orchestrator.providers.base import (
     Usage,
 )
 from orchestrator.providers.breaker import Breaker, Gate, counts_against
-from orchestrator.providers.retry import BackoffWait, is_transient
+from orchestrator.providers.retry import BackoffWait, is_context_overflow, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,12 @@ class ChainRun:
     # Why a provider after the first served the run: "circuit open", or the first one's error.
     fallback_reason: str | None = None
     model: str = ""
+    # What each provider is sent, fitted to its context (runs/budget.py); None: as given.
+    fitter: Fitter | None = None
+    cached_tokens: int = 0
+    # Requests the providers answered in full, and the largest prompt among them (tokens).
+    requests: int = 0
+    max_request_tokens: int = 0
     # Attempts made for the step being streamed: every one after the first begins with Restart.
     _step_attempts: int = field(default=0, init=False, repr=False)
 
@@ -75,19 +83,27 @@ class ChainRun:
                 log.info("provider %s skipped: its circuit breaker is open", provider.name)
                 continue
             attempts = 1 if gate is Gate.PROBE else self.attempts_per_provider
-            try:
-                yield from self._with_retries(provider, messages, tools, cancelled, attempts)
-                return
-            except Cancelled:
-                raise
-            except _AfterText as exc:
-                raise ProviderError(
-                    f"{provider.name} failed after the reply had started: {exc.__cause__}"
-                ) from exc.__cause__
-            except Exception as exc:
-                last = exc
-                self.fallback_reason = f"{provider.name}: {type(exc).__name__}: {exc}"[:300]
-                log.warning("provider %s gave up: %s", provider.name, exc)
+            # A request the provider found too long is asked again once, smaller (section 17).
+            for tighter in (False, True):
+                try:
+                    yield from self._with_retries(
+                        provider, messages, tools, cancelled, attempts, tighter=tighter
+                    )
+                    return
+                except Cancelled:
+                    raise
+                except _AfterText as exc:
+                    raise ProviderError(
+                        f"{provider.name} failed after the reply had started: {exc.__cause__}"
+                    ) from exc.__cause__
+                except Exception as exc:
+                    last = exc
+                    if tighter or self.fitter is None or not is_context_overflow(exc):
+                        break
+                    metrics.context_retry(provider.name)
+                    log.info("provider %s found the request too long", provider.name)
+            self.fallback_reason = f"{provider.name}: {type(last).__name__}: {last}"[:300]
+            log.warning("provider %s gave up: %s", provider.name, last)
         raise ProviderError() from last
 
     def _with_retries(
@@ -97,7 +113,13 @@ class ChainRun:
         tools: list[ToolSpec],
         cancelled: Callable[[], bool],
         attempts: int,
+        *,
+        tighter: bool = False,
     ) -> Iterator[Delta]:
+        estimate = 0
+        if self.fitter is not None:
+            messages, estimate = self.fitter.fit(messages, tools, provider, tighter=tighter)
+
         def sleep(seconds: float) -> None:
             _sleep_unless_cancelled(seconds, cancelled)
 
@@ -119,14 +141,15 @@ class ChainRun:
                 self._step_attempts += 1
                 started = False
                 answered = False
+                reported = 0
                 try:
                     for delta in provider.stream(messages, tools, cancelled):
                         if not answered:
                             answered = True
                             self._answered(provider)
                         if isinstance(delta, Usage):
-                            self.prompt_tokens += delta.prompt_tokens
-                            self.completion_tokens += delta.completion_tokens
+                            self._count(provider, delta, estimate)
+                            reported = max(reported, delta.prompt_tokens)
                             continue
                         if isinstance(delta, TextDelta) and not started:
                             started = True
@@ -147,6 +170,18 @@ class ChainRun:
                     self._answered(provider)
                 metrics.provider_call(provider.name, "ok")
                 self.served_by = provider
+                self.requests += 1
+                self.max_request_tokens = max(self.max_request_tokens, reported or estimate)
+
+    def _count(self, provider: Provider, usage: Usage, estimate: int) -> None:
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.cached_tokens += usage.cached_tokens
+        metrics.provider_tokens(
+            provider.name, usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
+        )
+        if self.fitter is not None:
+            self.fitter.observe(provider, estimate, usage.prompt_tokens)
 
     def _gate(self, provider: Provider, *, last: bool) -> Gate:
         if self.breaker is None:
@@ -167,10 +202,13 @@ class ChainRun:
             "attempts": len(self.attempts),
             "attemptLog": [a.__dict__ for a in self.attempts],
             "fallbackReason": None if served in (None, self.providers[0]) else self.fallback_reason,
-            "usage": {
-                "promptTokens": self.prompt_tokens,
-                "completionTokens": self.completion_tokens,
-            },
+            "usage": TokenUsage(
+                prompt_tokens=self.prompt_tokens,
+                completion_tokens=self.completion_tokens,
+                cached_tokens=self.cached_tokens,
+                requests=self.requests,
+                max_request_tokens=self.max_request_tokens,
+            ).wire(),
         }
 
 

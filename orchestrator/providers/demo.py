@@ -31,12 +31,15 @@ from orchestrator.providers.demo_edits import plan_change
 from orchestrator.versions.base import paths_in_tree
 
 CHUNK_DELAY_SECONDS = 0.01
+# How the worker's checks report a broken app (DESIGN section 16), and the words of a demo prompt
+# that asks for one, so `scripts/run` can show a repair.
+CHECKS_FAILED = "Checks failed"
+WITH_A_BUG = "with a bug"
 
 
 class DemoProvider:
     name = "demo"
     model = "offline-demo"
-    supports_tools = True
 
     def __init__(self, chunk_delay: float = CHUNK_DELAY_SECONDS) -> None:
         self.chunk_delay = chunk_delay
@@ -51,7 +54,9 @@ class DemoProvider:
         system = str(messages[0].get("content") or "") if messages else ""
         existing = paths_in_tree(system)
         layout = layout_for(system)
-        if layout is not None and {"write_file", "run_command", "finish"} <= tool_names:
+        if prompt.startswith(CHECKS_FAILED) and {"write_file", "finish"} <= tool_names:
+            yield from self._repair(messages, cancelled)
+        elif layout is not None and {"write_file", "run_command", "finish"} <= tool_names:
             result = last_tool_result(messages)
             planned = built_step(layout, title, prompt, step, existing, result)
             yield from self._text(planned.text, cancelled)
@@ -120,12 +125,28 @@ class DemoProvider:
         yield from _tool_call(0, "finish", {"title": title, "summary": summary})
         yield Finish("tool_calls")
 
+    def _repair(self, messages: list[Message], cancelled: Callable[[], bool]) -> Iterator[Delta]:
+        """The worker's checks found the bug a "with a bug" prompt asked for: write the script
+        without it and finish again (DESIGN section 16)."""
+        prompt = _last_user_text([m for m in messages if not _is_checks_report(m)])
+        title = _title_for(prompt)
+        yield from self._text(" The checks found an error in app.js; fixing it.", cancelled)
+        fixed = _app_files(title, re.sub(WITH_A_BUG, "", prompt, flags=re.I))["app.js"]
+        yield from _tool_call(0, "write_file", {"path": "app.js", "content": fixed})
+        summary = f"A static {title} page; its script no longer throws."
+        yield from _tool_call(1, "finish", {"title": title, "summary": summary})
+        yield Finish("tool_calls")
+
     def _text(self, text: str, cancelled: Callable[[], bool]) -> Iterator[Delta]:
         for piece in re.findall(r"\S+\s*|\s+", text):
             if cancelled():
                 raise Cancelled()
             time.sleep(self.chunk_delay)
             yield TextDelta(piece)
+
+
+def _is_checks_report(message: Message) -> bool:
+    return message.get("role") == "user" and str(message.get("content")).startswith(CHECKS_FAILED)
 
 
 def _tool_call(index: int, name: str, args: dict[str, Any]) -> Iterator[Delta]:
@@ -259,4 +280,8 @@ form.addEventListener("submit", (event) => {
 
 render();
 """
+    if WITH_A_BUG in prompt.lower():
+        script = (
+            "const shown = missingList.items; // the bug: missingList is not defined\n" + script
+        )
     return {"index.html": page, "styles.css": styles, "app.js": script}

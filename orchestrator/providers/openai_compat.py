@@ -32,8 +32,6 @@ WOKEN_POLL_SECONDS = 0.5
 
 
 class OpenAICompatProvider:
-    supports_tools = True
-
     def __init__(
         self,
         config: ProviderConfig,
@@ -41,9 +39,13 @@ class OpenAICompatProvider:
         read_timeout: float = 60.0,
         connect_timeout: float = 10.0,
         max_connections: int = 1000,
+        max_output_tokens: int = 8192,
     ) -> None:
         self.name = config.name
         self.model = config.model
+        # DESIGN section 17: what a request may hold is the context minus the reply's room.
+        self.context_tokens = config.context_tokens
+        self.max_output_tokens = max_output_tokens
         self._config = config
         self._read_timeout = read_timeout
         self._connect_timeout = connect_timeout
@@ -113,6 +115,7 @@ class OpenAICompatProvider:
                 "model": self.model,
                 "messages": [],
                 "stream": True,
+                "max_tokens": self.max_output_tokens,
                 "stream_options": {"include_usage": True},
                 "extra_body": body,
             }
@@ -169,7 +172,12 @@ def _deltas(chunk: Any) -> Iterator[Delta]:
     """The deltas of one `chat.completion.chunk`, read from its JSON."""
     usage = chunk.get("usage")
     if usage:
-        yield Usage(usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details") or {}
+        yield Usage(
+            usage.get("prompt_tokens") or 0,
+            usage.get("completion_tokens") or 0,
+            (details.get("cached_tokens") or 0) if isinstance(details, dict) else 0,
+        )
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta")
         if delta:

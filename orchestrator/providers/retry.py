@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
+from typing import Any
 
 import openai
 from tenacity import RetryCallState
@@ -18,7 +20,31 @@ class IncompleteStream(Exception):
     """The stream ended without a finish reason: the connection was cut."""
 
 
+# How providers word "the prompt is too long" when they send no `context_length_exceeded` code.
+_TOO_LONG = re.compile(
+    r"context[ _-]?(length|window)|maximum context|prompt is too long|too many (input )?tokens"
+    r"|reduce the length|input is too long|exceeds the (model's )?(max|context)",
+    re.IGNORECASE,
+)
+
+
+def is_context_overflow(exc: BaseException) -> bool:
+    """The provider refused the request as longer than its context: ask again smaller."""
+    if not isinstance(exc, openai.APIError):
+        return False
+    if isinstance(exc, openai.APIStatusError) and exc.status_code not in (400, 413, 422):
+        return False
+    body: dict[str, Any] = exc.body if isinstance(exc.body, dict) else {"message": str(exc.body)}
+    inner = body.get("error")
+    error: dict[str, Any] = inner if isinstance(inner, dict) else body
+    if "context_length_exceeded" in (error.get("code"), getattr(exc, "code", None)):
+        return True
+    return bool(_TOO_LONG.search(f"{error.get('message') or ''} {exc.message}"))
+
+
 def is_transient(exc: BaseException) -> bool:
+    if is_context_overflow(exc):
+        return False  # the same request would fail the same way: never retried as it is
     if isinstance(exc, LLMReadTimeout | IncompleteStream | openai.APIConnectionError):
         return True
     if isinstance(exc, openai.APIStatusError):

@@ -5,7 +5,7 @@
         if no tool calls: stop
         for call in reply.tool_calls:
             result = workspace.call(call)             # a tool error is a result, never a crash
-        if a call was finish: stop
+        if a call was finish: stop, unless on_finish() has more to say (failed checks)
 
 No database, Redis or Celery here: collaborators come in as arguments.
 """
@@ -58,7 +58,10 @@ def run_agent(
     *,
     max_steps: int = 25,
     tools: list[ToolSpec] = TOOL_SPECS,
+    on_finish: Callable[[int], str | None] | None = None,
 ) -> Outcome:
+    """`on_finish(steps_left)`, when given, is asked each time the model finishes: a message to
+    go on with (checks that failed: DESIGN section 16) as the next `user` turn, or None to stop."""
     conversation = list(messages)
     workspace = Workspace(sandbox)
     text: list[str] = []
@@ -101,11 +104,9 @@ def run_agent(
                 for c in calls
             ]
         conversation.append(assistant)
-        if not calls:
-            stop_reason = "no_tool_call"
-            break
+        finished = None if calls else "no_tool_call"
 
-        for call in calls:
+        for call in calls:  # none when the model answered without a tool call
             if cancelled():
                 raise Cancelled()
             assert call.id is not None
@@ -116,7 +117,7 @@ def run_agent(
             if refusal is not None:
                 result = refusal
             elif call.name == "finish":
-                result, finish_args = {"success": True}, args
+                result, finish_args, finished = {"success": True}, args, "finish"
             else:
                 result = workspace.call(call.name, args)
             record["result"] = result
@@ -124,9 +125,13 @@ def run_agent(
             conversation.append(
                 {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
             )
-        if finish_args is not None:
-            stop_reason = "finish"
-            break
+        if finished is not None:
+            stop_reason = finished
+            going_on = on_finish(max_steps - steps) if on_finish is not None else None
+            if going_on is None:
+                break
+            conversation.append({"role": "user", "content": going_on})
+            stop_reason = "max_steps"
 
     return Outcome(
         text="".join(text),

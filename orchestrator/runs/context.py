@@ -12,10 +12,13 @@ from sqlalchemy.orm import Session
 
 from models import Attachment, AttachmentType, Framework, Message, Project, Role, Status
 from orchestrator import logs
+from orchestrator.runs.budget import left_out_note
+from orchestrator.runs.pages import PAGING_GUIDE
 from orchestrator.sandboxes.templates import SPECS
 from orchestrator.versions.base import Base, load_base, with_file_tree
 
-HISTORY_LIMIT = 20
+# The history loaded whole at most; the budget (budget.py) leaves out more when it must.
+HISTORY_LIMIT = 100
 
 _BASE = (
     "You are an expert web developer working inside a sandboxed project workspace. "
@@ -26,6 +29,7 @@ _BASE = (
     "to the workspace root. Keep the user informed with short messages. When the app is "
     "complete, call finish with a short title and a one-paragraph summary."
 )
+_BASE = f"{_BASE} {PAGING_GUIDE}"
 
 FRAMEWORK_NAMES: dict[str, str] = {
     Framework.NEXTJS: "Next.js",
@@ -91,13 +95,22 @@ def build_messages(
     """The chat-completions `messages` for the first step of a run."""
     system = system_prompt(framework, serves)
     out: list[dict[str, Any]] = [{"role": "system", "content": system}]
-    for past in history[-HISTORY_LIMIT:]:
-        if past.role == Role.USER:
-            out.append({"role": "user", "content": past.content})
-        elif past.status == Status.COMPLETE and past.content:
-            out.append({"role": "assistant", "content": past.content})
+    turns = [_turn(past) for past in history]
+    kept = [turn for turn in turns[-HISTORY_LIMIT:] if turn is not None]
+    left_out = sum(turn is not None for turn in turns[:-HISTORY_LIMIT])
+    if left_out:
+        out.append(left_out_note(left_out))
+    out += kept
     out.append({"role": "user", "content": prompt_content(prompt, attachments)})
     return out
+
+
+def _turn(past: Message) -> dict[str, Any] | None:
+    if past.role == Role.USER:
+        return {"role": "user", "content": past.content}
+    if past.status == Status.COMPLETE and past.content:
+        return {"role": "assistant", "content": past.content}
+    return None
 
 
 def prompt_content(prompt: Message, attachments: list[Attachment]) -> str | list[dict[str, Any]]:

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 # Rows per statement: the batch is one JSON parameter, kept well under any driver's limits.
 BATCH_ROWS = 500
-# FLUSH_INTERVAL=0 means "as often as it can", not a thread spinning on the database.
+# A flush interval of 0 (Settings.flush_interval) means "as often as it can", not a thread
+# spinning on the database.
 MIN_INTERVAL = 0.005
 
 

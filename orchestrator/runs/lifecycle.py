@@ -8,7 +8,7 @@ and terminal states stay terminal.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select, update
@@ -26,6 +26,9 @@ from models import (
 from orchestrator import accounts
 from orchestrator.errors import Conflict, NotFound
 from orchestrator.versions import record as versions
+
+# What an operator's requeue dates a run: older than any grace period.
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class FragmentValues:
     changes: dict[str, list[str]] | None = None
     # The app's build output (a framework template's dist/, out/...), served as its preview.
     build_files: dict[str, str] | None = None
+    # The render check's picture of it (PNG), served at /api/fragments/<id>/screenshot.
+    screenshot: bytes | None = None
 
 
 def _rows(result: Any) -> int:
@@ -136,6 +141,7 @@ def upsert_fragment(session: Session, message_id: str, values: FragmentValues) -
     target.fragment_metadata = values.metadata
     target.image_url = values.image_url
     target.build_files = values.build_files
+    target.screenshot = values.screenshot
     if existing is None:
         versions.place_new(session, target, message_id, values.parent_id, values.changes)
         session.add(target)
@@ -228,6 +234,30 @@ def requeue(session: Session, message_id: str, stale_before: Any) -> bool:
             Message.heartbeat_at < stale_before,
         )
         .values(status=Status.PENDING, lease=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
+def requeue_now(session: Session, message_id: str) -> bool:
+    """An operator's requeue: a PENDING or STREAMING run goes back to PENDING, its lease dies,
+    and it is dated old enough that the reaper's next sweep sends it again."""
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status.in_((Status.PENDING, Status.STREAMING)))
+        .values(status=Status.PENDING, lease=None, updated_at=_LONG_AGO)
+        .execution_options(synchronize_session=False)
+    )
+    return _rows(result) == 1
+
+
+def mark_resent(session: Session, message_id: str) -> bool:
+    """A PENDING run the reaper sends again: dated now, so the next sweep waits a full grace
+    period before sending it once more."""
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == Status.PENDING)
+        .values(updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
     return _rows(result) == 1

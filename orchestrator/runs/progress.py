@@ -87,7 +87,7 @@ def flush(
 
     Only the new text travels; cutting at `after` first makes a flush that was committed but
     looked failed (a connection lost at commit) harmless to send again. The tool calls are
-    written only when given (they changed). Fenced as `_held` is.
+    written only when given (they changed). Fenced by the lease, as `lifecycle.held` fences.
     """
     params: dict[str, Any] = {
         "after": after,

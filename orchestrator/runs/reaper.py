@@ -14,13 +14,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from sqlalchemy import update
-
-from models import Message, Status, transaction, utcnow
+from models import Status, transaction, utcnow
 from orchestrator.errors import QueueUnavailable
 from orchestrator.runs import lifecycle
-from orchestrator.runs.runner import RunServices
 from orchestrator.streams.events import ErrorEvent, StatusEvent
+from orchestrator.wiring.run_services import RunServices
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +82,8 @@ def reap(services: RunServices, dispatch: Callable[[str, str], None]) -> ReapRep
                     continue
                 report.requeued += 1
             else:
-                # Touch it so the next sweep waits a full grace period before sending again.
-                session.execute(
-                    update(Message)
-                    .where(Message.id == message_id, Message.status == Status.PENDING)
-                    .values(updated_at=utcnow())
-                )
+                if not lifecycle.mark_resent(session, message_id):
+                    continue
                 report.resent += 1
         if status == Status.STREAMING:
             # Before the re-send, so the next attempt of this run id starts from a clean slate.

@@ -12,40 +12,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import redis
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from models import Fragment, Status, transaction
 from orchestrator import metrics
+from orchestrator.checks.result import still_failing
+from orchestrator.checks.rounds import Rounds
 from orchestrator.contract import fragment_json
 from orchestrator.errors import ProviderError, SandboxError
 from orchestrator.providers.base import Cancelled
-from orchestrator.providers.chain import ChainRun
 from orchestrator.runs import lifecycle
 from orchestrator.runs.agent import Outcome, run_agent
-from orchestrator.runs.cancellation import RunHub, RunWatch
+from orchestrator.runs.cancellation import RunWatch
 from orchestrator.runs.context import RunContext, load_context
-from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.lifecycle import FragmentValues, Lease
 from orchestrator.runs.recorder import Recorder
 from orchestrator.runs.tools import Workspace
-from orchestrator.sandboxes.base import Builds, ChecksFrameworks, SandboxFactory
+from orchestrator.sandboxes.base import Builds, ChecksFrameworks
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.sandboxes.templates import TemplateNotPrepared
-from orchestrator.settings import Settings
 from orchestrator.streams.events import (
     DeltaEvent,
     ErrorEvent,
     Event,
-    EventLog,
     FragmentEvent,
     StatusEvent,
     ToolCallEvent,
     ToolResultEvent,
 )
-from orchestrator.streams.publisher import Publisher
 from orchestrator.versions.result import RunFiles, first_changes, run_files
+from orchestrator.wiring.run_services import RunServices
 
 log = logging.getLogger(__name__)
 
@@ -63,23 +60,6 @@ FAILED_TEXT = {
     "internal": "Sorry, something went wrong while generating a reply. Your credit was refunded; "
     "please try again.",
 }
-
-
-@dataclass(frozen=True)
-class RunServices:
-    """Everything a run needs, built once per worker process at the Celery edge."""
-
-    settings: Settings
-    db: sessionmaker[Session]
-    redis: redis.Redis
-    events: EventLog
-    new_chain: Callable[[], ChainRun]
-    sandboxes: SandboxFactory
-    # One per process: the cancel listener and heartbeat of all its runs, their event sink,
-    # and the flusher of their content.
-    hub: RunHub
-    publisher: Publisher
-    flusher: Flusher
 
 
 def execute_run(services: RunServices, message_id: str, run_id: str) -> str | None:
@@ -168,6 +148,7 @@ class _Run:
         self.released = False
         # Set when the worker ran the version's build (the model left its change unbuilt).
         self.final_build = False
+        self.final_builds = 0
         self.deadline = time.monotonic() + self.settings.run_deadline
         # Set just before a COMPLETE run writes its ending: from then on the sandbox is the
         # ending's to keep (a preview) or to kill (the write found the run no longer ours).
@@ -175,6 +156,14 @@ class _Run:
         self.watch = RunWatch(services.hub, lease, on_cancel=self._on_trip)
         self.stop_check = StopCheck(self)
         self.metrics = metrics.RunMetrics()
+        self.checks = Rounds(
+            services.checker,
+            max_repairs=self.settings.check_max_rounds,
+            started=lambda: self.sandbox.started,
+            build=self._build_if_unbuilt,
+            emit=self.emit,
+            cancelled=self.stop_check,
+        )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -204,10 +193,13 @@ class _Run:
                 self.emit,
                 self.stop_check,
                 max_steps=self.settings.agent_max_steps,
+                on_finish=self.checks.after_finish,
             )
+            if outcome.stop_reason == "max_steps":
+                self.checks.run()  # out of steps: what it leaves is checked, not repaired
             produced = run_files(self.context.base, self.sandbox, outcome.files)
             if produced is not None:
-                self._build_if_unbuilt(produced)
+                self._build_if_unbuilt(produced.files)
         except Cancelled:
             return Stopped()
         except ProviderError as exc:
@@ -287,21 +279,24 @@ class _Run:
         meta.update(extra)
         return meta
 
-    def _build_if_unbuilt(self, produced: RunFiles) -> None:
+    def _build_if_unbuilt(self, sources: dict[str, str]) -> None:
         """A built app's version is previewed from a build of exactly its sources: when the
         model changed a file after its last build, or never built, the worker runs the build
         once more itself, as a step the client sees (a `run_command` tool call)."""
         started = self.sandbox.started
         if not isinstance(started, Builds) or started.build_command is None:
             return
-        if started.built(produced.files):
+        if started.built(sources):
             return
         left = max(self.deadline - time.monotonic() - 5, 1.0)  # past the deadline: Stopped
         args = {"command": started.build_command, "timeout": min(FINAL_BUILD_TIMEOUT, left)}
-        self.emit(ToolCallEvent(FINAL_BUILD_ID, "run_command", args))
+        # One per repair round (DESIGN section 16) at most, each its own call.
+        call_id = FINAL_BUILD_ID + (f"_{self.final_builds + 1}" if self.final_builds else "")
+        self.emit(ToolCallEvent(call_id, "run_command", args))
         result = Workspace(self.sandbox).call("run_command", args)  # never raises
-        self.emit(ToolResultEvent(FINAL_BUILD_ID, result))
+        self.emit(ToolResultEvent(call_id, result))
         self.final_build = True
+        self.final_builds += 1
 
     def _complete(self, outcome: Outcome, produced: RunFiles | None) -> str | None:
         fragment_values = None
@@ -309,6 +304,9 @@ class _Run:
         # `produced`: the whole app, the base with this run's changes, read back from the
         # workspace.
         if produced is not None:
+            if self.checks.failed and self.checks.last is not None:
+                # Saved all the same (the user can look and ask for more), saying what fails.
+                self.emit(DeltaEvent(still_failing(self.checks.last)))
             url = self.sandbox.preview()
             keep_alive = url is not None
             started = self.sandbox.started
@@ -325,11 +323,13 @@ class _Run:
                     stopReason=outcome.stop_reason,
                     **produced.metadata(self.context.base),
                     **build,
+                    checks=self.checks.metadata(),
                 ),
                 image_url=self.context.image_url,
                 parent_id=self.context.base.fragment_id if self.context.base else None,
                 changes=first_changes(self.context.base, produced),
                 build_files=build_files,
+                screenshot=self.checks.screenshot,
             )
         metadata = self._metadata(
             summary=outcome.summary,

@@ -10,6 +10,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.runs.pages import (
+    MAX_LIST_ENTRIES,
+    READ_FILE_PROPERTIES,
+    PageError,
+    capped_listing,
+    read_page,
+)
 from orchestrator.sandboxes.base import (
     DEFAULT_COMMAND_TIMEOUT,
     MAX_COMMAND_TIMEOUT,
@@ -61,19 +68,22 @@ TOOL_SPECS: list[dict[str, Any]] = [
     ),
     _function(
         "read_file",
-        "Read a file from the project workspace.",
-        {"path": {"type": "string", "description": "Path relative to the workspace root."}},
+        "Read a file from the project workspace, a page of lines at a time: returns content, "
+        "totalLines and truncated; when truncated, read on from nextOffset.",
+        READ_FILE_PROPERTIES,
         ["path"],
     ),
     _function(
         "list_files",
-        "List the files under a directory of the workspace (default: the root).",
+        "List the files under a directory of the workspace (default: the root), at most "
+        f"{MAX_LIST_ENTRIES} paths.",
         {"path": {"type": "string", "description": "Directory relative to the workspace root."}},
         [],
     ),
     _function(
         "run_command",
-        "Run a shell command in the workspace; returns exitCode, stdout, stderr, truncated.",
+        "Run a shell command in the workspace; returns exitCode, stdout, stderr, truncated "
+        "(long output keeps its start and its end).",
         {
             "command": {"type": "string"},
             "timeout": {"type": "number", "description": "Seconds before the command is killed."},
@@ -126,12 +136,16 @@ class Workspace:
             return self._edit(args)
         if name == "read_file":
             path = safe_relative_path(_string(args, "path"))
-            return {"path": path, "content": self.sandbox.read(path)}
+            content = self.sandbox.read(path)
+            try:  # a page at a time (pages.py): one read must fit the model's context
+                return read_page(path, content, args.get("offset"), args.get("limit"))
+            except PageError as exc:
+                raise ToolError(str(exc)) from exc
         if name == "list_files":
             raw = args.get("path") or "."
             if not isinstance(raw, str):
                 raise ToolError("path must be a string")
-            return {"files": self.sandbox.list(safe_relative_path(raw))}
+            return capped_listing(self.sandbox.list(safe_relative_path(raw)))
         if name == "run_command":
             command = _string(args, "command")
             timeout = args.get("timeout", DEFAULT_COMMAND_TIMEOUT)

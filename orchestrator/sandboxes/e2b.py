@@ -45,6 +45,7 @@ from orchestrator.sandboxes.base import (
     SandboxFileNotFound,
     SandboxPathError,
 )
+from orchestrator.sandboxes.output import HeadTailText
 from orchestrator.sandboxes.paths import safe_relative_path
 from orchestrator.sandboxes.snapshot import SKIPPED_DIRS, Snapshot
 
@@ -268,7 +269,7 @@ class E2BSandbox:
             timeout = DEFAULT_COMMAND_TIMEOUT
         deadline = min(max(timeout, MIN_COMMAND_TIMEOUT), MAX_COMMAND_TIMEOUT)
         self._ensure_alive()
-        stdout, stderr = _Capped(), _Capped()
+        stdout, stderr = HeadTailText(OUTPUT_LIMIT), HeadTailText(OUTPUT_LIMIT)
         handle = None
         try:
             # In the background only to learn the pid, so a timed-out command can be killed.
@@ -425,38 +426,6 @@ class E2BSandbox:
             raise SandboxFileNotFound(f"no such file or directory: {path}") from exc
         except Exception as exc:
             raise self._error(f"{action} {path}", exc) from exc
-
-
-class _Capped:
-    """The head of one output stream, up to OUTPUT_LIMIT characters; the rest counted and dropped.
-
-    Bounded while the command runs, unlike the SDK's own accumulation, and cut as the local
-    sandbox cuts: a note with the full size takes the end of the allowance.
-    """
-
-    def __init__(self) -> None:
-        self._head: list[str] = []
-        self._kept = 0
-        self.total = 0
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > OUTPUT_LIMIT
-
-    def add(self, chunk: str) -> None:
-        self.total += len(chunk)
-        room = OUTPUT_LIMIT - self._kept
-        if room > 0:
-            self._head.append(chunk[:room])
-            self._kept += min(room, len(chunk))
-
-    @property
-    def text(self) -> str:
-        head = "".join(self._head)
-        if not self.truncated:
-            return head
-        note = f"\n[output truncated: {self.total} characters in all]"
-        return head[: max(0, OUTPUT_LIMIT - len(note))] + note
 
 
 def _absolute(relative: str) -> str:

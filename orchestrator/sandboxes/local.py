@@ -18,6 +18,7 @@ import secrets
 import shutil
 import stat
 import threading
+import time
 from pathlib import Path
 
 from orchestrator.errors import ConfigError
@@ -183,6 +184,8 @@ class LocalSandbox:
         # read back.
         self._build_result: CommandResult | None = None
         self._built_sources: str | None = None
+        # How long it took (the build check reports it: DESIGN section 16).
+        self.build_duration_ms = 0
         self.workspace = launcher.workspace
         # The uid commands run as, or None when they run as this process's user.
         self.uid = launcher.uid
@@ -252,6 +255,7 @@ class LocalSandbox:
             if self._lease is not None:
                 self._lease.mark_used()
             running = self._running = self._launcher.start(command)
+        began = time.monotonic()
         try:
             result = running.result(timeout, stopped=lambda: self._closed)
         finally:
@@ -260,6 +264,7 @@ class LocalSandbox:
         if self.template is not None and builds.names_build(self.template.spec, command):
             self.build = builds.outcome(command, result)
             self._build_result = result
+            self.build_duration_ms = int((time.monotonic() - began) * 1000)
             try:
                 self._built_sources = builds.digest(self.snapshot().files)
             except Exception:  # unreadable now: the runner builds again rather than trust it
@@ -285,6 +290,11 @@ class LocalSandbox:
     @property
     def build_command(self) -> str | None:
         return self.template.spec.build_command if self.template is not None else None
+
+    @property
+    def build_result(self) -> CommandResult | None:
+        """The last build's command result (its output names what failed)."""
+        return self._build_result
 
     def built(self, sources: dict[str, str]) -> bool:
         """Whether the last build (passed or failed) was of exactly these sources."""

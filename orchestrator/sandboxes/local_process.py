@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import ctypes
 import os
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from orchestrator.sandboxes.base import CommandResult, SandboxLimits
 from orchestrator.sandboxes.local_users import kill_all_processes_of
+from orchestrator.sandboxes.output import HeadTailBytes
 
 BUBBLEWRAP = "bubblewrap"
 SUBPROCESS = "subprocess"
@@ -145,8 +145,8 @@ class RunningCommand:
         self._uid = uid
         self._in_namespace = in_namespace
         self._lock = threading.Lock()
-        self._stdout = _Capture(output_limit)
-        self._stderr = _Capture(output_limit)
+        self._stdout = HeadTailBytes(output_limit)
+        self._stderr = HeadTailBytes(output_limit)
 
     def kill(self) -> None:
         """SIGKILL all the command started: its tree, and as root every process of its uid."""
@@ -243,34 +243,6 @@ class RunningCommand:
             except subprocess.TimeoutExpired:  # stuck in the kernel; Popen reaps it later
                 return KILLED_EXIT_CODE
         return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
-
-
-class _Capture:
-    """The head of one output stream, up to `limit` bytes; the rest is counted and dropped."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.head = bytearray()
-        self.total = 0
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > self.limit
-
-    def feed(self, chunk: bytes) -> None:
-        self.total += len(chunk)
-        room = self.limit - len(self.head)
-        if room > 0:
-            self.head += chunk[:room]
-
-    def text(self) -> str:
-        if not self.truncated:
-            return self.head.decode("utf-8", errors="replace")
-        note = f"\n[output truncated: {self.total} bytes in all]"
-        kept = max(0, self.limit - len(note))
-        # A final decode would turn a cut multi-byte character into U+FFFD; drop it instead.
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        return decoder.decode(bytes(self.head[:kept]), final=False) + note
 
 
 def _rlimit_setter(

@@ -61,6 +61,22 @@ class ErrorEvent(Event):
 
 
 @dataclass(frozen=True)
+class CheckEvent(Event):
+    """A check of the version the model left (DESIGN section 16): running, then its verdict."""
+
+    type: ClassVar[str] = "check"
+    phase: str  # "build" | "render"
+    status: str  # "running" | "passed" | "failed"
+    errors: tuple[str, ...] | None = None
+
+    def data(self) -> dict[str, Any]:
+        found: dict[str, Any] = {"phase": self.phase, "status": self.status}
+        if self.errors is not None:
+            found["errors"] = list(self.errors)
+        return found
+
+
+@dataclass(frozen=True)
 class DoneEvent(Event):
     type: ClassVar[str] = "done"
     status: str

@@ -80,6 +80,8 @@ def restore(
             parent_id=LATEST,
             # A built app's preview is its build output: the restored version serves the same.
             build_files=dict(source.build_files) if source.build_files is not None else None,
+            # The same app: the same picture, and the same checks' verdict.
+            screenshot=source.screenshot,
         ),
     )
     fragment.design_spec = source.design_spec
@@ -91,6 +93,6 @@ def restore(
 
 
 def _kept_build(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """The restored version's `metadata.build`, if it had one."""
-    build = (metadata or {}).get("build")
-    return {"build": build} if isinstance(build, dict) else {}
+    """The restored version's `metadata.build` and `metadata.checks`, if it had them."""
+    found = metadata or {}
+    return {key: found[key] for key in ("build", "checks") if isinstance(found.get(key), dict)}

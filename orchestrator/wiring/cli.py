@@ -21,16 +21,16 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from models import RUNNING, Message, Plan, Status, make_engine, make_sessionmaker, transaction
+from models import RUNNING, Message, Plan, make_engine, make_sessionmaker, transaction
 from models.migrate import upgrade
 from orchestrator import accounts
 from orchestrator.errors import AppError, ConfigError
+from orchestrator.runs import lifecycle
 from orchestrator.sandboxes.prepare import prepare
 from orchestrator.sandboxes.templates import SPECS, TemplateStore, spec_for
 from orchestrator.settings import Settings
@@ -130,7 +130,7 @@ def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
 
 def _prepare(settings: Settings, frameworks: list[str]) -> int:
     """`sandbox prepare`: named frameworks, or all of them (the Procfile's release step)."""
-    from orchestrator.wiring.services import sandbox_places
+    from orchestrator.wiring.sandboxes import sandbox_places
 
     named = bool(frameworks)
     if not named and settings.sandbox != "local":
@@ -222,17 +222,9 @@ def _runs(
             print("no such message", file=sys.stderr)
             return 1
         owner = message.user_id
-        if action == "requeue":
-            # Back to PENDING and old enough that the reaper's next sweep sends it again.
-            session.execute(
-                update(Message)
-                .where(Message.id == message_id, Message.status.in_(RUNNING))
-                .values(
-                    status=Status.PENDING,
-                    lease=None,
-                    updated_at=datetime(2000, 1, 1, tzinfo=UTC),
-                )
-            )
+        if action == "requeue" and not lifecycle.requeue_now(session, message_id):
+            print(f"requeue {message_id}: not running (it is {message.status})", file=sys.stderr)
+            return 1
     if action == "cancel":
         _cancel(factory, settings, owner, message_id, revoke(settings))
     print(f"{action} {message_id}: done")

@@ -3,29 +3,25 @@
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
-
-import redis
 
 from models import make_engine, make_sessionmaker
-from orchestrator.errors import ConfigError
+from orchestrator.checks.browser import Browser, find_chromium
+from orchestrator.checks.checker import Checker
 from orchestrator.providers.base import Provider
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
 from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
+from orchestrator.runs.budget import RunBudget
 from orchestrator.runs.cancellation import RunHub
 from orchestrator.runs.flusher import Flusher
-from orchestrator.runs.runner import RunServices
-from orchestrator.sandboxes import places
-from orchestrator.sandboxes.base import SandboxFactory
-from orchestrator.sandboxes.places import SandboxPlaces
-from orchestrator.sandboxes.templates import TemplateStore
 from orchestrator.settings import Settings
 from orchestrator.streams.events import EventLog
 from orchestrator.streams.publisher import Publisher
+from orchestrator.wiring.clients import redis_client
+from orchestrator.wiring.run_services import RunServices
+from orchestrator.wiring.sandboxes import build_sandboxes
 
 log = logging.getLogger(__name__)
 
@@ -46,74 +42,10 @@ def build_providers(settings: Settings) -> list[Provider]:
             read_timeout=settings.llm_read_timeout,
             connect_timeout=settings.llm_connect_timeout,
             max_connections=settings.worker_concurrency,
+            max_output_tokens=settings.llm_max_output_tokens,
         )
         for config in settings.providers
     ]
-
-
-def build_sandboxes(settings: Settings) -> SandboxFactory:
-    if settings.sandbox == "e2b":
-        from orchestrator.sandboxes.e2b import E2BSandboxFactory
-
-        assert settings.e2b_api_key
-        return E2BSandboxFactory(
-            settings.e2b_api_key,
-            templates=dict(settings.e2b_templates),
-            api_url=settings.e2b_api_url,
-            sandbox_url=settings.e2b_sandbox_url,
-            domain=settings.e2b_domain,
-            run_deadline=settings.run_deadline,
-        )
-    from orchestrator.sandboxes.local import LocalSandboxFactory
-    from orchestrator.sandboxes.local_process import IsolationUnavailable
-
-    # "required" (DESIGN section 15): bubblewrap or nothing; "best-effort" falls back to plain
-    # subprocesses (a scrubbed environment, limits, a uid of their own only when we are root).
-    required = settings.sandbox_isolation == "required"
-    found = sandbox_places(settings)
-    try:
-        return LocalSandboxFactory(
-            found.root,
-            isolation="bwrap" if required else "auto",
-            templates=TemplateStore(found.templates) if found.templates is not None else None,
-        )
-    except IsolationUnavailable as exc:
-        raise ConfigError(
-            f"SANDBOX_ISOLATION=required, but bubblewrap cannot run sandbox commands here: {exc}. "
-            "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap) and allow user "
-            "namespaces, or set SANDBOX_ISOLATION=best-effort to run the model's commands "
-            "without isolation (development only: they can read what the worker's user can)."
-        ) from exc
-
-
-def sandbox_places(settings: Settings) -> SandboxPlaces:
-    """The local sandbox's workspaces and templates, where its sandbox users can reach them."""
-    templates = settings.sandbox_templates
-    return places.choose(
-        Path(settings.data_dir),
-        Path(settings.sandbox_root),
-        Path(templates) if templates is not None else None,
-        for_other_users=os.geteuid() == 0,
-    )
-
-
-def template_store(settings: Settings) -> TemplateStore | None:
-    """The local sandbox's prepared framework templates, or None when they are off."""
-    found = sandbox_places(settings).templates
-    return TemplateStore(found) if found is not None else None
-
-
-def redis_client(settings: Settings, *, max_connections: int = 200) -> redis.Redis:
-    # A blocking pool: past its size, callers wait for a connection instead of failing.
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url,
-        max_connections=max_connections,
-        timeout=5,
-        socket_timeout=10,
-        socket_connect_timeout=5,
-        health_check_interval=30,
-    )
-    return redis.Redis(connection_pool=pool)
 
 
 def build_breaker(settings: Settings) -> Breaker | None:
@@ -127,6 +59,34 @@ def build_breaker(settings: Settings) -> Breaker | None:
     )
     # One breaker per worker pool: every process consuming the queue shares its keys.
     return Breaker(breaker_client(settings.redis_url), settings.queue_name, config)
+
+
+def build_checker(settings: Settings) -> Checker | None:
+    """The process's checks (DESIGN section 16): None when PREVIEW_CHECK=off or no Chromium."""
+    if settings.preview_check == "off":
+        return None
+    chromium = find_chromium()
+    if chromium is None:
+        return None
+    # E2B previews are on the internet; a local one is served to the page by the worker.
+    browser = Browser(chromium, settings.check_concurrency, resolve_hosts=settings.sandbox == "e2b")
+    return Checker(browser)
+
+
+def describe_checks(settings: Settings) -> str:
+    """What a worker says at start about its checks."""
+    if settings.preview_check == "off":
+        return "checks: off (PREVIEW_CHECK=off): versions are saved unchecked"
+    chromium = find_chromium()
+    if chromium is None:
+        return (
+            "checks: skipped, no Chromium found (install the Debian package chromium, or set "
+            "PREVIEW_CHECK=off to say so): versions are saved unchecked"
+        )
+    return (
+        f"checks: on, build and render in {chromium}; at most {settings.check_max_rounds} "
+        f"repair rounds, {settings.check_concurrency} browser checks at once"
+    )
 
 
 def build_run_services(settings: Settings) -> RunServices:
@@ -156,6 +116,8 @@ def build_run_services(settings: Settings) -> RunServices:
             attempts_per_provider=settings.llm_attempts_per_provider,
             wait=wait,
             breaker=breaker,
+            fitter=RunBudget(max_output_tokens=settings.llm_max_output_tokens),
         ),
         sandboxes=build_sandboxes(settings),
+        checker=build_checker(settings),
     )

@@ -15,7 +15,8 @@ import logging
 from orchestrator.sandboxes.prepare import prepare_missing
 from orchestrator.sandboxes.templates import SPECS, TemplateStore
 from orchestrator.settings import Settings
-from orchestrator.wiring.services import build_sandboxes, sandbox_places
+from orchestrator.wiring.sandboxes import build_sandboxes, sandbox_places
+from orchestrator.wiring.services import describe_checks
 
 log = logging.getLogger(__name__)
 
@@ -44,3 +45,12 @@ def check_worker_sandboxes(settings: Settings, *, takes_runs: bool = True) -> No
     prepare_missing(store, lambda line: log.info("%s", line))
     ready = ", ".join(SPECS[name].folder for name in store.ready())
     log.info("framework templates ready: %s", ready)
+
+
+def log_checks(settings: Settings) -> None:
+    """Whether this worker checks the versions its runs leave (DESIGN section 16), and how."""
+    line = describe_checks(settings)
+    if settings.preview_check != "off" and "no Chromium" in line:
+        log.warning("%s", line)
+    else:
+        log.info("%s", line)

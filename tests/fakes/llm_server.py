@@ -2,6 +2,8 @@
 
 Tests point the real `openai` client at `FakeLLM().base_url` and script what each request gets:
 a `Reply` (streamed text and tool calls), an `Error` status, a `Hang` or a `Cut` connection.
+Every answer reports `usage` (about four characters a token, with `cached_tokens` for the start
+it shares with the request before); `context_limit` makes it a model with a small context.
 
     with FakeLLM() as llm:
         llm.script(Reply("Hi"), Error(429, headers={"Retry-After": "1"}))
@@ -72,6 +74,18 @@ class Error:
     status: int = 500
     message: str = "fake failure"
     headers: Mapping[str, str] = field(default_factory=dict)
+    # The `code` OpenAI puts in the body; None gives its usual one for the status.
+    code: str | None = None
+
+
+def too_long(size: int, limit: int) -> Error:
+    """What OpenAI answers a request longer than the model's context."""
+    return Error(
+        400,
+        f"This model's maximum context length is {limit} characters. However, your messages "
+        f"resulted in {size} characters. Please reduce the length of the messages.",
+        code="context_length_exceeded",
+    )
 
 
 @dataclass(frozen=True)
@@ -105,6 +119,10 @@ class FakeLLM:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.default: Script = Reply("Hello from the fake LLM.")
+        # A model's context, in characters of the request's JSON `messages`: a longer request is
+        # answered 400 `context_length_exceeded` (whatever the script says, which it keeps).
+        self.context_limit: int | None = None
+        self._last_prompt = ""
         self._address = (host, port)
         self._state = threading.Condition()
         self._queue: deque[Script] = deque()
@@ -191,13 +209,19 @@ class FakeLLM:
         with self._state:
             return self._state.wait_for(lambda: self._disconnects >= count, timeout)
 
-    def _begin(self, request: dict[str, Any]) -> Script:
-        """Record a request and take its script; the caller resolves it outside the lock."""
+    def _begin(self, request: dict[str, Any]) -> tuple[Script, int]:
+        """Record a request and take its script (the caller resolves it outside the lock), and
+        how many characters its start shares with the request before (a prompt cache's hit)."""
+        prompt = json.dumps(request.get("messages", []))
         with self._state:
             self._requests.append(request)
             self._active += 1
             self._state.notify_all()
-            return self._queue.popleft() if self._queue else self.default
+            cached = _common_prefix(prompt, self._last_prompt)
+            self._last_prompt = prompt
+            if self.context_limit is not None and len(prompt) > self.context_limit:
+                return too_long(len(prompt), self.context_limit), 0
+            return (self._queue.popleft() if self._queue else self.default), cached
 
     def _end(self) -> None:
         with self._state:
@@ -253,10 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         request = json.loads(body or b"{}")
         llm = self.server.llm
-        scripted = llm._begin(request)
+        scripted, cached = llm._begin(request)
         try:
             behaviour = scripted(request) if callable(scripted) else scripted
-            _Exchange(self, request).play(behaviour)
+            _Exchange(self, request, cached).play(behaviour)
         except ConnectionError:
             if not llm._stopping.is_set():  # stop() cutting us off is no client hang-up
                 llm._note_disconnect()
@@ -268,9 +292,10 @@ class _Handler(BaseHTTPRequestHandler):
 class _Exchange:
     """One request's answer, written in the chat-completions wire format."""
 
-    def __init__(self, handler: _Handler, request: dict[str, Any]) -> None:
+    def __init__(self, handler: _Handler, request: dict[str, Any], cached: int = 0) -> None:
         self.handler = handler
         self.request = request
+        self.cached = cached
         self.stream = bool(request.get("stream"))
         self.include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
         self.model = request.get("model") or "fake-model"
@@ -319,6 +344,7 @@ class _Exchange:
             if error.status >= 500
             else ("invalid_request_error", None)
         )
+        code = error.code or code
         body = {"error": {"message": error.message, "type": kind, "param": None, "code": code}}
         self.send_json(error.status, body, error.headers)
 
@@ -372,7 +398,7 @@ class _Exchange:
             "system_fingerprint": "fp_fake",
         }
 
-    def usage(self, completion_text: str) -> dict[str, int]:
+    def usage(self, completion_text: str) -> dict[str, Any]:
         # Roughly four characters a token: deterministic, which is all tests need.
         prompt = len(json.dumps(self.request.get("messages", []))) // 4
         completion = (len(completion_text) + 3) // 4
@@ -380,6 +406,8 @@ class _Exchange:
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,
+            # As OpenAI: the start shared with an earlier request, counted in whole blocks.
+            "prompt_tokens_details": {"cached_tokens": self.cached // 4 // 128 * 128},
         }
 
     def start(
@@ -445,6 +473,17 @@ class _Exchange:
         with contextlib.suppress(OSError):
             self.handler.connection.shutdown(socket.SHUT_RDWR)
         self.handler.close_connection = True
+
+
+def _common_prefix(a: str, b: str) -> int:
+    size = min(len(a), len(b))
+    if a[:size] == b[:size]:
+        return size
+    low, high = 0, size  # a[:low] == b[:low], a[:high] != b[:high]
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if a[:middle] == b[:middle] else (low, middle)
+    return low
 
 
 def _deltas(text: str, calls: list[tuple[str, ToolCall]], size: int) -> Iterator[dict[str, Any]]:

@@ -372,10 +372,10 @@ def running_stack(
     from celery.contrib.testing.worker import start_worker
 
     from web import create_app
-    from workers.app import create_celery
+    from workers.worker import create_worker_app
 
     settings = replace(settings, queue_name=f"faults-{uuid.uuid4().hex[:8]}")
-    celery = create_celery(settings)
+    celery = create_worker_app(settings)
     app = create_app(replace(settings, database_url=web_db or settings.database_url), celery=celery)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     http = make_server("127.0.0.1", 0, app, threaded=True)

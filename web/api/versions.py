@@ -78,7 +78,7 @@ def _reviving() -> Reviving | None:
         return None
     found: Any = current_app.extensions.get("appforge.sandboxes")
     if found is None:
-        from orchestrator.wiring.services import build_sandboxes
+        from orchestrator.wiring.sandboxes import build_sandboxes
 
         found = current_app.extensions["appforge.sandboxes"] = build_sandboxes(settings)
     return found  # type: ignore[no-any-return]

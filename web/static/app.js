@@ -18,6 +18,8 @@ const STATUS_WORDS = {
 const $ = (id) => document.getElementById(id);
 const call = client(() => sessionStorage.getItem(TOKEN_KEY) || "");
 const state = { project: null, running: null, followers: new Map(), versions: [], selected: null };
+// The versions known to have a screenshot (their checks rendered them: DESIGN section 16).
+const shots = new Set();
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -421,6 +423,15 @@ function renderVersions() {
             "aria-label": `Show version ${v.version}`,
           },
           el("strong", { text: `v${v.version}` }),
+          shots.has(v.id)
+            ? el("img", {
+                class: "shot",
+                "data-testid": "version-shot",
+                alt: "",
+                loading: "lazy",
+                src: `/api/fragments/${encodeURIComponent(v.id)}/screenshot`,
+              })
+            : null,
           el("span", { text: v.title || "Untitled" }),
           el("small", { text: summary }),
         ),
@@ -448,9 +459,37 @@ async function selectVersion(version) {
   if (state.selected !== version) return;
   $("preview-box").hidden = false;
   $("preview-title").textContent = `Preview of v${version.version}`;
+  showChecks(version, fragment && fragment.metadata ? fragment.metadata.checks : null);
   if (fragment && fragment.sandboxUrl) showPreview(fragment.sandboxUrl);
   else await revive();
   renderFiles(fragment ? fragment.files || {} : {}, diff ? diff.files : []);
+}
+
+// The version's checks as a badge: passed, or failed with the first thing that failed.
+function showChecks(version, checks) {
+  const badge = $("checks");
+  const rendered = checks && checks.render && checks.render.status !== "skipped";
+  if (rendered && !shots.has(version.id)) {
+    shots.add(version.id);
+    renderVersions();
+  }
+  if (!checks || checks.status === "skipped") {
+    badge.hidden = true;
+    return;
+  }
+  const build = checks.build || {};
+  const render = checks.render || {};
+  const first = [
+    ...(build.errors || []),
+    ...(render.pageErrors || []),
+    ...(render.consoleErrors || []),
+    ...(render.failedRequests || []),
+    ...(render.blank ? ["the page is blank"] : []),
+  ][0];
+  badge.hidden = false;
+  badge.dataset.status = checks.status;
+  badge.textContent =
+    checks.status === "passed" ? "✓ checks passed" : `✗ checks failed: ${first || "see the run"}`;
 }
 
 function showPreview(url) {
