@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests import ai_sdk
-from tests.conftest import Api, wait_for
+from tests.conftest import Api, unavailable, wait_for
 from tests.fakes.llm_server import Error, Hang, Reply, ToolCall
 
 PAGE = {"path": "index.html", "content": "<h1>hi</h1>"}
@@ -196,3 +197,43 @@ def test_a_failed_run_ends_its_stream_with_error_then_finish(
     # The SDK hands an `error` chunk to onError, and reports nothing else.
     assert read["errors"] == [f"onError: {final['error']}"]
     assert read["frames"][-1]["data"] == "[DONE]"
+
+
+@pytest.fixture(scope="module")
+def checked(settings: Any) -> Iterator[Any]:
+    from dataclasses import replace
+
+    from orchestrator.checks.browser import find_chromium
+    from tests.test_checks import make_stack
+
+    if find_chromium() is None:
+        unavailable("no Chromium: install the Debian package chromium")
+    yield from make_stack(replace(settings, preview_check="chromium", check_max_rounds=2))
+
+
+def test_a_checked_run_with_a_repair_round_reads_in_the_sdk(
+    checked: Any, llm: Any, redis_client: Any, sdk: Path, api: Api
+) -> None:
+    from orchestrator.streams.replay import read_after
+    from orchestrator.streams.ui_messages import UiMessageTranslator
+    from tests.test_checks import FIXED, THROWS, page
+
+    llm.script(page(THROWS), page(FIXED, "Fixed"))
+    message, _fragment, _headers = checked.run("Say hello")
+    assert message["status"] == "COMPLETE", message
+    translator = UiMessageTranslator(message["id"])
+    frames = []
+    after = "0-0"
+    while batch := read_after(redis_client, message["id"], after):
+        after = batch[-1].id or after
+        for item in batch:
+            frames += [(item.id or "", json.dumps(c)) for c in translator.chunks(item)]
+    read = feed(sdk, [*frames, ("", "[DONE]")], api)
+    assert read["errors"] == [], read["errors"]
+    parts = read["message"]["parts"]
+    checks = {p["id"]: p["data"] for p in parts if p["type"] == "data-check"}
+    assert set(checks) == {"check-render"}, parts  # a static app has no build to check
+    assert checks["check-render"]["status"] == "passed"  # the repaired version's, in place
+    tools = [p for p in parts if p["type"].startswith("tool-")]
+    assert [t["type"] for t in tools].count("tool-write_file") == 2
+    assert all(t["state"] == "output-available" for t in tools)
