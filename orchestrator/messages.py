@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
-from models import Attachment, Fragment, Message, Project, utcnow
+from models import RUNNING, Attachment, Conversation, Fragment, Message, Project, utcnow
 from orchestrator import projects
 from orchestrator.errors import InvalidRequest, NotFound
 from orchestrator.send_prompt import AttachmentInput
@@ -29,6 +29,30 @@ def get_message(session: Session, user_id: str, message_id: str) -> Message:
     if message is None or message.user_id != user_id:
         raise NotFound("Message not found")
     return message
+
+
+def chat_scope(session: Session, user_id: str, chat_id: str) -> dict[str, str]:
+    """What an AI SDK chat id names, as `POST /api/messages` scopes a prompt: one of the user's
+    conversations (`conversationId`), else a project (`projectId`, its default conversation)."""
+    conversation = session.get(Conversation, chat_id)
+    if conversation is not None and conversation.user_id == user_id:
+        return {"conversationId": chat_id}
+    return {"projectId": chat_id}  # someone else's or no such id: "Project not found"
+
+
+def running_message(session: Session, user_id: str, chat_id: str) -> str | None:
+    """The assistant message running in the chat's conversation, if any; 404 if not the user's."""
+    if "conversationId" in chat_scope(session, user_id, chat_id):
+        conversation = projects.get_conversation(session, user_id, chat_id)
+    else:
+        project = projects.get_project(session, user_id, chat_id)
+        conversation = projects.default_conversation(session, project)
+    return session.scalar(
+        select(Message.id)
+        .where(Message.conversation_id == conversation.id, Message.status.in_(RUNNING))
+        .order_by(Message.created_at.desc())
+        .limit(1)
+    )
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,16 @@ CONFIG = schemathesis.Config.from_dict(
                     "POST /api/fragments/{fragmentId}/push",
                 )
             ),
+            {
+                # That the last of the messages is the user's, with 3 to 1000 characters of
+                # text, is beyond what JSON Schema can say of a list.
+                "include-name": "POST /api/chat",
+                "checks": {
+                    "positive_data_acceptance": {
+                        "expected-statuses": ["2xx", "400", "403", "404", "409", "422", "429"]
+                    }
+                },
+            },
         ],
     }
 )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
-from tests.conftest import Api
+from tests.conftest import ROOT, Api
+
+STATIC = ROOT / "web" / "static"
 
 
 def test_the_page_is_served_with_its_modules_and_a_strict_policy(server: str, api: Api) -> None:
@@ -36,3 +39,29 @@ def test_a_preview_may_be_framed_by_the_page_and_runs_on_an_opaque_origin(
     assert "allow-same-origin" not in preview.headers["Content-Security-Policy"]
     page = api.get(f"{server}/").text
     assert 'sandbox="allow-scripts allow-forms allow-modals"' in page
+
+
+# The vendored modules the page renders markdown with, as web/static/vendor/README.md pins them.
+VENDORED = {
+    "marked.esm.js": (
+        "marked v18.2.1",
+        "5371fea86fd0656b4fc7bea7c94c663109d82789b69433eeee78d42895aa44de",
+    ),
+    "purify.es.js": (
+        "DOMPurify 3.5.0",
+        "5e8c53cd086a012531fc754ee6a7ad7a02e8a06fc4dadd805b912e128c3f6c58",
+    ),
+}
+
+
+def test_the_markdown_modules_are_the_pinned_builds_served_by_the_app(
+    server: str, api: Api
+) -> None:
+    readme = (STATIC / "vendor" / "README.md").read_text()
+    for name, (version, digest) in VENDORED.items():
+        body = (STATIC / "vendor" / name).read_bytes()
+        assert hashlib.sha256(body).hexdigest() == digest, name
+        assert digest in readme and version in body.decode()[:2000], name
+        served = api.get(f"{server}/static/vendor/{name}")
+        assert served.status_code == 200 and served.content == body
+        assert "javascript" in served.headers["content-type"], name

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from web.api import (
+    chat,
     code_io,
     conversations,
     events,
@@ -26,6 +27,7 @@ BLUEPRINTS: tuple[Blueprint, ...] = (
     conversations.bp,
     messages.bp,
     events.bp,
+    chat.bp,
     fragments.bp,
     versions.bp,
     code_io.bp,

@@ -19,7 +19,9 @@ from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
 from orchestrator import messages
+from orchestrator.errors import InvalidRequest
 from orchestrator.send_prompt import AttachmentInput
+from orchestrator.streams.replay import CURSOR_PATTERN
 from web.api.common import storable
 
 Id = Field(default=None, min_length=1, max_length=64)
@@ -257,5 +259,54 @@ class ListConversations(Query):
 
 class StreamQuery(Query):
     last_event_id: str | None = Field(
-        default=None, description="Resume after this stream id (for EventSource)"
+        default=None,
+        description="Resume after this stream id (for EventSource)",
+        json_schema_extra={"pattern": CURSOR_PATTERN},
     )
+
+
+class ChatMessage(BaseModel):
+    """One UIMessage of the AI SDK; only the parts of the last user message are read."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = ""
+    role: Literal["system", "user", "assistant"]
+    parts: list[dict[str, Any]] = Field(max_length=100)
+
+
+class ChatRequest(Body):
+    """The body `DefaultChatTransport` sends: `id` names a conversation, or a project (its
+    default conversation); the last message is the user's prompt."""
+
+    id: str = Field(min_length=1, max_length=64)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    trigger: Literal["submit-message", "regenerate-message"] = "submit-message"
+    message_id: str | None = None
+
+    def send_message(self, scope: dict[str, str]) -> SendMessage:
+        """The prompt as `POST /api/messages` takes it, checked by the same rules (400s)."""
+        if self.trigger != "submit-message":
+            raise InvalidRequest("Only trigger submit-message is supported: send the prompt again")
+        last = self.messages[-1]
+        if last.role != "user":
+            raise InvalidRequest("The last message must be the user's prompt")
+        texts: list[str] = []
+        attachments: list[dict[str, Any]] = []
+        for part in last.parts:
+            if part.get("type") == "text" and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif part.get("type") == "file":
+                attachments.append(_file_attachment(part))
+        body = {"message": "\n".join(texts), **scope, "attachments": attachments}
+        return SendMessage.model_validate(body)
+
+
+def _file_attachment(part: dict[str, Any]) -> dict[str, Any]:
+    """A `file` part as an attachment: an http(s) URL of an image (data: URLs are not stored)."""
+    url, media = part.get("url"), part.get("mediaType")
+    if not isinstance(url, str) or not re.fullmatch(HTTP_URL, url):
+        raise InvalidRequest("A file part's url must be an http(s) URL: upload the file first")
+    if not isinstance(media, str) or not media.startswith("image/"):
+        raise InvalidRequest("Only image files can be attached")
+    return {"type": "IMAGE", "url": url, "size": 0}

@@ -4,13 +4,14 @@
     event: <type>
     data: <json>
 
-`: ping` comments keep idle connections open. The stream ends after `done`.
+`: ping` comments keep idle connections open. The stream ends after `done`. `render` writes an
+item otherwise (web/ui_stream.py writes the AI SDK's chunks).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import redis
 
@@ -21,9 +22,16 @@ from web.stream_hub import StreamHub, Subscription
 PING = ": ping\n\n"
 
 
+def frame(data: str, *, id: str | None = None, event: str | None = None) -> str:
+    """One SSE frame; `data` is one line (compact JSON)."""
+    head = f"id: {id}\n" if id else ""
+    if event:
+        head += f"event: {event}\n"
+    return f"{head}data: {data}\n\n"
+
+
 def wire(item: Item) -> str:
-    head = f"id: {item.id}\n" if item.id else ""
-    return f"{head}event: {item.type}\ndata: {item.data}\n\n"
+    return frame(item.data, id=item.id, event=item.type)
 
 
 class EventStream:
@@ -37,8 +45,10 @@ class EventStream:
         replay: Replay,
         *,
         ping_interval: float,
+        render: Callable[[Item], str] = wire,
     ) -> None:
         self.hub = hub
+        self.render = render
         self.client = client
         self.message_id = message_id
         self.replay = replay
@@ -49,7 +59,7 @@ class EventStream:
 
     def __iter__(self) -> Iterator[str]:
         for item in self.replay.items:
-            yield wire(item)
+            yield self.render(item)
         if self.replay.follow_after is None:
             return
         sub: Subscription | None = None
@@ -77,7 +87,7 @@ class EventStream:
                     # The run is over and its `done` never came: a last look, then say so.
                     yield from self._send(self._catch_up())
                     if not self._finished:
-                        yield wire(Item.synthesized("done", status=sub.over))
+                        yield self.render(Item.synthesized("done", status=sub.over))
                     return
                 else:
                     yield PING
@@ -91,7 +101,7 @@ class EventStream:
                 continue  # already sent: the log and the hub overlap by design
             self.cursor = item.id or self.cursor
             self._sent += 1
-            yield wire(item)
+            yield self.render(item)
             if item.type == "done":
                 self._finished = True
                 return

@@ -26,6 +26,8 @@ from orchestrator.streams.events import stream_key
 
 # Redis ids are two unsigned 64-bit numbers; 19 digits always fit.
 _STREAM_ID = re.compile(r"^\d{1,19}(-\d{1,19})?$")
+# What a cursor may be, for the API's description: an id, maybe padded, or nothing.
+CURSOR_PATTERN = r"^[ \t]*([0-9]{1,19}(-[0-9]{1,19})?)?[ \t]*$"
 # `done` is appended last, but a worker that lost a race may add a stray event or two after it.
 _DONE_LOOKBACK = 8
 _BATCH = 500

@@ -26,7 +26,10 @@ from web.stream_hub import StreamHub
 
 bp = Api("events", __name__)
 
-_hub_lock = threading.Lock()
+# One lock per process, made in that process: gunicorn's master imports this module before a
+# gevent worker patches threading, and a lock made then is a real one, on which the streams that
+# reach a fresh worker together would block its one thread for good.
+_hub_locks: dict[int, threading.Lock] = {}
 
 SSE = Raw(
     "text/event-stream",
@@ -34,7 +37,9 @@ SSE = Raw(
     "delta, tool_call, tool_result, fragment, error, done) and `data` (JSON). `done` is last.",
     {"type": "string"},
 )
-LAST_EVENT_ID = header("Last-Event-ID", "Resume after this stream id")
+LAST_EVENT_ID = header(
+    "Last-Event-ID", "Resume after this stream id", pattern=replay.CURSOR_PATTERN
+)
 
 
 class EventsToken(contract.Shape):
@@ -54,20 +59,13 @@ class EventsToken(contract.Shape):
 )
 def stream(message_id: str, query: StreamQuery) -> Any:
     """The run's live event stream, resumable."""
-    user_id = _stream_user(message_id)
+    user_id = stream_user(message_id)
     # The header wins: EventSource reconnects to the same URL and sends the newest id there.
     cursor = replay.parse_cursor(request.headers.get("Last-Event-ID") or query.last_event_id)
     app = state()
     with unit_of_work() as session:
         messages.get_message(session, user_id, message_id)
-    streams = hub(current_app)
-    plan = replay.plan(
-        streams.client,
-        message_id,
-        cursor,
-        lambda: _run_state(app, message_id),
-        lambda status: app.events.open(message_id, StatusEvent(status)),
-    )
+    streams, plan = follow(message_id, cursor)
     body = EventStream(
         streams,
         streams.client,
@@ -90,12 +88,26 @@ def token(message_id: str) -> Any:
     return EventsToken(token=value, expires_at=datetime.fromtimestamp(expires, UTC))
 
 
+def follow(message_id: str, cursor: str | None) -> tuple[StreamHub, replay.Replay]:
+    """This process's hub, and what a client connecting with `cursor` gets first."""
+    app = state()
+    streams = hub(current_app)
+    plan = replay.plan(
+        streams.client,
+        message_id,
+        cursor,
+        lambda: _run_state(app, message_id),
+        lambda status: app.events.open(message_id, StatusEvent(status)),
+    )
+    return streams, plan
+
+
 def hub(app: Flask) -> StreamHub:
     """This process's hub, built on first use so that each forked web worker gets its own."""
     found: StreamHub | None = app.extensions.get("appforge.sse_hub")
     if found is not None and found.pid == os.getpid():
         return found
-    with _hub_lock:
+    with _hub_locks.setdefault(os.getpid(), threading.Lock()):
         found = app.extensions.get("appforge.sse_hub")
         if found is None or found.pid != os.getpid():
             app_state = state()
@@ -108,7 +120,7 @@ def hub(app: Flask) -> StreamHub:
         return found
 
 
-def _stream_user(message_id: str) -> str:
+def stream_user(message_id: str) -> str:
     """`?token=` from the token endpoint (EventSource cannot send headers), else the bearer JWT."""
     raw = request.args.get("token")
     if raw is None:

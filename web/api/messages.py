@@ -106,6 +106,20 @@ def show(message_id: str) -> Any:
 )
 def send(body: SendMessage) -> Any:
     """Send a prompt: store the turn, spend a credit, enqueue the run."""
+    accepted = accept(body)
+    user_message = accepted.user_message
+    if user_message is None:  # a replay: the stored turn is the first answer
+        with unit_of_work() as session:
+            user_message = messages.get_message(
+                session, current_user_id(), accepted.user_message_id
+            )
+    sent = {"run_id": accepted.run_id, "message_id": accepted.assistant_message_id}
+    return contract.SentMessage.of(contract.Message.model_validate(user_message), **sent)
+
+
+def accept(body: SendMessage) -> send_prompt.PromptAccepted:
+    """A prompt through every rule of `POST /api/messages` (rate limit, Idempotency-Key, credits
+    and 402, 409 with the running message, the queue): `POST /api/chat` sends through it too."""
     key = idempotency_key()
     app = state()
     slot = ratelimit.check(app.redis, current_user_id(), app.settings.rate_limit_per_minute)
@@ -116,14 +130,7 @@ def send(body: SendMessage) -> Any:
         raise
     if accepted.replayed:
         ratelimit.release(app.redis, current_user_id(), slot)
-    user_message = accepted.user_message
-    if user_message is None:  # a replay: the stored turn is the first answer
-        with unit_of_work() as session:
-            user_message = messages.get_message(
-                session, current_user_id(), accepted.user_message_id
-            )
-    sent = {"run_id": accepted.run_id, "message_id": accepted.assistant_message_id}
-    return contract.SentMessage.of(contract.Message.model_validate(user_message), **sent)
+    return accepted
 
 
 def _send(app: AppState, body: SendMessage, key: str | None) -> send_prompt.PromptAccepted:

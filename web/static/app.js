@@ -2,6 +2,7 @@
 // Plain ES modules, no build step: the browser loads these files as the web app serves them.
 
 import { client, words } from "./api.js";
+import { renderMarkdown } from "./markdown.js";
 import { follow } from "./stream.js";
 
 const TOKEN_KEY = "appforge.token";
@@ -227,12 +228,25 @@ function messageView(m) {
       el("strong", { text: m.role === "USER" ? "You" : "Assistant" }),
       el("span", { class: "status", text: STATUS_WORDS[m.status] || "" }),
     ),
-    el("div", { class: "content", "data-testid": "content", text: m.content }),
+    el("div", { class: "content", "data-testid": "content" }),
     el("div", { class: "steps" }),
     el("p", { class: "message-error", text: m.error || "", hidden: !m.error }),
   );
+  setContent(node, m.content || "");
   for (const step of m.toolCalls || []) addStep(node, step);
   return node;
+}
+
+// What the user typed is shown as typed; the assistant's answer is markdown.
+function setContent(node, text) {
+  const target = node.querySelector(".content");
+  if (node.dataset.role === "USER") target.textContent = text;
+  else renderMarkdown(target, text);
+}
+
+function contentText(node) {
+  const target = node.querySelector(".content");
+  return node.dataset.role === "USER" ? target.textContent : target.dataset.markdown || "";
 }
 
 function messageNode(id) {
@@ -274,10 +288,10 @@ function watch(messageId) {
   if (state.followers.has(messageId)) return;
   state.running = messageId;
   const node = () => messageNode(messageId);
-  const content = () => node().querySelector(".content");
   const follower = follow(call, messageId, {
     reset: () => {
-      content().textContent = "";
+      const n = node();
+      if (n) setContent(n, "");
     },
     reconnecting: () => node()?.classList.add("reconnecting"),
     failed: (error) => showError(error),
@@ -286,7 +300,7 @@ function watch(messageId) {
       if (!n) return;
       n.classList.remove("reconnecting");
       if (type === "status") setStatus(n, data.status);
-      else if (type === "delta") content().append(data.text);
+      else if (type === "delta") setContent(n, contentText(n) + data.text);
       else if (type === "tool_call") addStep(n, { id: data.id, name: data.name, args: data.args });
       else if (type === "tool_result") {
         const step = [...n.querySelectorAll(".step")].find((d) => d.dataset.callId === data.id);
@@ -310,10 +324,10 @@ async function finished(messageId, status) {
   const n = messageNode(messageId);
   if (n) {
     setStatus(n, status);
-    if (!n.querySelector(".content").textContent) {
+    if (!contentText(n)) {
       // Nothing streamed (a run that failed before any text): the message says what happened.
       const m = await call("GET", `/api/messages/${encodeURIComponent(messageId)}`).catch(() => null);
-      if (m) n.querySelector(".content").textContent = m.content;
+      if (m) setContent(n, m.content);
     }
   }
   showRunning();
