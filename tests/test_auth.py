@@ -324,6 +324,8 @@ def alices_things(
         "message_id": [sent["id"], sent["messageId"]],
         "fragment_id": [fragment.id],
         "import_id": [started.json()["id"]],
+        # A chat is one of the caller's conversations, or a project's default one (DESIGN 19).
+        "chat_id": [sent["conversationId"], project["id"]],
     }
     return alice, ids
 
