@@ -433,13 +433,10 @@ def test_kill_from_another_thread_stops_a_running_command(sandbox: LocalSandbox)
     runner.start()
     wait_for(lambda: live_processes(marker, None), 5, "the command to start")
 
-    started = time.monotonic()
     sandbox.kill()
-    killed_in = time.monotonic() - started
-    runner.join(timeout=5)
+    runner.join(timeout=5)  # the command had 1000 s to go: ending at all is the kill's doing
 
-    assert killed_in < 1
-    assert not runner.is_alive()
+    assert not runner.is_alive(), "the command outlived the kill"
     assert results[0].exit_code == -9 and not results[0].timed_out
     assert not sandbox.workspace.exists()
     assert leftovers(marker, sandbox.uid) == []
