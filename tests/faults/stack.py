@@ -64,6 +64,7 @@ SHARED_FIELDS = (
     "sandbox_root",
     "sandbox_isolation",
     "sandbox_templates",
+    "preview_check",
     "public_url",
     "queue_name",
     "heartbeat_interval",
@@ -93,6 +94,9 @@ def worker_env(settings: Settings, data_dir: Path) -> dict[str, str]:
         "SANDBOX": settings.sandbox,
         "SANDBOX_ISOLATION": settings.sandbox_isolation,
         "SANDBOX_TEMPLATES": settings.sandbox_templates or "off",
+        # The scenarios' workers check what their settings say (off, as the suite's): a worker
+        # left to the environment's default would render every version in Chromium.
+        "PREVIEW_CHECK": settings.preview_check,
         "PUBLIC_URL": settings.public_url,
         "AGENT_MAX_STEPS": str(settings.agent_max_steps),
         "LLM_READ_TIMEOUT": str(settings.llm_read_timeout),
