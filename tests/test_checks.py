@@ -8,6 +8,7 @@ tests skip; under CI=true they fail.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -117,6 +118,20 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
+def renderers() -> int:
+    """The Chromium renderer processes (one per open page) under this test process."""
+    from orchestrator.checks.browser import _descendants
+
+    count = 0
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                count += b"--type=renderer" in cmdline.read()
+        except OSError:
+            continue  # it ended meanwhile
+    return count
+
+
 def check_events(stack: Stack, message_id: str) -> list[dict[str, Any]]:
     log = EventLog(redis.Redis.from_url(stack.services.settings.redis_url))
     return [data for _id, kind, data in log.read(message_id) if kind == "check"]
@@ -200,7 +215,7 @@ def test_an_app_that_keeps_failing_stops_after_check_max_rounds(stack: Stack, ll
     """CHECK_MAX_ROUNDS=2 here: two repair rounds, three checks, then the version is saved."""
     broken = [THROWS.replace("boom at load", f"boom {n}") for n in range(4)]
     llm.script(*(page(p) for p in broken))
-    message, fragment, _ = stack.run("Never fixed")
+    message, fragment, headers = stack.run("Never fixed")
     assert message["status"] == "COMPLETE", message
     assert len(llm.requests) == 3
     assert len(checks_failed(llm)) == 2
@@ -210,6 +225,8 @@ def test_an_app_that_keeps_failing_stops_after_check_max_rounds(stack: Stack, ll
     assert "still fail" in message["content"] and "boom 2" in message["content"]
     public = stack.client.get(f"/api/fragments/{fragment['id']}").get_json()
     assert public["metadata"]["checks"] == {"status": "failed"}  # not what failed
+    # Three checks and three model turns, one prompt: one credit.
+    assert stack.client.get("/api/me", headers=headers).get_json()["credits"] == 4
 
 
 def test_requests_to_other_hosts_are_blocked_listed_and_never_leave_the_machine(
@@ -261,8 +278,9 @@ def test_a_cancel_during_the_render_check_stops_it_and_closes_its_browser_contex
         )
         browser = stack.services.checker.browser  # type: ignore[union-attr]
         assert browser is not None
-        # The page is open (and spinning): Chromium holds its context.
+        # The page is open (and spinning): Chromium holds its context, and a renderer runs it.
         wait_for(lambda: browser.open_contexts() == 1, timeout=30, what="the check's context")
+        wait_for(lambda: renderers() >= 1, timeout=30, what="a renderer for the page")
         url = f"/api/messages/{sent['messageId']}"
         assert stack.client.delete(url, headers=headers).status_code == 200
         runner.join(timeout=15)
@@ -271,6 +289,8 @@ def test_a_cancel_during_the_render_check_stops_it_and_closes_its_browser_contex
         runner.join(timeout=60)
     assert ended == ["CANCELLED"]
     wait_for(lambda: browser.open_contexts() == 0, timeout=10, what="the check's context to close")
+    # No browser process of the check is left (the process's browser itself stays, for the next).
+    wait_for(lambda: renderers() == 0, timeout=10, what="the page's renderer process to end")
     message = stack.client.get(url, headers=headers).get_json()
     assert message["status"] == "CANCELLED"
     assert stack.client.get(f"{url}/fragment", headers=headers).get_json() is None
