@@ -202,3 +202,70 @@ def test_delete_on_e2b_kills_the_vm_and_nothing_is_written_after(
     finally:
         redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)
         services.db.kw["bind"].dispose()
+
+
+def test_an_e2b_version_is_render_checked_at_its_dev_servers_url(
+    e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any
+) -> None:
+    """DESIGN section 16 on E2B: the render check opens the sandbox's preview URL (the dev server
+    behind E2B's edge, here the fake's), what the page throws goes back to the model, and other
+    origins stay blocked. The browser reaches the edge through the fake, as a proxy."""
+    from orchestrator.checks.browser import Browser, find_chromium
+    from orchestrator.checks.checker import Checker
+    from orchestrator.runs.runner import execute_run
+    from orchestrator.wiring.services import build_run_services
+    from tests.conftest import unavailable
+    from tests.test_checks import FIXED, THROWS, checks_failed, page, png_size
+    from web import create_app
+    from workers.worker import create_worker_app
+
+    chromium = find_chromium()
+    if chromium is None:
+        unavailable("no Chromium: install the Debian package chromium")
+        return
+    calls_out = FIXED + "<script>fetch('https://example.com/x').catch(() => {})</script>\n"
+    llm.script(page(THROWS), page(calls_out, "Fixed"))
+    settings = replace(
+        e2b_settings,
+        queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}",
+        preview_check="chromium",
+        check_max_rounds=2,
+        agent_max_steps=8,
+    )
+    browser = Browser(
+        chromium, 1, resolve_hosts=True, proxy=fake_e2b.preview_proxy, ignore_https_errors=True
+    )
+    services = replace(build_run_services(settings), checker=Checker(browser))
+    client = create_app(settings, celery=create_worker_app(settings)).test_client()
+    headers = {"Authorization": f"Bearer {user_token(SECRET, f'e2b-chk-{uuid.uuid4().hex[:8]}')}"}
+    try:
+        project = client.post(
+            "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
+        ).get_json()
+        body = {"message": "Say hello", "projectId": project["id"]}
+        sent = client.post("/api/messages", json=body, headers=headers).get_json()
+        execute_run(services, sent["messageId"], sent["runId"])
+        url = f"/api/messages/{sent['messageId']}"
+        message = client.get(url, headers=headers).get_json()
+        fragment = client.get(f"{url}/fragment", headers=headers).get_json()
+        shot = client.get(f"/api/fragments/{fragment['id']}/screenshot")
+    finally:
+        browser.close()
+        redis.Redis.from_url(settings.redis_url).delete(settings.queue_name)
+        services.db.kw["bind"].dispose()
+    assert message["status"] == "COMPLETE", message
+    host = f"5173-{fragment['sandboxId']}.{fake_e2b.domain}"
+    assert fragment["sandboxUrl"] == f"https://{host}"
+    # Both rounds loaded the page from the dev server's URL; the page's call out never left.
+    assert fake_e2b.preview_requests.count((host, "/")) >= 2, fake_e2b.preview_requests
+    tunnels = {c.path for c in fake_e2b.calls if c.method == "CONNECT"}
+    assert f"{host}:443" in tunnels and "example.com:443" not in tunnels, tunnels
+    told = checks_failed(llm)
+    assert len(told) == 1 and "boom at load" in told[0], told
+    checks = fragment["metadata"]["checks"]
+    assert checks["status"] == "passed" and checks["rounds"] == 2, checks
+    assert checks["build"]["status"] == "skipped"  # the dev server builds as it serves
+    render = checks["render"]
+    assert render["status"] == "passed" and render["pageErrors"] == [], render
+    assert render["blocked"] == ["https://example.com/x"] and render["blank"] is False
+    assert shot.status_code == 200 and 0 < png_size(shot.data)[0] <= 1280

@@ -8,6 +8,7 @@ tests skip; under CI=true they fail.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
@@ -117,6 +118,20 @@ def png_size(data: bytes) -> tuple[int, int]:
     return width, height
 
 
+def renderers() -> int:
+    """The Chromium renderer processes (one per open page) under this test process."""
+    from orchestrator.checks.browser import _descendants
+
+    count = 0
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                count += b"--type=renderer" in cmdline.read()
+        except OSError:
+            continue  # it ended meanwhile
+    return count
+
+
 def check_events(stack: Stack, message_id: str) -> list[dict[str, Any]]:
     log = EventLog(redis.Redis.from_url(stack.services.settings.redis_url))
     return [data for _id, kind, data in log.read(message_id) if kind == "check"]
@@ -200,7 +215,7 @@ def test_an_app_that_keeps_failing_stops_after_check_max_rounds(stack: Stack, ll
     """CHECK_MAX_ROUNDS=2 here: two repair rounds, three checks, then the version is saved."""
     broken = [THROWS.replace("boom at load", f"boom {n}") for n in range(4)]
     llm.script(*(page(p) for p in broken))
-    message, fragment, _ = stack.run("Never fixed")
+    message, fragment, headers = stack.run("Never fixed")
     assert message["status"] == "COMPLETE", message
     assert len(llm.requests) == 3
     assert len(checks_failed(llm)) == 2
@@ -210,6 +225,8 @@ def test_an_app_that_keeps_failing_stops_after_check_max_rounds(stack: Stack, ll
     assert "still fail" in message["content"] and "boom 2" in message["content"]
     public = stack.client.get(f"/api/fragments/{fragment['id']}").get_json()
     assert public["metadata"]["checks"] == {"status": "failed"}  # not what failed
+    # Three checks and three model turns, one prompt: one credit.
+    assert stack.client.get("/api/me", headers=headers).get_json()["credits"] == 4
 
 
 def test_requests_to_other_hosts_are_blocked_listed_and_never_leave_the_machine(
@@ -261,8 +278,9 @@ def test_a_cancel_during_the_render_check_stops_it_and_closes_its_browser_contex
         )
         browser = stack.services.checker.browser  # type: ignore[union-attr]
         assert browser is not None
-        # The page is open (and spinning): Chromium holds its context.
+        # The page is open (and spinning): Chromium holds its context, and a renderer runs it.
         wait_for(lambda: browser.open_contexts() == 1, timeout=30, what="the check's context")
+        wait_for(lambda: renderers() >= 1, timeout=30, what="a renderer for the page")
         url = f"/api/messages/{sent['messageId']}"
         assert stack.client.delete(url, headers=headers).status_code == 200
         runner.join(timeout=15)
@@ -271,6 +289,8 @@ def test_a_cancel_during_the_render_check_stops_it_and_closes_its_browser_contex
         runner.join(timeout=60)
     assert ended == ["CANCELLED"]
     wait_for(lambda: browser.open_contexts() == 0, timeout=10, what="the check's context to close")
+    # No browser process of the check is left (the process's browser itself stays, for the next).
+    wait_for(lambda: renderers() == 0, timeout=10, what="the page's renderer process to end")
     message = stack.client.get(url, headers=headers).get_json()
     assert message["status"] == "CANCELLED"
     assert stack.client.get(f"{url}/fragment", headers=headers).get_json() is None
@@ -311,14 +331,24 @@ def test_the_demo_model_fixes_the_bug_the_checks_report(settings: Settings) -> N
         assert any("missingList" in e for e in events[1]["errors"]), events
 
 
-def test_the_web_page_shows_a_versions_checks_and_its_screenshot(
+def test_the_web_page_shows_each_versions_checks_and_screenshot_in_the_list(
     stack: Stack, llm: FakeLLM, server: str
 ) -> None:
-    from playwright.sync_api import sync_playwright
+    """Two versions: the list shows each one's badge (the failed one with its first error) and
+    its screenshot before any is opened; the opened one's badge sits over its preview."""
+    from playwright.sync_api import expect, sync_playwright
 
     llm.script(page(THROWS), page(FIXED, "Fixed"))
-    message, fragment, headers = stack.run("Say hello")
+    first, fragment, headers = stack.run("Say hello")
     assert fragment["metadata"]["checks"]["status"] == "passed", fragment["metadata"]
+    # A follow-up in the same project that never gets fixed (the same error twice: no more).
+    llm.script(page(THROWS, "Broken"), page(THROWS, "Broken"))
+    body = {"message": "Break it", "projectId": first["projectId"]}
+    sent = stack.client.post("/api/messages", json=body, headers=headers).get_json()
+    execute_run(stack.services, sent["messageId"], sent["runId"])
+    url = f"/api/messages/{sent['messageId']}/fragment"
+    broken = stack.client.get(url, headers=headers).get_json()
+    assert broken["metadata"]["checks"]["status"] == "failed", broken["metadata"]
     token = headers["Authorization"].removeprefix("Bearer ")
     executable = find_chromium()
     assert executable is not None
@@ -326,19 +356,37 @@ def test_the_web_page_shows_a_versions_checks_and_its_screenshot(
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
             view = browser.new_page(viewport={"width": 1280, "height": 860})
+            # The list as it first shows: the version the page opens never finishes opening
+            # (its diff is held), so its fragment cannot stand in for the list's own reads.
+            view.route("**/api/fragments/*/diff", lambda route: None)
             view.goto(f"{server}/#token={token}")
             view.get_by_test_id("project").first.click()
-            view.get_by_test_id("version").first.wait_for(timeout=15_000)
+            versions = view.get_by_test_id("version")
+            expect(versions).to_have_count(2, timeout=15_000)
+            newest, oldest = versions.nth(0), versions.nth(1)
+            expect(newest.get_by_test_id("version-checks")).to_have_text(
+                "✗ checks failed: boom at load", timeout=15_000
+            )
+            expect(newest.get_by_test_id("version-checks")).to_have_attribute(
+                "data-status", "failed"
+            )
+            expect(oldest.get_by_test_id("version-checks")).to_have_text(
+                "✓ checks passed", timeout=15_000
+            )
+            for item, version in ((newest, broken), (oldest, fragment)):
+                shot = item.get_by_test_id("version-shot")
+                expect(shot).to_have_attribute(
+                    "src", f"/api/fragments/{version['id']}/screenshot", timeout=15_000
+                )
+                view.wait_for_function(
+                    "(img) => img.complete && img.naturalWidth > 0",
+                    arg=shot.element_handle(),
+                    timeout=15_000,
+                )
+            view.unroute("**/api/fragments/*/diff")
             view.get_by_role("button", name="Show version 1").click()
             badge = view.get_by_test_id("checks")
-            badge.wait_for(timeout=15_000)
-            assert badge.inner_text() == "✓ checks passed"
-            shot = view.get_by_test_id("version-shot")
-            shot.wait_for(timeout=15_000)
-            view.wait_for_function(
-                "() => document.querySelector('[data-testid=version-shot]').naturalWidth > 0",
-                timeout=15_000,
-            )
+            expect(badge).to_have_text("✓ checks passed", timeout=15_000)
         finally:
             browser.close()
 

@@ -49,11 +49,23 @@ def find_chromium() -> str | None:
 class Browser:
     """The process's browser: started on first use, restarted if it died, contexts counted."""
 
-    def __init__(self, executable: str, concurrency: int, *, resolve_hosts: bool = False) -> None:
+    def __init__(
+        self,
+        executable: str,
+        concurrency: int,
+        *,
+        resolve_hosts: bool = False,
+        proxy: str | None = None,
+        ignore_https_errors: bool = False,
+    ) -> None:
+        """`proxy` and `ignore_https_errors`: how a test puts the fake E2B's edge, with its own
+        certificate, in front of the previews' https URLs (the page and its readiness probe)."""
         self.executable = executable
         self._slots = threading.BoundedSemaphore(concurrency)
         # E2B previews are on the internet: their host names must resolve.
         self._args = [a for a in LAUNCH_ARGS if not (resolve_hosts and "resolver" in a)]
+        self._proxy = {"server": proxy} if proxy is not None else None
+        self._ignore_https_errors = ignore_https_errors
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
         self._playwright: Any = None
@@ -153,14 +165,19 @@ class Browser:
         elif self._browser is not None:
             log.warning("the checks' Chromium died; starting it again")
         self._browser = await self._playwright.chromium.launch(
-            executable_path=self.executable, args=self._args, headless=True
+            executable_path=self.executable, args=self._args, headless=True, proxy=self._proxy
         )
         return self._browser
 
     async def _render(self, target: Target) -> RenderResult:
         browser = await self._ensure()
         opening = asyncio.ensure_future(
-            browser.new_context(viewport=VIEWPORT, service_workers="block", accept_downloads=False)
+            browser.new_context(
+                viewport=VIEWPORT,
+                service_workers="block",
+                accept_downloads=False,
+                ignore_https_errors=self._ignore_https_errors,
+            )
         )
         try:
             context = await asyncio.shield(opening)

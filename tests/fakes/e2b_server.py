@@ -23,6 +23,13 @@ and what `Template.build` (orchestrator.sandboxes.e2b_templates) sends, recorded
     POST   /v2/templates/{id}/builds/{build}      start the build  202, its steps kept
     GET    /templates/{id}/builds/{build}/status  build status     200 {status: "ready", ...}
 
+and E2B's edge, which serves each sandbox's ports at `https://{port}-{id}.{domain}`: the fake is
+also an HTTP proxy (`preview_proxy`, for a browser) that answers `CONNECT {port}-{id}.{domain}:443`
+with TLS under its own certificate (a client ignores its errors) and then serves, as the sandbox's
+dev server would, the files of its `/home/user/app` (`/` is `index.html`); 502 as the edge says
+when the sandbox is gone or runs no command (no dev server), or for another host. Every request
+is kept in `preview_requests`; nothing leaves 127.0.0.1.
+
 Each sandbox's filesystem is a temporary directory (`/home/user/app` lives at
 `root/home/user/app`); commands really run there with subprocess, so output, exit codes and
 timing are real, but unconfined: this is a fake, not a sandbox. A killed sandbox drops its open
@@ -38,12 +45,14 @@ import base64
 import contextlib
 import datetime as dt
 import json
+import mimetypes
 import os
 import queue
 import secrets
 import shutil
 import signal
 import socket
+import ssl
 import stat
 import subprocess
 import tempfile
@@ -157,6 +166,9 @@ class FakeE2B:
         # Programs a test drops here shadow the host's (e.g. a slow `npm` for the dev server).
         self.bin_dir = self._dir / "bin"
         self.bin_dir.mkdir()
+        # The preview pages asked for through the edge: (host, path).
+        self.preview_requests: list[tuple[str, str]] = []
+        self._tls = _tls_context(self._dir, domain)
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
@@ -176,6 +188,11 @@ class FakeE2B:
             "sandbox_url": self.url,
             "domain": self.domain,
         }
+
+    @property
+    def preview_proxy(self) -> str:
+        """The proxy a browser goes through to reach the previews' https URLs (this server)."""
+        return self.url
 
     def add_program(self, name: str, script: str) -> None:
         """Put an executable `name` first on the PATH of every command the fake runs."""
@@ -268,6 +285,21 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._dispatch()
+
+    def do_CONNECT(self) -> None:
+        """A browser's tunnel to a preview host: TLS under the fake's certificate, then the
+        preview's requests on it (E2B's edge in front of a sandbox's dev server)."""
+        host = self.path.rsplit(":", 1)[0]
+        self.fake.record(Call("CONNECT", self.path, None))
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        try:
+            tunnel = self.server.fake._tls.wrap_socket(self.connection, server_side=True)
+        except (OSError, ssl.SSLError):
+            return
+        with contextlib.suppress(OSError):
+            _PreviewHandler(tunnel, self.client_address, self.server, host)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -597,6 +629,78 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class _PreviewHandler(BaseHTTPRequestHandler):
+    """The requests inside one tunnel: a sandbox's dev server, as its preview host serves it."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def __init__(self, request: Any, client_address: Any, server: _Server, host: str) -> None:
+        self.host = host
+        super().__init__(request, client_address, server)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        path = urlsplit(self.path).path
+        with fake._lock:
+            fake.preview_requests.append((self.host, path))
+        label, _, domain = self.host.partition(".")
+        sandbox = fake.alive(label.partition("-")[2]) if domain == fake.domain else None
+        if sandbox is None or not any(p.running for p in sandbox.processes.values()):
+            return self._answer(502, b"The sandbox is not running a server on this port")
+        app = sandbox.host_path("/home/user/app")
+        target = (app / (path.lstrip("/") or "index.html")).resolve()
+        if not target.is_relative_to(app.resolve()) or not target.is_file():
+            return self._answer(404, b"not found")
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        self._answer(200, target.read_bytes(), kind)
+
+    def _answer(self, status: int, body: bytes, kind: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _tls_context(folder: Path, domain: str) -> ssl.SSLContext:
+    """A server context with a self-signed certificate for `*.{domain}`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"*.{domain}")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(f"*.{domain}")]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "edge.crt", folder / "edge.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context
 
 
 def _pump(name: str, pipe: Any, output: queue.Queue[tuple[str, bytes]]) -> None:

@@ -18,8 +18,9 @@ const STATUS_WORDS = {
 const $ = (id) => document.getElementById(id);
 const call = client(() => sessionStorage.getItem(TOKEN_KEY) || "");
 const state = { project: null, running: null, followers: new Map(), versions: [], selected: null };
-// The versions known to have a screenshot (their checks rendered them: DESIGN section 16).
-const shots = new Set();
+// Each version's checks (DESIGN section 16), by version id: the versions list does not carry
+// them (section 12 pins its shape), so the page reads each version's fragment once.
+const checksOf = new Map();
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -391,6 +392,7 @@ async function loadVersions({ select }) {
   const known = new Set(state.versions.map((v) => v.id));
   state.versions = versions;
   renderVersions();
+  readChecks(project, versions);
   if (!versions.length) return;
   const latest = versions[versions.length - 1];
   let wanted = null;
@@ -398,6 +400,51 @@ async function loadVersions({ select }) {
   else if (select === "latest-if-new") wanted = known.has(latest.id) ? null : latest;
   else wanted = versions.find((v) => v.id === select) || null;
   if (wanted && (!state.selected || state.selected.id !== wanted.id)) await selectVersion(wanted);
+}
+
+// The checks of the versions not read yet, newest first; the list shows each as it arrives.
+async function readChecks(project, versions) {
+  for (const v of [...versions].reverse()) {
+    if (checksOf.has(v.id)) continue;
+    let fragment = null;
+    try {
+      fragment = await call("GET", `/api/messages/${encodeURIComponent(v.messageId)}/fragment`);
+    } catch {
+      continue; // shown without its checks; the next load tries again
+    }
+    if (state.project !== project) return;
+    checksOf.set(v.id, (fragment && fragment.metadata && fragment.metadata.checks) || null);
+    renderVersions();
+  }
+}
+
+// A version's checks in words: passed, or failed with the first thing that failed; null when
+// it was not checked.
+function checksWords(checks) {
+  if (!checks || checks.status === "skipped") return null;
+  const build = checks.build || {};
+  const render = checks.render || {};
+  const first = [
+    ...(build.errors || []),
+    ...(render.pageErrors || []),
+    ...(render.consoleErrors || []),
+    ...(render.failedRequests || []),
+    ...(render.blank ? ["the page is blank"] : []),
+  ][0];
+  if (checks.status === "passed") return "✓ checks passed";
+  return `✗ checks failed: ${first || "see the run"}`;
+}
+
+function checksBadge(checks) {
+  const words = checksWords(checks);
+  if (!words) return null;
+  return el("span", {
+    class: "checks",
+    "data-testid": "version-checks",
+    "data-status": checks.status,
+    title: words,
+    text: words,
+  });
 }
 
 function renderVersions() {
@@ -424,7 +471,7 @@ function renderVersions() {
             "aria-label": `Show version ${v.version}`,
           },
           el("strong", { text: `v${v.version}` }),
-          shots.has(v.id)
+          rendered(checksOf.get(v.id))
             ? el("img", {
                 class: "shot",
                 "data-testid": "version-shot",
@@ -434,6 +481,7 @@ function renderVersions() {
               })
             : null,
           el("span", { text: v.title || "Untitled" }),
+          checksBadge(checksOf.get(v.id)),
           el("small", { text: summary }),
         ),
         el("button", {
@@ -466,31 +514,23 @@ async function selectVersion(version) {
   renderFiles(fragment ? fragment.files || {} : {}, diff ? diff.files : []);
 }
 
-// The version's checks as a badge: passed, or failed with the first thing that failed.
+// Whether the render check ran, and so took the version's screenshot.
+function rendered(checks) {
+  return Boolean(checks && checks.render && checks.render.status !== "skipped");
+}
+
+// The selected version's checks as a badge over its preview.
 function showChecks(version, checks) {
-  const badge = $("checks");
-  const rendered = checks && checks.render && checks.render.status !== "skipped";
-  if (rendered && !shots.has(version.id)) {
-    shots.add(version.id);
+  if (!checksOf.has(version.id)) {
+    checksOf.set(version.id, checks || null);
     renderVersions();
   }
-  if (!checks || checks.status === "skipped") {
-    badge.hidden = true;
-    return;
-  }
-  const build = checks.build || {};
-  const render = checks.render || {};
-  const first = [
-    ...(build.errors || []),
-    ...(render.pageErrors || []),
-    ...(render.consoleErrors || []),
-    ...(render.failedRequests || []),
-    ...(render.blank ? ["the page is blank"] : []),
-  ][0];
-  badge.hidden = false;
+  const badge = $("checks");
+  const words = checksWords(checks);
+  badge.hidden = !words;
+  if (!words) return;
   badge.dataset.status = checks.status;
-  badge.textContent =
-    checks.status === "passed" ? "✓ checks passed" : `✗ checks failed: ${first || "see the run"}`;
+  badge.textContent = words;
 }
 
 function showPreview(url) {
