@@ -297,3 +297,36 @@ def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
         d["text"] for _id, kind, d in EventLog(redis_client).read(message.id) if kind == "delta"
     ]
     assert "".join(deltas) == text
+
+
+def test_a_runs_stream_exists_before_any_of_its_text_can_reach_the_database(
+    api: Api, db: Any, llm: Any, settings: Settings, redis_client: Any
+) -> None:
+    """A client that found the run's text in the database but no stream would take the text as a
+    snapshot and then read it again from the stream (CI once saw the text twice on /events)."""
+    import threading
+
+    from orchestrator.streams.events import stream_key
+    from orchestrator.streams.publisher import Publisher
+    from orchestrator.wiring.services import build_run_services
+
+    built = build_run_services(settings)
+    # A publisher that would send nothing on its own for a minute: only what the run sends at
+    # once is in the stream while the model answers.
+    services = replace(built, publisher=Publisher(built.events, window=60.0))
+    llm.script(Reply("Hello.", delay=2.0), Reply("Done."))
+    project = api.project()
+    api.get("/api/me")
+    with transaction(db) as session:
+        pending = _pending_message(session, api, project["id"])
+        message_id, run_id = pending.id, pending.run_id
+    runner = threading.Thread(target=execute_run, args=(services, message_id, run_id))
+    runner.start()
+    try:
+        assert llm.wait_for_requests(1, timeout=15), "the run never asked the model"
+        entries = redis_client.xrange(stream_key(message_id))
+        assert entries, "the run asked the model before its stream had its first entry"
+        assert entries[0][1][b"type"] == b"status"
+    finally:
+        runner.join(timeout=30)
+    assert not runner.is_alive(), "the run did not end"

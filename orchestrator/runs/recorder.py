@@ -160,6 +160,15 @@ class Recorder:
         except redis.RedisError:  # the database keeps the outcome; live followers catch up from it
             log.warning("could not publish events of %s", self.lease.message_id, exc_info=True)
 
+    def publish_now(self, *events: Event) -> None:
+        """Publish and send at once, from this thread: the run's first entry must be in its
+        stream before any of its text can reach the database. A client that found text in the
+        database and no stream would take that text as a snapshot, then read it again from the
+        stream once it appeared (orchestrator/streams/replay.py, "its log was lost")."""
+        self.publish(*events)
+        if self.publisher is not None:
+            self.publisher.sync(self.lease.message_id)
+
     def close(self) -> None:
         """Send what is still queued for the run's stream (its events keep their order)."""
         if self.flusher is not None:

@@ -168,7 +168,7 @@ class _Run:
     # -- the run ---------------------------------------------------------------------------
 
     def execute(self) -> str | None:
-        self.record.publish(StatusEvent(Status.STREAMING))
+        self.record.publish_now(StatusEvent(Status.STREAMING))
         if self.context.attempt > 1:
             self.record.carry_over(self.context.earlier_content, self.context.earlier_tool_calls)
         with self.watch:
