@@ -16,7 +16,9 @@ import time
 from collections.abc import Callable
 
 import redis
+from redis.client import PubSub
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from models import Status, transaction
 from orchestrator.runs import lifecycle, progress
@@ -184,32 +186,35 @@ class RunHub:
         threading.Thread(target=self._beat, name="run-heartbeat", daemon=True).start()
 
     def _listen(self) -> None:
-        delay = self._reconnect_delay
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        while True:  # one Retrying per connection: its waits start again after each success
+            pubsub = Retrying(
+                retry=retry_if_exception_type(Exception),  # Redis away: wait, then again
+                wait=wait_exponential(multiplier=self._reconnect_delay, max=5.0),
+            )(self._subscribe)
             try:
-                pubsub.subscribe(CANCEL_CHANNEL)
-                # Anything published while we were not subscribed is lost: read the flags.
-                self._check_flags()
-                self.listening.set()
-                delay = self._reconnect_delay
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
                         message_id = data.decode() if isinstance(data, bytes) else str(data)
                         self._trip(message_id, "cancelled")
-            except Exception as exc:  # Redis away: reconnect, then read every flag again
-                if self.listening.is_set():
-                    log.warning("cancel listener lost Redis (%s); reconnecting", exc)
-                self.listening.clear()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # reconnect, then read every flag again
+                log.warning("cancel listener lost Redis (%s); reconnecting", exc)
             finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    log.debug("could not close the cancel subscription", exc_info=True)
+                self.listening.clear()
+                _close(pubsub)
+
+    def _subscribe(self) -> PubSub:
+        pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(CANCEL_CHANNEL)
+            # Anything published while we were not subscribed is lost: read the flags.
+            self._check_flags()
+        except Exception:
+            _close(pubsub)
+            raise
+        self.listening.set()
+        return pubsub
 
     def _check_flags(self) -> None:
         message_ids = [w.message_id for w in self.watches()]
@@ -239,6 +244,13 @@ class RunHub:
         for watch in watches:
             if watch.lease.token not in held:
                 watch.trip("lost")
+
+
+def _close(pubsub: PubSub) -> None:
+    try:
+        pubsub.close()
+    except Exception:
+        log.debug("could not close the cancel subscription", exc_info=True)
 
 
 def cancel_run(
