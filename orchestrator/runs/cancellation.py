@@ -10,7 +10,6 @@ heartbeat statement for all of them, instead of a polling thread per run.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from models import Status, transaction
+from orchestrator.process_threads import ProcessThreads
 from orchestrator.runs import lifecycle, progress
 from orchestrator.runs.lifecycle import CancelOutcome, Lease
 from orchestrator.streams.events import EventLog, StatusEvent
@@ -130,6 +130,7 @@ class RunHub:
         *,
         heartbeat_interval: float = 5.0,
         reconnect_delay: float = 0.5,
+        threads: ProcessThreads | None = None,
     ) -> None:
         self._redis = client
         self._db = db
@@ -137,14 +138,15 @@ class RunHub:
         self._reconnect_delay = reconnect_delay
         self._lock = threading.Lock()
         self._runs: dict[str, set[RunWatch]] = {}
-        self._pid: int | None = None
         # Set by the listener once it is subscribed (tests and benchmarks wait on it).
         self.listening = threading.Event()
+        self._threads = threads or ProcessThreads()
+        self._threads.own(self._start)
 
     # -- runs come and go ------------------------------------------------------------------
 
     def add(self, watch: RunWatch) -> None:
-        self._start()
+        self._threads.ensure()
         with self._lock:
             self._runs.setdefault(watch.message_id, set()).add(watch)
         # Registered first, then the flag: a cancel sent before the run started is seen here,
@@ -177,9 +179,6 @@ class RunHub:
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
             self._runs.clear()
             self.listening.clear()
         threading.Thread(target=self._listen, name="cancel-listener", daemon=True).start()
