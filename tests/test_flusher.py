@@ -25,7 +25,11 @@ def _content(db: Any, message_id: str) -> str:
 
 def _recorder(db: Any, lease: Lease, flusher: Flusher, redis_client: Any) -> Recorder:
     # A flush interval far away: only the flusher (or a tool event) may write the row.
-    return Recorder(db, EventLog(redis_client), lease, flush_interval=3600.0, flusher=flusher)
+    recorder = Recorder(
+        db, EventLog(redis_client), lease, flush_interval=3600.0, flushed_by_process=True
+    )
+    flusher.add(recorder)  # handed to the flusher, as the runner does
+    return recorder
 
 
 def test_one_tick_writes_the_new_text_of_every_run_and_only_what_is_new(

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Callable
 
 import redis
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from orchestrator.streams.replay import Item, id_key, xread
 
@@ -212,6 +213,7 @@ class _Reader:
         self._wake_key = f"sse:hub:{uuid.uuid4().hex}:wake"
         self._wake_cursor = "0-0"
         self._closed = False
+        self._connection: redis.Redis | None = None
         self._thread = threading.Thread(target=self._run, name="sse-reader", daemon=True)
         self._thread.start()
 
@@ -245,35 +247,14 @@ class _Reader:
             self.hub.client.delete(self._wake_key)
 
     def _run(self) -> None:
-        connection: redis.Redis | None = None
-        backoff = 0.1
-        while True:
-            with self._state:
-                while not self._cursors and not self._closed:
-                    self._state.wait()
-                if self._closed:
-                    return
-                streams = dict(self._cursors)
-            streams[self._wake_key] = self._wake_cursor
-            try:
-                if connection is None:
-                    # Its own connection, with a socket timeout longer than the block.
-                    connection = redis.Redis.from_url(
-                        self.hub.url,
-                        socket_timeout=self.hub.block_ms / 1000 + 10,
-                        socket_connect_timeout=5,
-                        single_connection_client=True,
-                    )
-                reply = xread(connection, streams, count=self.hub.count, block=self.hub.block_ms)
-                backoff = 0.1
-            except redis.RedisError:
-                log.warning("event reader lost Redis; retrying in %.1fs", backoff, exc_info=True)
-                if connection is not None:
-                    connection.close()
-                connection = None
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
+        while True:  # one Retrying per read: its waits start again after each success
+            reply = Retrying(
+                retry=retry_if_exception_type(redis.RedisError),
+                wait=wait_exponential(multiplier=0.1, max=5.0),
+                before_sleep=_log_lost,
+            )(self._read)
+            if reply is None:
+                return  # closed
             for key, items in reply:
                 last = items[-1].id or "0-0"
                 if key == self._wake_key:
@@ -285,3 +266,34 @@ class _Reader:
                     if id_key(last) > id_key(self._cursors[key]):
                         self._cursors[key] = last
                 self.hub.deliver(key, items)
+
+    def _read(self) -> list[tuple[str, list[Item]]] | None:
+        """One XREAD over the streams followed now (None once closed); Redis errors are raised."""
+        with self._state:
+            while not self._cursors and not self._closed:
+                self._state.wait()
+            if self._closed:
+                return None
+            streams = dict(self._cursors)
+        streams[self._wake_key] = self._wake_cursor
+        try:
+            if self._connection is None:
+                # Its own connection, with a socket timeout longer than the block.
+                self._connection = redis.Redis.from_url(
+                    self.hub.url,
+                    socket_timeout=self.hub.block_ms / 1000 + 10,
+                    socket_connect_timeout=5,
+                    single_connection_client=True,
+                )
+            return xread(self._connection, streams, count=self.hub.count, block=self.hub.block_ms)
+        except redis.RedisError:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = None
+            raise
+
+
+def _log_lost(state: RetryCallState) -> None:
+    wait = state.next_action.sleep if state.next_action else 0.0
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("event reader lost Redis; retrying in %.1fs", wait, exc_info=error)

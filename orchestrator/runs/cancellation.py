@@ -10,15 +10,17 @@ heartbeat statement for all of them, instead of a polling thread per run.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 
 import redis
+from redis.client import PubSub
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from models import Status, transaction
+from orchestrator.process_threads import ProcessThreads
 from orchestrator.runs import lifecycle, progress
 from orchestrator.runs.lifecycle import CancelOutcome, Lease
 from orchestrator.streams.events import EventLog, StatusEvent
@@ -128,6 +130,7 @@ class RunHub:
         *,
         heartbeat_interval: float = 5.0,
         reconnect_delay: float = 0.5,
+        threads: ProcessThreads | None = None,
     ) -> None:
         self._redis = client
         self._db = db
@@ -135,14 +138,15 @@ class RunHub:
         self._reconnect_delay = reconnect_delay
         self._lock = threading.Lock()
         self._runs: dict[str, set[RunWatch]] = {}
-        self._pid: int | None = None
         # Set by the listener once it is subscribed (tests and benchmarks wait on it).
         self.listening = threading.Event()
+        self._threads = threads or ProcessThreads()
+        self._threads.own(self._start)
 
     # -- runs come and go ------------------------------------------------------------------
 
     def add(self, watch: RunWatch) -> None:
-        self._start()
+        self._threads.ensure()
         with self._lock:
             self._runs.setdefault(watch.message_id, set()).add(watch)
         # Registered first, then the flag: a cancel sent before the run started is seen here,
@@ -175,41 +179,41 @@ class RunHub:
 
     def _start(self) -> None:
         with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
             self._runs.clear()
             self.listening.clear()
         threading.Thread(target=self._listen, name="cancel-listener", daemon=True).start()
         threading.Thread(target=self._beat, name="run-heartbeat", daemon=True).start()
 
     def _listen(self) -> None:
-        delay = self._reconnect_delay
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        while True:  # one Retrying per connection: its waits start again after each success
+            pubsub = Retrying(
+                retry=retry_if_exception_type(Exception),  # Redis away: wait, then again
+                wait=wait_exponential(multiplier=self._reconnect_delay, max=5.0),
+            )(self._subscribe)
             try:
-                pubsub.subscribe(CANCEL_CHANNEL)
-                # Anything published while we were not subscribed is lost: read the flags.
-                self._check_flags()
-                self.listening.set()
-                delay = self._reconnect_delay
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         data = message["data"]
                         message_id = data.decode() if isinstance(data, bytes) else str(data)
                         self._trip(message_id, "cancelled")
-            except Exception as exc:  # Redis away: reconnect, then read every flag again
-                if self.listening.is_set():
-                    log.warning("cancel listener lost Redis (%s); reconnecting", exc)
-                self.listening.clear()
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            except Exception as exc:  # reconnect, then read every flag again
+                log.warning("cancel listener lost Redis (%s); reconnecting", exc)
             finally:
-                try:
-                    pubsub.close()
-                except Exception:
-                    log.debug("could not close the cancel subscription", exc_info=True)
+                self.listening.clear()
+                _close(pubsub)
+
+    def _subscribe(self) -> PubSub:
+        pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        try:
+            pubsub.subscribe(CANCEL_CHANNEL)
+            # Anything published while we were not subscribed is lost: read the flags.
+            self._check_flags()
+        except Exception:
+            _close(pubsub)
+            raise
+        self.listening.set()
+        return pubsub
 
     def _check_flags(self) -> None:
         message_ids = [w.message_id for w in self.watches()]
@@ -239,6 +243,13 @@ class RunHub:
         for watch in watches:
             if watch.lease.token not in held:
                 watch.trip("lost")
+
+
+def _close(pubsub: PubSub) -> None:
+    try:
+        pubsub.close()
+    except Exception:
+        log.debug("could not close the cancel subscription", exc_info=True)
 
 
 def cancel_run(

@@ -11,18 +11,16 @@ itself when a tool call changes (at once, with its tool calls), never at the sam
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from models import transaction
+from orchestrator.process_threads import ProcessThreads
 from orchestrator.runs import progress
-
-if TYPE_CHECKING:
-    from orchestrator.runs.recorder import Recorder
+from orchestrator.runs.progress import Tail
 
 log = logging.getLogger(__name__)
 
@@ -33,26 +31,39 @@ BATCH_ROWS = 500
 MIN_INTERVAL = 0.005
 
 
+class Flushed(Protocol):
+    """What the flusher needs of a run's recorder (handed to it with `add`)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def take_tail(self) -> Tail | None: ...
+
+    def tail_sent(self, tail: Tail, held: bool | None) -> None: ...
+
+
 class Flusher:
-    def __init__(self, db: sessionmaker[Session], *, interval: float) -> None:
+    def __init__(
+        self, db: sessionmaker[Session], *, interval: float, threads: ProcessThreads | None = None
+    ) -> None:
         self.db = db
         self.interval = interval
         self._lock = threading.Lock()
-        self._recorders: dict[int, Recorder] = {}
-        self._pid: int | None = None
+        self._recorders: dict[int, Flushed] = {}
+        self._threads = threads or ProcessThreads()
+        self._threads.own(self._start)
 
-    def add(self, recorder: Recorder) -> None:
-        self._start()
+    def add(self, recorder: Flushed) -> None:
+        """Flush this run's text from now on, until its recorder is closed."""
+        self._threads.ensure()
         with self._lock:
             self._recorders[id(recorder)] = recorder
-
-    def remove(self, recorder: Recorder) -> None:
-        with self._lock:
-            self._recorders.pop(id(recorder), None)
 
     def flush_all(self) -> int:
         """Send the new text of every run that has some; returns how many runs it sent."""
         with self._lock:
+            for key in [k for k, recorder in self._recorders.items() if recorder.closed]:
+                del self._recorders[key]  # a closed run is ours no more
             recorders = list(self._recorders.values())
         taken = [(recorder, tail) for recorder in recorders if (tail := recorder.take_tail())]
         for start in range(0, len(taken), BATCH_ROWS):
@@ -71,12 +82,7 @@ class Flusher:
     # -- the process's flushing thread -----------------------------------------------------
 
     def _start(self) -> None:
-        if self._pid == os.getpid():
-            return
         with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
             self._recorders.clear()  # a forked child holds none of its parent's runs
         threading.Thread(target=self._loop, name="content-flusher", daemon=True).start()
 

@@ -2,10 +2,11 @@
 
 Every event goes to the run's Redis Stream (what clients follow), through the process's
 `Publisher` when there is one (coalesced, pipelined), and into the recorder. The text reaches
-the message row with the process's `Flusher` (one statement for all its runs per tick) when there
-is one, else by the recorder itself at least every `flush_interval`; tool events are flushed at
-once by the run. A flush sends only the text added since the last one, and the tool calls only
-when they changed, so a long run writes bytes in proportion to what it streamed (not its square).
+the message row with the process's `Flusher` (one statement for all its runs per tick) when the
+runner hands the recorder to it, else by the recorder itself at least every `flush_interval`;
+tool events are flushed at once by the run. A flush sends only the text added since the last one,
+and the tool calls only when they changed, so a long run writes bytes in proportion to what it
+streamed (not its square).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import transaction
 from orchestrator.runs import progress
-from orchestrator.runs.flusher import Flusher
 from orchestrator.runs.lifecycle import Lease
 from orchestrator.runs.progress import Tail
 from orchestrator.streams.events import DeltaEvent, Event, EventLog, ToolCallEvent, ToolResultEvent
@@ -39,14 +39,17 @@ class Recorder:
         *,
         flush_interval: float,
         publisher: Publisher | None = None,
-        flusher: Flusher | None = None,
+        flushed_by_process: bool = False,
     ) -> None:
         self.db = db
         self.events = events
         self.publisher = publisher
-        self.flusher = flusher
+        # True when the run's text goes with the process's flusher (its runner hands it there).
+        self.flushed_by_process = flushed_by_process
+        # True once closed: the flusher then forgets the run.
+        self.closed = False
         self.lease = lease
-        # How often the run flushes its text itself, when the process has no flusher.
+        # How often the run flushes its text itself, when the process's flusher does not.
         self.flush_interval = flush_interval
         self.content: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
@@ -62,8 +65,6 @@ class Recorder:
         # while the flusher holds it, the pieces it took are the first `_taken` of `_unflushed`.
         self._flushing = threading.Lock()
         self._taken = 0
-        if flusher is not None:
-            flusher.add(self)
 
     @property
     def text(self) -> str:
@@ -92,7 +93,8 @@ class Recorder:
             self._calls_changed = force = True
         self.publish(event)
         if force or (
-            self.flusher is None and time.monotonic() - self.last_flush >= self.flush_interval
+            not self.flushed_by_process
+            and time.monotonic() - self.last_flush >= self.flush_interval
         ):
             self.flush()
 
@@ -171,8 +173,7 @@ class Recorder:
 
     def close(self) -> None:
         """Send what is still queued for the run's stream (its events keep their order)."""
-        if self.flusher is not None:
-            self.flusher.remove(self)
+        self.closed = True  # the process's flusher takes no more of its text
         if self.publisher is not None:
             self.publisher.close(self.lease.message_id)
 

@@ -142,8 +142,9 @@ class _Run:
             lease,
             flush_interval=self.settings.flush_interval,
             publisher=services.publisher,
-            flusher=services.flusher,
+            flushed_by_process=True,
         )
+        services.flusher.add(self.record)
         # Set once the sandbox was closed as a COMPLETE run wants it (a kept-alive preview).
         self.released = False
         # Set when the worker ran the version's build (the model left its change unbuilt).

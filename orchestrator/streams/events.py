@@ -7,6 +7,7 @@ trimmed and expired once the run is over.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
@@ -194,15 +195,29 @@ class EventLog:
     ) -> list[tuple[str, str, dict[str, Any]]]:
         """Events after `after`: (id, type, data). Blocks up to block_ms when there are none."""
         reply: Any = self.redis.xread({stream_key(message_id): after}, count=count, block=block_ms)
-        return [parse_entry(entry) for _key, entries in reply or [] for entry in entries]
+        items = [decode_entry(i, f) for _key, entries in reply or [] for i, f in entries]
+        return [(str(item.id), item.type, json.loads(item.data)) for item in items]
 
 
-def _text(value: bytes | str) -> str:
+@dataclass(frozen=True)
+class Item:
+    """One event as clients see it: stream id (None when built from the database), type, JSON."""
+
+    id: str | None
+    type: str
+    data: str
+
+    @classmethod
+    def synthesized(cls, type: str, **data: Any) -> Item:
+        return cls(None, type, json.dumps(data, separators=(",", ":")))
+
+
+def as_text(value: bytes | str) -> str:
+    """A Redis reply's bytes or str as str, whether the client decodes responses or not."""
     return value.decode() if isinstance(value, bytes) else value
 
 
-def parse_entry(entry: Any) -> tuple[str, str, dict[str, Any]]:
-    """One stream entry as (id, type, data), whether the client decodes responses or not."""
-    entry_id, fields = entry
-    decoded = {_text(k): v for k, v in fields.items()}
-    return _text(entry_id), _text(decoded["type"]), json.loads(decoded["data"])
+def decode_entry(entry_id: bytes | str, fields: Mapping[Any, bytes | str]) -> Item:
+    """The one decoder of a stream entry, used by the worker's reads and the web's replays."""
+    plain = {as_text(k): as_text(v) for k, v in fields.items()}
+    return Item(as_text(entry_id), plain.get("type", ""), plain.get("data", "{}"))

@@ -10,13 +10,13 @@ tool call, the run's last events): per run the order of events is the order they
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
 
 import redis
 
+from orchestrator.process_threads import ProcessThreads
 from orchestrator.streams.events import DeltaEvent, Event, EventLog
 
 log = logging.getLogger(__name__)
@@ -50,18 +50,25 @@ def coalesce(events: list[Event]) -> list[Event]:
 
 
 class Publisher:
-    def __init__(self, events: EventLog, *, window: float = COALESCE_SECONDS) -> None:
+    def __init__(
+        self,
+        events: EventLog,
+        *,
+        window: float = COALESCE_SECONDS,
+        threads: ProcessThreads | None = None,
+    ) -> None:
         self.events = events
         self.window = window
         self._lock = threading.Lock()
         self._outboxes: dict[str, _Outbox] = {}
         self._dirty: set[str] = set()
         self._wake = threading.Event()
-        self._pid: int | None = None
+        self._threads = threads or ProcessThreads()
+        self._threads.own(self._start)
 
     def add(self, message_id: str, *events: Event) -> None:
         """Queue events of a run; they are sent within about `window` seconds."""
-        self._start()
+        self._threads.ensure()
         with self._lock:
             self._outboxes.setdefault(message_id, _Outbox()).events.extend(events)
             self._dirty.add(message_id)
@@ -90,12 +97,7 @@ class Publisher:
     # -- the process's sending thread ------------------------------------------------------
 
     def _start(self) -> None:
-        if self._pid == os.getpid():
-            return  # started in this process: no lock, which every run's every event would take
         with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
             self._outboxes.clear()
             self._dirty.clear()
         threading.Thread(target=self._loop, name="event-publisher", daemon=True).start()

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 from models import TERMINAL, Fragment, Message, Status
 from orchestrator.contract import fragment_json
 from orchestrator.errors import InvalidRequest
-from orchestrator.streams.events import stream_key
+from orchestrator.streams.events import Item as Item  # re-exported: clients read Items
+from orchestrator.streams.events import as_text, decode_entry, stream_key
 
 # Redis ids are two unsigned 64-bit numbers; 19 digits always fit.
 _STREAM_ID = re.compile(r"^\d{1,19}(-\d{1,19})?$")
@@ -33,19 +34,6 @@ _DONE_LOOKBACK = 8
 _BATCH = 500
 # XREAD's answer in RESP2, which our clients speak: [(key, [(id, {field: value})])].
 _XReadReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]]
-
-
-@dataclass(frozen=True)
-class Item:
-    """One event as clients see it: stream id (None when built from the database), type, JSON."""
-
-    id: str | None
-    type: str
-    data: str
-
-    @classmethod
-    def synthesized(cls, type: str, **data: Any) -> Item:
-        return cls(None, type, json.dumps(data, separators=(",", ":")))
 
 
 @dataclass(frozen=True)
@@ -86,22 +74,13 @@ def parse_cursor(raw: str | None) -> str | None:
     return None if id_key(raw) == (0, 0) else raw  # "0-0" is the start, as in XREAD
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def decode_entry(entry_id: bytes | str, fields: Mapping[Any, bytes | str]) -> Item:
-    plain = {_text(k): _text(v) for k, v in fields.items()}
-    return Item(_text(entry_id), plain.get("type", ""), plain.get("data", "{}"))
-
-
 def xread(
     client: redis.Redis, streams: Mapping[str, str], *, count: int, block: int | None = None
 ) -> list[tuple[str, list[Item]]]:
     """XREAD over several streams: (key, entries) for those with entries after their cursor."""
     request: dict[KeyT, StreamIdT] = {key: cursor for key, cursor in streams.items()}
     reply = cast("_XReadReply | None", client.xread(request, count=count, block=block))
-    return [(_text(key), [decode_entry(i, f) for i, f in entries]) for key, entries in reply or []]
+    return [(as_text(k), [decode_entry(i, f) for i, f in entries]) for k, entries in reply or []]
 
 
 def read_after(client: redis.Redis, message_id: str, after: str) -> list[Item]:

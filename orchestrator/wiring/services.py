@@ -7,6 +7,7 @@ import logging
 from models import make_engine, make_sessionmaker
 from orchestrator.checks.browser import Browser, find_chromium
 from orchestrator.checks.checker import Checker
+from orchestrator.process_threads import PROCESS
 from orchestrator.providers.base import Provider
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
 from orchestrator.providers.chain import ChainRun
@@ -108,9 +109,10 @@ def build_run_services(settings: Settings) -> RunServices:
         db=db,
         redis=client,
         events=events,
-        hub=RunHub(client, db, heartbeat_interval=settings.heartbeat_interval),
-        publisher=Publisher(events),
-        flusher=Flusher(db, interval=settings.flush_interval),
+        # One fork guard starts these threads (and the LLM reads' asyncio loop) once per process.
+        hub=RunHub(client, db, heartbeat_interval=settings.heartbeat_interval, threads=PROCESS),
+        publisher=Publisher(events, threads=PROCESS),
+        flusher=Flusher(db, interval=settings.flush_interval, threads=PROCESS),
         new_chain=lambda: ChainRun(
             providers,
             attempts_per_provider=settings.llm_attempts_per_provider,
