@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasGenerator, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    AliasGenerator,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -89,15 +96,15 @@ def _whole(value: Any) -> Any:
 
 
 def _port_or_none(value: Any) -> Any:
-    return (_whole(value) or None) if value is not None else None
+    return _whole(value) or None
 
 
-def _one_of(name: str, allowed: tuple[str, ...], *, lower: bool = True) -> BeforeValidator:
-    def check(value: Any) -> Any:
+def _one_of(allowed: tuple[str, ...], *, lower: bool = True) -> BeforeValidator:
+    def check(value: Any, info: ValidationInfo) -> Any:
         chosen = value.lower() if lower and isinstance(value, str) else value
         if chosen not in allowed:
             said = " or ".join(f"'{a}'" for a in allowed)
-            raise ConfigError(f"{name} must be {said}, got {chosen!r}")
+            raise ConfigError(f"{str(info.field_name).upper()} must be {said}, got {chosen!r}")
         return chosen
 
     return BeforeValidator(check)
@@ -132,7 +139,7 @@ Number = Annotated[float, BeforeValidator(_number)]
 Whole = Annotated[int, BeforeValidator(_whole)]
 Names = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_comma_list)]
 # Built in code (from_env), never read from one variable.
-FromCode = {"providers", "e2b_templates"}
+FROM_CODE = {"providers", "e2b_templates"}
 
 
 class Settings(BaseSettings):
@@ -163,11 +170,9 @@ class Settings(BaseSettings):
     llm_backoff_cap: Number = 8.0
     llm_retry_after_cap: Number = 30.0
     agent_max_steps: Whole = 25
-    sandbox: Annotated[str, _one_of("SANDBOX", ("local", "e2b"))] = "local"
+    sandbox: Annotated[str, _one_of(("local", "e2b"))] = "local"
     # DESIGN section 15: "required" refuses to run local commands without bubblewrap.
-    sandbox_isolation: Annotated[
-        str, _one_of("SANDBOX_ISOLATION", SANDBOX_ISOLATIONS, lower=False)
-    ] = "required"
+    sandbox_isolation: Annotated[str, _one_of(SANDBOX_ISOLATIONS, lower=False)] = "required"
     # DATA_DIR: this machine's own state (the SQLite file, the bundled Redis, sandboxes, templates).
     data_dir: str = ".data"
     # SANDBOX_ROOT: the local sandbox's workspaces. Left at its default under DATA_DIR, a worker
@@ -228,7 +233,7 @@ class Settings(BaseSettings):
     # DESIGN section 16: "chromium" checks every version (build, render) before it is saved;
     # "off" saves it unchecked (ENVIRONMENT_DEFAULTS: a worker with no Chromium says so at
     # start and skips the checks; built by hand, Settings() checks nothing).
-    preview_check: Annotated[str, _one_of("PREVIEW_CHECK", PREVIEW_CHECKS)] = "off"
+    preview_check: Annotated[str, _one_of(PREVIEW_CHECKS)] = "off"
     # Repair rounds: how many times a failed check goes back to the model.
     check_max_rounds: Whole = 3
     # Browser checks one worker process runs at once; the rest wait their turn.
@@ -274,6 +279,7 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, data_dir: Path | None = None) -> Settings:
+        """The settings `env` gives, read as pydantic-settings reads os.environ, plus the code."""
         home = data_dir or env_data_dir(env)
         given = {k: v for k, v in env.items() if v != "" or k in EMPTY_MEANS_EMPTY}
         values = _EnvMapping(
@@ -289,7 +295,7 @@ class Settings(BaseSettings):
         )()
         try:
             settings = cls(**values)
-        except ValidationError as exc:
+        except ValidationError as exc:  # text that parses as no number (the rest is ConfigError)
             error = exc.errors()[0]
             raise ConfigError(
                 f"{error['loc'][0]} must be a number, got {error['input']!r}"
@@ -319,7 +325,7 @@ class _EnvMapping(EnvSettingsSource):
         return self._given
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        if field_name in FromCode:
+        if field_name in FROM_CODE:
             return None, field_name, False
         return super().get_field_value(field, field_name)
 
