@@ -28,7 +28,6 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +142,7 @@ def measure(args: argparse.Namespace, scratch: Path, redis_url: str) -> None:
         framework = "NEXTJS" if args.framework == "STATIC" else args.framework
         stacks = {}
         for mode in ("chromium", "off"):
-            settings = replace(base, preview_check=mode)
+            settings = base.model_copy(update=dict(preview_check=mode))
             services = build_run_services(settings)
             client = create_app(settings, celery=create_celery(settings)).test_client()
             stacks[mode] = (client, services)

@@ -33,6 +33,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from orchestrator.settings import environ
+
 log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -253,7 +255,7 @@ class _Default(Collector):
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get(MULTIPROC_ENV) or None
+    return environ().get(MULTIPROC_ENV) or None
 
 
 def scrape_registry(*extra: Collector) -> CollectorRegistry:

@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -400,13 +399,14 @@ def fake_e2b() -> Iterator[FakeE2B]:
 
 @pytest.fixture
 def e2b_settings(settings: Settings, fake_e2b: FakeE2B) -> Settings:
-    return replace(
-        settings,
-        sandbox="e2b",
-        e2b_api_key=fake_e2b.api_key,
-        e2b_api_url=fake_e2b.url,
-        e2b_sandbox_url=fake_e2b.url,
-        e2b_domain=fake_e2b.domain,
+    return settings.model_copy(
+        update=dict(
+            sandbox="e2b",
+            e2b_api_key=fake_e2b.api_key,
+            e2b_api_url=fake_e2b.url,
+            e2b_sandbox_url=fake_e2b.url,
+            e2b_domain=fake_e2b.domain,
+        )
     )
 
 
@@ -441,7 +441,7 @@ def server(settings: Settings, celery_app: Any, listener: socket.socket) -> Iter
     """The Flask app behind a real threaded HTTP server, on the socket its public URL names."""
     from web import create_app
 
-    app = create_app(replace(settings), celery=celery_app)
+    app = create_app(settings.model_copy(), celery=celery_app)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     port = listener.getsockname()[1]
     http = make_server("127.0.0.1", port, app, threaded=True, fd=listener.fileno())
@@ -552,7 +552,7 @@ def running_stack(settings: Settings) -> Iterator[tuple[Any, Callable[[str, str]
     from web import create_app
     from workers.worker import create_worker_app
 
-    settings = replace(settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}")
+    settings = settings.model_copy(update=dict(queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}"))
     services = build_run_services(settings)
     client = create_app(settings, celery=create_worker_app(settings)).test_client()
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -179,7 +178,7 @@ def test_history_reaches_the_model_before_the_new_prompt(api: Api, llm: Any) -> 
 def test_the_offline_demo_builds_a_static_app_that_opens_in_the_preview(
     settings: Settings, worker: Any
 ) -> None:
-    demo = replace(settings, providers=())
+    demo = settings.model_copy(update=dict(providers=()))
     with running_stack(demo) as (client, execute):
         final, fragment = run_prompt(client, execute, "Build a to-do list app")
         assert final["status"] == "COMPLETE", final

@@ -61,7 +61,7 @@ def test_the_vm_is_asked_to_outlive_the_run_deadline(
     e2b_settings: Settings, fake_e2b: FakeE2B, llm: Any, worker: Any
 ) -> None:
     # A VM that expires before the run's deadline dies under a run that is still allowed to work.
-    settings = replace(e2b_settings, run_deadline=1500.0)
+    settings = e2b_settings.model_copy(update=dict(run_deadline=1500.0))
     llm.script(
         Reply("", tool_calls=[ToolCall("write_file", {"path": "a.txt", "content": "x"})]),
         Reply("Done.", tool_calls=[ToolCall("finish", {"title": "App", "summary": "S"})]),
@@ -98,8 +98,8 @@ def test_a_heartbeat_as_a_run_ends_leaves_its_preview_alive(
     from web import create_app
     from workers.worker import create_worker_app
 
-    settings = replace(
-        e2b_settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", default_credits=20
+    settings = e2b_settings.model_copy(
+        update=dict(queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", default_credits=20)
     )
     services = build_run_services(settings)
     client = create_app(settings, celery=create_worker_app(settings)).test_client()
@@ -152,7 +152,7 @@ def test_delete_on_e2b_kills_the_vm_and_nothing_is_written_after(
         Reply("", tool_calls=[ToolCall("run_command", {"command": marker, "timeout": 120})]),
         Reply("never", tool_calls=[ToolCall("finish", {"title": "App", "summary": "S"})]),
     )
-    settings = replace(e2b_settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}")
+    settings = e2b_settings.model_copy(update=dict(queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}"))
     services = build_run_services(settings)
     client = create_app(settings, celery=create_worker_app(settings)).test_client()
     headers = {"Authorization": f"Bearer {user_token(SECRET, f'e2b-del-{uuid.uuid4().hex[:8]}')}"}
@@ -225,12 +225,13 @@ def test_an_e2b_version_is_render_checked_at_its_dev_servers_url(
         return
     calls_out = FIXED + "<script>fetch('https://example.com/x').catch(() => {})</script>\n"
     llm.script(page(THROWS), page(calls_out, "Fixed"))
-    settings = replace(
-        e2b_settings,
-        queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}",
-        preview_check="chromium",
-        check_max_rounds=2,
-        agent_max_steps=8,
+    settings = e2b_settings.model_copy(
+        update=dict(
+            queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}",
+            preview_check="chromium",
+            check_max_rounds=2,
+            agent_max_steps=8,
+        )
     )
     browser = Browser(
         chromium, 1, resolve_hosts=True, proxy=fake_e2b.preview_proxy, ignore_https_errors=True

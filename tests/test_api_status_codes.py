@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -156,7 +155,7 @@ def test_unreachable_queue_is_503_and_leaves_nothing_behind(
 
     project = api.project()
     api.get("/api/me")
-    dead = replace(settings, redis_url="redis://127.0.0.1:9/0")
+    dead = settings.model_copy(update=dict(redis_url="redis://127.0.0.1:9/0"))
     client = create_app(dead).test_client()
     started = time.monotonic()
     answer = client.post(

@@ -10,7 +10,6 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -232,7 +231,7 @@ def jwks_app(settings: Settings, celery_app: Any) -> Iterator[tuple[Any, rsa.RSA
 
     key = rsa_key()
     jwks = CountingJwks([public_jwk(key, "key-1")])
-    app = create_app(replace(settings, auth_jwks_url=jwks.url), celery=celery_app)
+    app = create_app(settings.model_copy(update=dict(auth_jwks_url=jwks.url)), celery=celery_app)
     yield app.test_client(), key
     jwks.close()
 
@@ -261,7 +260,9 @@ def test_an_expired_rs256_token_is_401(jwks_app: Any) -> None:
 def test_an_unreachable_jwks_is_401_not_500(settings: Settings, celery_app: Any) -> None:
     from web import create_app
 
-    gone = replace(settings, auth_jwks_url="http://127.0.0.1:9/.well-known/jwks.json")
+    gone = settings.model_copy(
+        update=dict(auth_jwks_url="http://127.0.0.1:9/.well-known/jwks.json")
+    )
     client = create_app(gone, celery=celery_app).test_client()
     token = jwt.encode(claims(), rsa_key(), "RS256", headers={"kid": "key-1"})
     assert_401(client.get("/api/me", headers={"Authorization": f"Bearer {token}"}))

@@ -7,7 +7,6 @@ import json
 import shutil
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -400,7 +399,10 @@ def test_a_run_records_its_usage_on_the_message_and_the_fragment(
         Reply("", tool_calls=[ToolCall("read_file", {"path": "index.html"})]),
         finish(),
     )
-    with running_stack(replace(settings, llm_max_output_tokens=777)) as (client, execute):
+    with running_stack(settings.model_copy(update=dict(llm_max_output_tokens=777))) as (
+        client,
+        execute,
+    ):
         message, fragment = run_prompt(client, execute, PROMPT)
     requests = llm.requests
 

@@ -14,7 +14,7 @@ import struct
 import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -66,7 +66,7 @@ def make_stack(settings: Settings, framework: str = "NEXTJS") -> Iterator[Stack]
     from web import create_app
     from workers.app import create_celery
 
-    settings = replace(settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}")
+    settings = settings.model_copy(update=dict(queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}"))
     services = build_run_services(settings)
     client = create_app(settings, celery=create_celery(settings)).test_client()
     try:
@@ -82,13 +82,15 @@ def make_stack(settings: Settings, framework: str = "NEXTJS") -> Iterator[Stack]
 def stack(settings: Settings) -> Iterator[Stack]:
     if find_chromium() is None:
         unavailable("no Chromium: install the Debian package chromium")
-    checked = replace(settings, preview_check="chromium", check_max_rounds=2, agent_max_steps=8)
+    checked = settings.model_copy(
+        update=dict(preview_check="chromium", check_max_rounds=2, agent_max_steps=8)
+    )
     yield from make_stack(checked)
 
 
 @pytest.fixture(scope="module")
 def unchecked(settings: Settings) -> Iterator[Stack]:
-    yield from make_stack(replace(settings, preview_check="off"))
+    yield from make_stack(settings.model_copy(update=dict(preview_check="off")))
 
 
 def page(content: str, title: str = "App") -> Reply:
@@ -317,7 +319,9 @@ def test_the_demo_model_fixes_the_bug_the_checks_report(settings: Settings) -> N
     `scripts/run` shows a repair for a prompt "with a bug"."""
     if find_chromium() is None:
         unavailable("no Chromium: install the Debian package chromium")
-    demo = replace(settings, providers=(), preview_check="chromium", agent_max_steps=8)
+    demo = settings.model_copy(
+        update=dict(providers=(), preview_check="chromium", agent_max_steps=8)
+    )
     for stack in make_stack(demo):
         message, fragment, _ = stack.run("A to-do list with a bug")
         assert message["status"] == "COMPLETE", message

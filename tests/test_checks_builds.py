@@ -8,7 +8,6 @@ tests/test_framework_builds.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,12 +37,13 @@ def templates_dir() -> Path:
 def stack(settings: Settings, templates_dir: Path) -> Iterator[Stack]:
     if find_chromium() is None:
         unavailable("no Chromium: install the Debian package chromium")
-    checked = replace(
-        settings,
-        sandbox_templates=str(templates_dir),
-        preview_check="chromium",
-        check_max_rounds=2,
-        agent_max_steps=8,
+    checked = settings.model_copy(
+        update=dict(
+            sandbox_templates=str(templates_dir),
+            preview_check="chromium",
+            check_max_rounds=2,
+            agent_max_steps=8,
+        )
     )
     yield from make_stack(checked, framework="REACT")
 

@@ -3,7 +3,6 @@ event stream; any other origin, and every origin by default, gets no CORS header
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from orchestrator.settings import Settings
@@ -16,7 +15,9 @@ FOREIGN = "https://evil.example"
 def client(settings: Settings, celery_app: Any, origins: tuple[str, ...] = (FRONT,)) -> Any:
     from web import create_app
 
-    return create_app(replace(settings, cors_origins=origins), celery=celery_app).test_client()
+    return create_app(
+        settings.model_copy(update=dict(cors_origins=origins)), celery=celery_app
+    ).test_client()
 
 
 def test_cors_origins_are_read_from_the_environment() -> None:

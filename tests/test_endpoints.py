@@ -3,7 +3,6 @@ query, writes its answer with its model, and is described by web/openapi.py from
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Literal
 
 import pytest
@@ -72,7 +71,7 @@ def picture() -> Any:
 def app(settings: Settings, celery_app: Any) -> Flask:
     from web import create_app
 
-    made = create_app(replace(settings), celery=celery_app)
+    made = create_app(settings.model_copy(), celery=celery_app)
     made.register_blueprint(bp)
     return made
 

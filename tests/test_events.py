@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,7 +77,9 @@ def sse_server(settings: Settings, celery_app: Any, worker: Any) -> Iterator[str
     """The app with a short ping interval, so idle streams are observable in a test."""
     from web import create_app
 
-    app = create_app(replace(settings, sse_ping_interval=PING_INTERVAL), celery=celery_app)
+    app = create_app(
+        settings.model_copy(update=dict(sse_ping_interval=PING_INTERVAL)), celery=celery_app
+    )
     http = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=http.serve_forever, daemon=True)
     thread.start()
@@ -354,8 +356,10 @@ def unclaimed(
     from web import create_app
     from workers.worker import create_worker_app
 
-    quiet = replace(
-        settings, queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", sse_ping_interval=PING_INTERVAL
+    quiet = settings.model_copy(
+        update=dict(
+            queue_name=f"unconsumed-{uuid.uuid4().hex[:8]}", sse_ping_interval=PING_INTERVAL
+        )
     )
     services = build_run_services(quiet)
     app = create_app(quiet, celery=create_worker_app(quiet))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ SLOW = Reply("Working on it. " * 100, chunk_size=2, delay=0.05)  # ~40 s unless 
 def capped(settings: Settings, celery_app: Any, worker: Any) -> Any:
     from web import create_app
 
-    return create_app(replace(settings, max_runs_per_user=2), celery=celery_app)
+    return create_app(settings.model_copy(update=dict(max_runs_per_user=2)), celery=celery_app)
 
 
 def test_a_third_run_in_progress_is_429_with_a_sentence_and_retry_after(
@@ -69,7 +68,7 @@ def test_concurrent_prompts_never_get_past_the_cap(
     from web import create_app
 
     llm.default = SLOW
-    app = create_app(replace(settings, max_runs_per_user=1), celery=celery_app)
+    app = create_app(settings.model_copy(update=dict(max_runs_per_user=1)), celery=celery_app)
     alice = make_api()
     projects = [alice.project(f"c{i}")["id"] for i in range(6)]
     barrier = threading.Barrier(len(projects))
@@ -104,7 +103,7 @@ def test_refused_prompts_do_not_use_up_the_rate_limit(
 ) -> None:
     from web import create_app
 
-    app = create_app(replace(settings, rate_limit_per_minute=2), celery=celery_app)
+    app = create_app(settings.model_copy(update=dict(rate_limit_per_minute=2)), celery=celery_app)
     alice = make_api()
     project = alice.project()["id"]
     with transaction(db) as session:

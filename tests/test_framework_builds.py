@@ -16,7 +16,6 @@ import tempfile
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +56,9 @@ def templates_dir() -> Path:
 
 @pytest.fixture(scope="module")
 def stack(settings: Settings, templates_dir: Path) -> Iterator[Stack]:
-    with running_stack(replace(settings, sandbox_templates=str(templates_dir))) as running:
+    with running_stack(
+        settings.model_copy(update=dict(sandbox_templates=str(templates_dir)))
+    ) as running:
         yield running
 
 
@@ -269,7 +270,10 @@ def test_a_run_for_an_unprepared_framework_fails_in_words_and_takes_no_credit(
     """A template gone after the worker started (its start-up prepares what is missing): the run
     fails before the model is asked anything."""
     empty = no_templates
-    with running_stack(replace(settings, sandbox_templates=str(empty))) as (client, execute):
+    with running_stack(settings.model_copy(update=dict(sandbox_templates=str(empty)))) as (
+        client,
+        execute,
+    ):
         headers = {"Authorization": f"Bearer {user_token(SECRET, f'unprepared-{empty.name}')}"}
         project = client.post(
             "/api/projects", json={"name": "p", "framework": "REACT"}, headers=headers
@@ -292,7 +296,7 @@ def test_a_run_for_an_unprepared_framework_fails_in_words_and_takes_no_credit(
 def test_the_offline_demo_builds_a_react_app_a_newcomer_sees_built(
     settings: Settings, templates_dir: Path, server: str
 ) -> None:
-    demo = replace(settings, providers=(), sandbox_templates=str(templates_dir))
+    demo = settings.model_copy(update=dict(providers=(), sandbox_templates=str(templates_dir)))
     headers = {"Authorization": f"Bearer {user_token(SECRET, f'newcomer-{os.getpid()}')}"}
     with running_stack(demo) as (client, execute):
         project = client.post(
@@ -339,7 +343,7 @@ def test_the_offline_demo_previews_a_built_app_on_the_other_frameworks(
 ) -> None:
     """Vue and Svelte get the demo's page, which Vite builds; Angular its root component."""
     prepare(TemplateStore(templates_dir), framework.lower())
-    demo = replace(settings, providers=(), sandbox_templates=str(templates_dir))
+    demo = settings.model_copy(update=dict(providers=(), sandbox_templates=str(templates_dir)))
     headers = {"Authorization": f"Bearer {user_token(SECRET, f'demo-{framework}-{os.getpid()}')}"}
     with running_stack(demo) as stack:
         project = (
@@ -379,7 +383,7 @@ def test_prepare_is_idempotent_and_the_worker_says_what_is_ready(
     assert relative.node_modules.is_absolute() and relative.node_modules.is_dir()
     settings = Settings.from_env({"SANDBOX_TEMPLATES": str(templates_dir)})
     with caplog.at_level("INFO", logger="orchestrator.wiring.worker_start"):
-        check_worker_sandboxes(replace(settings, sandbox_isolation="best-effort"))
+        check_worker_sandboxes(settings.model_copy(update=dict(sandbox_isolation="best-effort")))
     said = " ".join(record.getMessage() for record in caplog.records)
     assert "framework templates ready: react, vue, svelte, nextjs, angular" in said
     assert "installing" not in said  # nothing was missing

@@ -335,7 +335,6 @@ def test_a_prompt_with_a_repository_to_a_project_without_a_version_imports_first
 def test_an_import_the_broker_cannot_take_is_503_and_leaves_nothing(
     api: Api, settings: Settings, db: Any, git_server: GitServer
 ) -> None:
-    from dataclasses import replace
 
     from tests.conftest import closed_port
     from tests.test_import_urls import imports_of
@@ -344,7 +343,7 @@ def test_an_import_the_broker_cannot_take_is_503_and_leaves_nothing(
 
     project = api.project()
     with closed_port() as port:
-        gone = replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+        gone = settings.model_copy(update=dict(redis_url=f"redis://127.0.0.1:{port}/0"))
         client = create_app(gone, celery=create_celery(gone)).test_client()
         answer = client.post(
             f"/api/projects/{project['id']}/imports",
@@ -359,13 +358,12 @@ def test_an_import_the_broker_cannot_take_is_503_and_leaves_nothing(
 def test_a_run_waiting_for_its_import_is_not_resent_until_the_import_ends(
     api: Api, db: Any, settings: Settings
 ) -> None:
-    from dataclasses import replace
 
     from orchestrator.runs import reaper
     from orchestrator.wiring.services import build_run_services
     from tests.test_runs import _pending_message
 
-    quick = replace(settings, pending_grace=0.01, max_resends=1000)
+    quick = settings.model_copy(update=dict(pending_grace=0.01, max_resends=1000))
     services = build_run_services(quick)
     project = api.project()
     with transaction(db) as session:

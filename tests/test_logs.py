@@ -6,7 +6,6 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ def app(settings: Settings, celery_app: Any) -> Flask:
     from web import create_app
     from web.auth import require_user
 
-    app = create_app(replace(settings), celery=celery_app)
+    app = create_app(settings.model_copy(), celery=celery_app)
 
     @require_user
     def noisy(message_id: str) -> str:

@@ -7,7 +7,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -133,7 +132,7 @@ def limited(settings: Settings, celery_app: Any, worker: Any) -> Any:
     """A separate app limited to 3 prompts a minute; the shared server stays unlimited."""
     from web import create_app
 
-    app = create_app(replace(settings, rate_limit_per_minute=3), celery=celery_app)
+    app = create_app(settings.model_copy(update=dict(rate_limit_per_minute=3)), celery=celery_app)
     return app.test_client()
 
 
@@ -189,7 +188,7 @@ def test_the_limit_counts_per_user_across_app_instances(
     """Two web processes share the window through Redis, so adding one does not double it."""
     from web import create_app
 
-    limited = replace(settings, rate_limit_per_minute=2)
+    limited = settings.model_copy(update=dict(rate_limit_per_minute=2))
     first = create_app(limited, celery=celery_app).test_client()
     second = create_app(limited, celery=celery_app).test_client()
     alice = make_api()
@@ -210,7 +209,9 @@ def test_unreachable_redis_does_not_turn_the_limit_into_a_500(
     """Fails open: with Redis gone the limiter lets prompts through to the use case."""
     from web import create_app
 
-    dead = replace(settings, redis_url="redis://127.0.0.1:9/0", rate_limit_per_minute=1)
+    dead = settings.model_copy(
+        update=dict(redis_url="redis://127.0.0.1:9/0", rate_limit_per_minute=1)
+    )
     post = post_as(create_app(dead).test_client(), make_api().token)
     for _ in range(2):
         answer = post("no-such-project")

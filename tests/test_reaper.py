@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +28,7 @@ def test_beat_sends_sweeps_to_their_own_queue_and_they_expire_before_the_next(
     from celery.beat import Scheduler
 
     # An app of its own, on queues no worker consumes, so the sweeps stay where beat put them.
-    app = create_worker_app(replace(settings, queue_name=f"beat-{time.time_ns()}"))
+    app = create_worker_app(settings.model_copy(update=dict(queue_name=f"beat-{time.time_ns()}")))
     maintenance = maintenance_queue(app.settings)
     try:
         scheduler = Scheduler(app, lazy=True)
@@ -54,7 +53,7 @@ def test_a_run_no_worker_takes_is_resent_a_bounded_number_of_times_then_fails(
     api: Api, db: Any, settings: Settings, redis_client: Any
 ) -> None:
     grace = 0.05
-    quick = replace(settings, pending_grace=grace, max_resends=3)
+    quick = settings.model_copy(update=dict(pending_grace=grace, max_resends=3))
     services = build_run_services(quick)
     project = api.project()
     api.get("/api/me")

@@ -4,7 +4,6 @@ sentence, as they do when the database is down (issue 8, item 11)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import jwt
@@ -41,7 +40,7 @@ def test_events_answer_503_when_redis_is_unreachable(
     message_id = finished_message(api)
     # The same database, and a Redis port where nothing listens (a stopped server).
     with closed_port() as port:
-        gone = replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+        gone = settings.model_copy(update=dict(redis_url=f"redis://127.0.0.1:{port}/0"))
         client = create_app(gone, celery=celery_app).test_client()
         headers = {"Authorization": f"Bearer {api.token}"}
         answer = client.get(f"/api/messages/{message_id}/events", headers=headers)
@@ -61,7 +60,8 @@ def test_a_connection_pool_time_out_answers_503(
     message_id = finished_message(api)
     # With JWKS alone, the events token's key lives in Redis: the token endpoint needs Redis.
     app = create_app(
-        replace(settings, auth_secret=None, auth_jwks_url=server.url), celery=celery_app
+        settings.model_copy(update=dict(auth_secret=None, auth_jwks_url=server.url)),
+        celery=celery_app,
     )
     pool = app.extensions["appforge"].redis.connection_pool
     held = [pool.get_connection() for _ in range(pool.max_connections)]

@@ -206,7 +206,7 @@ def test_a_failure_while_completing_fails_the_run_refunds_and_releases_the_sandb
         Reply("Done.", tool_calls=[ToolCall("finish", {"title": "T", "summary": "S"})]),
     )
     # The reaper of this test sees every run at once: stale and pending as soon as it looks.
-    quick = replace(settings, stale_after=0.0, pending_grace=0.0)
+    quick = settings.model_copy(update=dict(stale_after=0.0, pending_grace=0.0))
     built = build_run_services(quick)
     factory = _Factory(built.sandboxes, breaks)
     services = replace(built, sandboxes=factory)
@@ -250,7 +250,7 @@ def test_each_flush_sends_only_the_new_text_and_the_content_adds_up(
     write = ToolCall("write_file", {"path": "index.html", "content": page})
     # About 1.5 s of text against a flush every 20 ms: many flushes, each a few pieces.
     llm.script(Reply("", tool_calls=[write]), Reply(text, chunk_size=chunk, delay=0.005))
-    services = build_run_services(replace(settings, flush_interval=0.02))
+    services = build_run_services(settings.model_copy(update=dict(flush_interval=0.02)))
     engine = services.db.kw["bind"]
     sent: list[tuple[int, str]] = []  # what each of the process's flushes sent for this run
     call_flushes = 0

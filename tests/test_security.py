@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ def test_the_web_app_refuses_to_start_without_a_secret_or_a_jwks_url(settings: S
     from web import create_app
 
     with pytest.raises(ConfigError, match="AUTH_SECRET.*AUTH_JWKS_URL"):
-        create_app(replace(settings, auth_secret=None, auth_jwks_url=None))
+        create_app(settings.model_copy(update=dict(auth_secret=None, auth_jwks_url=None)))
     # As an operator meets it: the gunicorn entry point, from the environment.
     started = subprocess.run(
         [sys.executable, "-c", "import web; web.create_app()"],
@@ -88,7 +87,7 @@ def test_the_development_mode_makes_a_random_secret_of_its_own(
     # The app starts on what the development mode passes it.
     app_settings = Settings.from_env({**env, "DATABASE_URL": settings.database_url})
     assert app_settings.auth_secret == secret
-    create_app(replace(app_settings, redis_url=settings.redis_url))
+    create_app(app_settings.model_copy(update=dict(redis_url=settings.redis_url)))
 
 
 def cli(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -132,7 +131,7 @@ def jwks_only_client(
 ) -> httpx.Client | Any:
     from web import create_app
 
-    configured = replace(settings, auth_secret=None, auth_jwks_url=url, **overrides)
+    configured = settings.model_copy(update=dict(auth_secret=None, auth_jwks_url=url, **overrides))
     return create_app(configured, celery=celery_app).test_client()
 
 

@@ -201,14 +201,15 @@ def test_a_failed_run_ends_its_stream_with_error_then_finish(
 
 @pytest.fixture(scope="module")
 def checked(settings: Any) -> Iterator[Any]:
-    from dataclasses import replace
 
     from orchestrator.checks.browser import find_chromium
     from tests.test_checks import make_stack
 
     if find_chromium() is None:
         unavailable("no Chromium: install the Debian package chromium")
-    yield from make_stack(replace(settings, preview_check="chromium", check_max_rounds=2))
+    yield from make_stack(
+        settings.model_copy(update=dict(preview_check="chromium", check_max_rounds=2))
+    )
 
 
 def test_a_checked_run_with_a_repair_round_reads_in_the_sdk(

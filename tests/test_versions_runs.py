@@ -151,12 +151,11 @@ def test_edit_file_changes_one_exact_occurrence_and_explains_what_it_cannot_do(
 def test_the_offline_demo_changes_the_app_it_built_on_a_follow_up(
     settings: Any, worker: Any
 ) -> None:
-    from dataclasses import replace
 
     from orchestrator.tokens import user_token
     from tests.conftest import SECRET, running_stack
 
-    with running_stack(replace(settings, providers=())) as (client, execute):
+    with running_stack(settings.model_copy(update=dict(providers=()))) as (client, execute):
         headers = {"Authorization": f"Bearer {user_token(SECRET, 'demo-follow-up')}"}
         project = client.post("/api/projects", json={"name": "d"}, headers=headers).get_json()
 

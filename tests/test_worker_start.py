@@ -12,7 +12,6 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -89,7 +88,9 @@ def test_the_procfile_worker_prepares_a_missing_template_then_serves_its_runs(
         assert TemplateStore(templates).prepared("SVELTE") is not None
 
         # The worker takes a Svelte run (the offline demo: no LLM key in its environment).
-        message = _send_and_wait(replace(settings, queue_name=env["QUEUE_NAME"]), "SVELTE", line)
+        message = _send_and_wait(
+            settings.model_copy(update=dict(queue_name=env["QUEUE_NAME"])), "SVELTE", line
+        )
         assert message["status"] == "COMPLETE", (message, line.text()[-3000:])
     finally:
         line.stop()

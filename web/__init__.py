@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from flask import Flask
 
 from models import make_engine, make_sessionmaker
 from orchestrator import logs
 from orchestrator.errors import ConfigError
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, environ
 from orchestrator.streams.events import EventLog
 from web import access_log, cors, errors, guards, metrics, openapi, request_ids, routes
 from web.state import AppState
@@ -24,7 +23,7 @@ NO_AUTH = (
 
 
 def create_app(settings: Settings | None = None, *, celery: ForgeCelery | None = None) -> Flask:
-    settings = settings or Settings.from_env(os.environ)
+    settings = settings or Settings.from_env(environ())
     if not settings.auth_secret and not settings.auth_jwks_url:
         raise ConfigError(NO_AUTH)
     access_log.install_filter()

@@ -23,6 +23,8 @@ from typing import Any
 
 from celery import bootsteps, signals
 
+from orchestrator.settings import env_data_dir, environ
+
 log = logging.getLogger(__name__)
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -30,17 +32,17 @@ ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def default_multiprocess_dir(env: dict[str, str] | None = None) -> str:
     """This process's metrics folder (children inherit it); no prometheus import happens here."""
-    environ = os.environ if env is None else env
-    chosen = environ.get(ENV)
+    given = environ() if env is None else env
+    chosen = given.get(ENV)
     if chosen:
         Path(chosen).mkdir(parents=True, exist_ok=True)
         _multiprocess_values_from_now_on()
         return chosen
     pid = os.getpid()
-    folder = (Path(environ.get("DATA_DIR", ".data")) / "metrics" / f"celery-{pid}").resolve()
+    folder = (env_data_dir(given) / "metrics" / f"celery-{pid}").resolve()
     shutil.rmtree(folder, ignore_errors=True)  # a dead process's, with the same pid
     folder.mkdir(parents=True, exist_ok=True)
-    os.environ[ENV] = str(folder)
+    environ()[ENV] = str(folder)
 
     def remove() -> None:
         if os.getpid() == pid:  # not in a forked child that exits normally

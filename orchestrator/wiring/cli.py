@@ -33,7 +33,7 @@ from orchestrator.errors import AppError, ConfigError
 from orchestrator.runs import lifecycle
 from orchestrator.sandboxes.prepare import prepare
 from orchestrator.sandboxes.templates import SPECS, TemplateStore, spec_for
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, env_data_dir, environ
 from orchestrator.tokens import user_token
 from orchestrator.wiring import dev_secret
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None, *, revoke: RevokeFactory = _no_revoke) -
 
 
 def _dispatch(args: argparse.Namespace, revoke: RevokeFactory) -> int:
-    settings = Settings.from_env(os.environ)
+    settings = Settings.from_env(environ())
     if args.command == "dev":
         return dev(settings)
     if args.command == "sandbox":
@@ -177,10 +177,6 @@ def _build_e2b_templates(settings: Settings, frameworks: list[str]) -> int:
     return 0
 
 
-def _data_dir() -> Path:
-    return Path(os.environ.get("DATA_DIR", ".data"))
-
-
 def _signing_secret(settings: Settings) -> str:
     """AUTH_SECRET, else the development mode's secret; else say what to set."""
     if settings.auth_secret:
@@ -190,11 +186,11 @@ def _signing_secret(settings: Settings) -> str:
             "AUTH_JWKS_URL is set without AUTH_SECRET: HS256 tokens are refused, so sign users "
             "in with your identity provider (or set AUTH_SECRET)"
         )
-    found = dev_secret.read(_data_dir())
+    found = dev_secret.read(Path(settings.data_dir))
     if found is None:
         raise ConfigError(
             "no AUTH_SECRET is set and no development secret exists under "
-            f"{_data_dir()}/ (scripts/run makes one): set AUTH_SECRET to sign tokens"
+            f"{settings.data_dir}/ (scripts/run makes one): set AUTH_SECRET to sign tokens"
         )
     return found
 
@@ -234,7 +230,7 @@ def _runs(
 def dev_environment(env: dict[str, str]) -> dict[str, str]:
     """The development mode alone may run without configured auth: it makes a random secret."""
     if not env.get("AUTH_SECRET") and not env.get("AUTH_JWKS_URL"):
-        data_dir = Path(env.get("DATA_DIR", ".data"))
+        data_dir = env_data_dir(env)
         env["AUTH_SECRET"] = dev_secret.ensure(data_dir)
         print(f"development mode: tokens are signed with the secret in {dev_secret.path(data_dir)}")
     return env
@@ -280,10 +276,10 @@ def dev(settings: Settings) -> int:
     """Migrate, start a bundled Redis unless REDIS_URL is set, and run the Procfile with honcho."""
     from orchestrator.wiring.bundled_redis import BundledRedis
 
-    env = dev_environment(dict(os.environ))
+    env = dev_environment(dict(environ()))
     bundled = None
     if not env.get("REDIS_URL"):
-        bundled = BundledRedis(Path(env.get("DATA_DIR", ".data")) / "redis").start()
+        bundled = BundledRedis(env_data_dir(env) / "redis").start()
         env["REDIS_URL"] = bundled.url
         print(f"started the bundled Redis at {bundled.url}")
     upgrade(settings.database_url)

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -209,7 +209,7 @@ def make_stack(fault_settings: Settings, fault_home: Path) -> Iterator[MakeStack
             web_db: str | None = None,
             **overrides: Any,
         ) -> Stack:
-            settings = replace(fault_settings, **overrides)
+            settings = fault_settings.model_copy(update=dict(**overrides))
             return exits.enter_context(
                 running_stack(
                     settings,

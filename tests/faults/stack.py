@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -378,9 +378,12 @@ def running_stack(
     from web import create_app
     from workers.worker import create_worker_app
 
-    settings = replace(settings, queue_name=f"faults-{uuid.uuid4().hex[:8]}")
+    settings = settings.model_copy(update=dict(queue_name=f"faults-{uuid.uuid4().hex[:8]}"))
     celery = create_worker_app(settings)
-    app = create_app(replace(settings, database_url=web_db or settings.database_url), celery=celery)
+    app = create_app(
+        settings.model_copy(update=dict(database_url=web_db or settings.database_url)),
+        celery=celery,
+    )
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     http = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=http.serve_forever, daemon=True).start()

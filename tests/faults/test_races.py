@@ -9,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -219,7 +218,7 @@ def test_a_stale_attempt_that_is_still_alive_never_touches_the_rerun_workspace(
         ),
         Reply("Done.", tool_calls=[ToolCall("finish", {"title": "Race", "summary": "Rerun."})]),
     )
-    old = build_run_services(replace(stack.settings, heartbeat_interval=2.0))
+    old = build_run_services(stack.settings.model_copy(update=dict(heartbeat_interval=2.0)))
     new = build_run_services(stack.settings)
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:
