@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from models import Fragment, Status, transaction
 from orchestrator import metrics
@@ -251,19 +252,25 @@ class _Run:
         self.record.record(event)
 
     def _write(self, write: Callable[[Session], T]) -> T:
-        """A run's last write, retried through a database blip while its lease can still hold."""
-        give_up = time.monotonic() + self.settings.stale_after
-        delay = 0.2
-        while True:
-            try:
-                with transaction(self.services.db) as session:
-                    return write(session)
-            except OperationalError:
-                if time.monotonic() + delay > give_up:
-                    raise  # the task fails; the reaper re-runs the run once its lease is stale
-                log.warning("could not write the outcome of %s; retrying", self.lease.message_id)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        """A run's last write, retried through a database blip while its lease can still hold.
+
+        Past `stale_after` the task fails; the reaper re-runs the run once its lease is stale.
+        """
+
+        def attempt() -> T:
+            with transaction(self.services.db) as session:
+                return write(session)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(OperationalError),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            stop=stop_before_delay(self.settings.stale_after),
+            before_sleep=lambda _: log.warning(
+                "could not write the outcome of %s; retrying", self.lease.message_id
+            ),
+            reraise=True,
+        )
+        return retrying(attempt)
 
     def _kill_sandbox(self) -> None:
         try:
