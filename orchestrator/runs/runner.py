@@ -33,6 +33,7 @@ from orchestrator.runs.tools import Workspace
 from orchestrator.sandboxes.base import Builds, ChecksFrameworks
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.sandboxes.templates import TemplateNotPrepared
+from orchestrator.stop import StopReason
 from orchestrator.streams.events import (
     DeltaEvent,
     ErrorEvent,
@@ -104,21 +105,34 @@ class Stopped:
 Ending = Completed | Failed | Stopped
 
 
-class StopCheck:
-    """The run's `cancelled` for the agent loop and the provider: a callable that can also wake.
+class RunStop:
+    """The run's Stop for the agent loop, the provider and the checks.
 
-    `on_trip(wake)` lets a provider waiting for the model's next chunk be woken by a cancel
-    instead of polling for it.
+    Requested when the hub trips the run's watch (the user's cancel, or a heartbeat that found
+    the run no longer ours), when a flush found the run lost, or past the run's deadline. Only
+    the watch wakes waiters: the other two are found by looking.
     """
 
-    def __init__(self, run: _Run) -> None:
-        self._run = run
+    def __init__(self, watch: RunWatch, record: Recorder, deadline: float) -> None:
+        self.watch = watch
+        self.record = record
+        self.deadline = deadline
 
-    def __call__(self) -> bool:
-        return self._run.cancelled()
+    @property
+    def reason(self) -> StopReason | None:
+        if self.watch.reason == "cancelled":
+            return "cancelled"
+        if self.watch.reason == "lost" or self.record.lost:
+            return "lost"
+        if time.monotonic() > self.deadline:
+            return "deadline"
+        return None
 
-    def on_trip(self, wake: Callable[[], None]) -> Callable[[], None]:
-        return self._run.watch.on_trip(wake)
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def on_request(self, wake: Callable[[], None]) -> Callable[[], None]:
+        return self.watch.on_request(wake)
 
 
 class _Run:
@@ -155,7 +169,7 @@ class _Run:
         # ending's to keep (a preview) or to kill (the write found the run no longer ours).
         self.ending = False
         self.watch = RunWatch(services.hub, lease, on_cancel=self._on_trip)
-        self.stop_check = StopCheck(self)
+        self.stop = RunStop(self.watch, self.record, self.deadline)
         self.metrics = metrics.RunMetrics()
         self.checks = Rounds(
             services.checker,
@@ -163,7 +177,7 @@ class _Run:
             started=lambda: self.sandbox.started,
             build=self._build_if_unbuilt,
             emit=self.emit,
-            cancelled=self.stop_check,
+            stop=self.stop,
         )
 
     # -- the run ---------------------------------------------------------------------------
@@ -192,7 +206,7 @@ class _Run:
                 self.chain,
                 self.sandbox,
                 self.emit,
-                self.stop_check,
+                self.stop,
                 max_steps=self.settings.agent_max_steps,
                 on_finish=self.checks.after_finish,
             )
@@ -221,15 +235,12 @@ class _Run:
                 return self._complete(ending.outcome, ending.produced)
             except Exception as exc:  # the preview, the sandbox's close, the final write
                 log.exception("run %s failed while completing", self.lease.run_id)
-                if self.cancelled():
+                if self.stop.requested():
                     return self._stopped()
                 return self._fail("internal", f"while completing: {type(exc).__name__}: {exc}")
         if isinstance(ending, Failed):
             return self._fail(ending.kind, ending.reason, ending.text)
         return self._stopped()
-
-    def cancelled(self) -> bool:
-        return self.watch.cancelled() or self.record.lost or time.monotonic() > self.deadline
 
     def _on_trip(self) -> None:
         """A cancel, or a heartbeat that found the run no longer ours: stop its commands now.
@@ -245,7 +256,7 @@ class _Run:
     # -- what the loop reports -------------------------------------------------------------
 
     def emit(self, event: Event) -> None:
-        if self.cancelled():
+        if self.stop.requested():
             raise Cancelled()
         if isinstance(event, DeltaEvent):
             self.metrics.delta()
@@ -395,12 +406,13 @@ class _Run:
 
     def _stopped(self) -> str | None:
         self._kill_sandbox()
-        if self.watch.cancelled() and self.watch.reason == "cancelled":
+        reason = self.stop.reason
+        if reason == "cancelled":
             self.record.finish_stream(Status.CANCELLED)
             return Status.CANCELLED
-        if not self.record.lost and time.monotonic() > self.deadline:
+        if reason == "deadline":
             return self._fail("deadline", "the run went past its deadline")
-        return None
+        return None  # lost: the run is another writer's now
 
 
 def _build_of(
