@@ -26,6 +26,7 @@ from orchestrator.providers.chain import ChainRun
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
 from orchestrator.settings import ProviderConfig
+from orchestrator.stop import never
 from orchestrator.wiring.bundled_redis import BundledRedis
 from tests.fakes.llm_server import FakeLLM, Hang, Reply
 
@@ -33,7 +34,7 @@ from tests.fakes.llm_server import FakeLLM, Hang, Reply
 def first_delta_seconds(chain: ChainRun) -> float:
     started = time.monotonic()
     messages = [{"role": "user", "content": "Build a to-do list app"}]
-    for delta in chain.stream(messages, [], lambda: False):
+    for delta in chain.stream(messages, [], never()):
         if isinstance(delta, TextDelta):
             return time.monotonic() - started
     raise RuntimeError("the chain gave no text")

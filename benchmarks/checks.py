@@ -37,6 +37,7 @@ from orchestrator.checks.render import served
 from orchestrator.providers.base import Cancelled
 from orchestrator.runs.runner import RunServices, execute_run
 from orchestrator.settings import ProviderConfig, Settings, normalize_database_url
+from orchestrator.stop import StopFlag, never
 from orchestrator.tokens import user_token
 from orchestrator.wiring.bundled_redis import BundledRedis
 from orchestrator.wiring.services import build_run_services
@@ -215,11 +216,11 @@ def _chromium_memory() -> tuple[int, int]:
 def context_memory(browser: Browser) -> tuple[float, float]:
     """What one check's context (its page held open) adds to the idle browser, in MiB."""
     idle = _chromium_memory()
-    stop = threading.Event()
+    stop = StopFlag()
 
     def hold() -> None:
         with contextlib.suppress(Cancelled):
-            browser.render(served({"index.html": HANGS}), stop.is_set)
+            browser.render(served({"index.html": HANGS}), stop)
 
     holder = threading.Thread(target=hold)
     holder.start()
@@ -230,7 +231,7 @@ def context_memory(browser: Browser) -> tuple[float, float]:
         time.sleep(1.5)  # the page's renderer is up and has parsed it
         held = _chromium_memory()
     finally:
-        stop.set()
+        stop.request("cancelled")
         holder.join()
     return (held[0] - idle[0]) / 2**20, (held[1] - idle[1]) / 2**20
 
@@ -241,19 +242,19 @@ def throughput(chromium: str, seconds: float, open_runs: int, concurrency: int) 
     done: list[float] = []
     failed: list[str] = []
     lock = threading.Lock()
-    stop = threading.Event()
+    stop = StopFlag()
     target = served({"index.html": PAGE})
 
     def run() -> None:
-        while not stop.is_set():
+        while not stop.requested():
             try:
-                found = browser.render(target, stop.is_set)
+                found = browser.render(target, stop)
             except Cancelled:
                 return
             with lock:
                 (done if found.status == "passed" else failed).append(found.duration_ms / 1000)
 
-    browser.render(target, lambda: False)  # the browser starts before the clock does
+    browser.render(target, never())  # the browser starts before the clock does
     threads = [threading.Thread(target=run) for _ in range(open_runs)]
     started = time.monotonic()
     for thread in threads:
@@ -264,7 +265,7 @@ def throughput(chromium: str, seconds: float, open_runs: int, concurrency: int) 
         renders = list(done)
     elapsed = time.monotonic() - started
     peak_waiting = browser.waiting
-    stop.set()
+    stop.request("cancelled")
     for thread in threads:
         thread.join()
     memory = browser.memory_bytes() / 2**20

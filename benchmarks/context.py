@@ -33,6 +33,7 @@ from orchestrator.runs.context import SERVES_STATIC, system_prompt
 from orchestrator.sandboxes.base import SandboxLimits
 from orchestrator.sandboxes.local import LocalSandboxFactory
 from orchestrator.settings import ProviderConfig
+from orchestrator.stop import never
 from tests.fakes.llm_server import FakeLLM, Reply, ToolCall
 
 MAX_OUTPUT = 8192
@@ -94,9 +95,7 @@ def one_run(
                 {"role": "system", "content": system_prompt("REACT", SERVES_STATIC)},
                 {"role": "user", "content": f"Build an app of {files} modules."},
             ]
-            outcome = run_agent(
-                messages, chain, sandbox, lambda _: None, lambda: False, max_steps=steps
-            )
+            outcome = run_agent(messages, chain, sandbox, lambda _: None, never(), max_steps=steps)
             assert outcome.steps == steps, outcome.steps
             sent = [len(json.dumps(r["messages"])) // 4 for r in llm.requests]
             return sent, budget, chain.cached_tokens

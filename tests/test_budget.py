@@ -28,6 +28,7 @@ from orchestrator.runs.tools import TOOL_SPECS
 from orchestrator.sandboxes.base import SandboxLimits
 from orchestrator.sandboxes.local import LocalSandbox, LocalSandboxFactory
 from orchestrator.settings import ProviderConfig, Settings
+from orchestrator.stop import never
 from tests.conftest import run_prompt, running_stack
 from tests.fakes.llm_server import Error, FakeLLM, Reply, ToolCall, too_long
 
@@ -58,7 +59,7 @@ def chain(*providers: OpenAICompatProvider, budget: bool = True) -> ChainRun:
 def run(
     messages: list[dict[str, Any]], runner: ChainRun, sandbox: LocalSandbox, steps: int = 25
 ) -> Outcome:
-    return run_agent(messages, runner, sandbox, lambda _: None, lambda: False, max_steps=steps)
+    return run_agent(messages, runner, sandbox, lambda _: None, never(), max_steps=steps)
 
 
 def first_messages(history: list[Message] | None = None) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ import redis
 from orchestrator.checks.browser import find_chromium
 from orchestrator.runs.runner import RunServices, execute_run
 from orchestrator.settings import Settings
+from orchestrator.stop import StopFlag, never
 from orchestrator.streams.events import EventLog
 from orchestrator.tokens import user_token
 from tests.conftest import SECRET, unavailable, wait_for
@@ -428,7 +429,7 @@ def test_a_live_preview_is_loaded_from_its_url_and_its_own_missing_files_are_rep
     browser = Browser(executable, 1, resolve_hosts=True)  # as for E2B: names resolve
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/"
-        found = browser.render(Target(url), lambda: False)
+        found = browser.render(Target(url), never())
     finally:
         browser.close()
         server.shutdown()
@@ -448,12 +449,12 @@ def test_checks_beyond_check_concurrency_wait_their_turn_and_stay_cancellable() 
         unavailable("no Chromium: install the Debian package chromium")
         return
     browser = Browser(executable, 1)  # CHECK_CONCURRENCY=1
-    stop_first, stop_second = threading.Event(), threading.Event()
+    stop_first, stop_second = StopFlag(), StopFlag()
     ended: dict[str, Any] = {}
 
-    def check(name: str, stop: threading.Event) -> None:
+    def check(name: str, stop: StopFlag) -> None:
         try:
-            ended[name] = browser.render(served({"index.html": HANGS}), stop.is_set)
+            ended[name] = browser.render(served({"index.html": HANGS}), stop)
         except Cancelled:
             ended[name] = "cancelled"
 
@@ -465,16 +466,16 @@ def test_checks_beyond_check_concurrency_wait_their_turn_and_stay_cancellable() 
         second.start()
         wait_for(lambda: browser.waiting == 1, timeout=30, what="the second check to wait")
         assert browser.open_contexts() == 1  # the second never opened a page
-        stop_second.set()  # a run cancelled while it waits for its turn
+        stop_second.request("cancelled")  # a run cancelled while it waits for its turn
         second.join(timeout=10)
         assert ended.get("second") == "cancelled" and browser.waiting == 0
-        stop_first.set()
+        stop_first.request("cancelled")
         first.join(timeout=10)
         assert ended.get("first") == "cancelled"
         wait_for(lambda: browser.open_contexts() == 0, timeout=10, what="the page to close")
     finally:
-        stop_first.set()
-        stop_second.set()
+        stop_first.request("cancelled")
+        stop_second.request("cancelled")
         for thread in (first, second):
             if thread.ident is not None:  # started
                 thread.join(timeout=30)

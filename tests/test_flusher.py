@@ -79,7 +79,7 @@ def test_a_run_that_is_no_longer_ours_is_not_written_and_learns_it_is_lost(
     flusher.flush_all()
     assert _content(db, ours.message_id) == "mine" and not kept.lost
     assert _content(db, cancelled.message_id) == "cancelled by the user"
-    assert lost.lost  # the run stops at its next look (StopCheck)
+    assert lost.lost  # the run stops at its next look (RunStop)
 
 
 def test_a_run_flushing_itself_is_skipped_and_nothing_is_written_twice(

@@ -101,7 +101,7 @@ def test_one_heartbeat_statement_keeps_the_runs_held_and_stops_the_one_taken_awa
             assert lifecycle.claim(session, taken.message_id, taken.run_id) is not None
         before = _heartbeat(db, kept.message_id)
         hub.heartbeat()
-        assert [w.cancelled() for w in watches] == [False, True, False]
+        assert [w.requested() for w in watches] == [False, True, False]
         assert watches[1].reason == "lost"
         assert _heartbeat(db, kept.message_id) > before
         assert _heartbeat(db, other.message_id) > before
@@ -118,11 +118,11 @@ def test_the_cancel_listener_stops_only_the_run_cancelled_and_wakes_its_waiter(
     hub = RunHub(redis_client, db, heartbeat_interval=3600)
     woken = threading.Event()
     with RunWatch(hub, first) as one, RunWatch(hub, second) as two:
-        one.on_trip(woken.set)
+        one.on_request(woken.set)
         wait_for(hub.listening.is_set, 10, "the listener subscribed")
         request_cancel(redis_client, first.message_id)
         assert woken.wait(5), "the waiter of the cancelled run was never woken"
-        assert (one.cancelled(), one.reason, two.cancelled()) == (True, "cancelled", False)
+        assert (one.requested(), one.reason, two.requested()) == (True, "cancelled", False)
 
 
 def test_a_cancel_flagged_before_the_run_started_stops_it_when_it_joins(
@@ -132,7 +132,7 @@ def test_a_cancel_flagged_before_the_run_started_stops_it_when_it_joins(
     redis_client.set(flag_key(lease.message_id), "1", ex=60)  # no listener was there to hear it
     hub = RunHub(redis_client, db, heartbeat_interval=3600)
     with RunWatch(hub, lease) as watch:
-        assert watch.cancelled() and watch.reason == "cancelled"
+        assert watch.requested() and watch.reason == "cancelled"
 
 
 def test_the_process_sink_keeps_each_runs_order_and_joins_its_deltas(

@@ -15,12 +15,12 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from orchestrator.checks.render import VIEWPORT, Target, render
 from orchestrator.checks.result import RenderResult
 from orchestrator.providers.base import Cancelled
+from orchestrator.stop import Stop
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,9 @@ class Browser:
         self.waiting = 0
         self._waiting_lock = threading.Lock()
 
-    def render(self, target: Target, cancelled: Callable[[], bool]) -> RenderResult:
-        """Render `target`; Cancelled as soon as `cancelled()` says so."""
-        self._wait_turn(cancelled)
+    def render(self, target: Target, stop: Stop) -> RenderResult:
+        """Render `target`; Cancelled as soon as `stop.requested()` says so."""
+        self._wait_turn(stop)
         try:
             future = asyncio.run_coroutine_threadsafe(self._render(target), self._running_loop())
             waited = 0.0
@@ -85,7 +85,7 @@ class Browser:
                     return future.result(timeout=POLL)
                 except concurrent.futures.TimeoutError:
                     waited += POLL
-                    if cancelled():
+                    if stop.requested():
                         future.cancel()  # the task's `finally` closes its context
                         raise Cancelled() from None
                     if waited > RENDER_TIMEOUT:
@@ -94,14 +94,14 @@ class Browser:
         finally:
             self._slots.release()
 
-    def _wait_turn(self, cancelled: Callable[[], bool]) -> None:
+    def _wait_turn(self, stop: Stop) -> None:
         if self._slots.acquire(blocking=False):
             return
         with self._waiting_lock:
             self.waiting += 1
         try:
             while not self._slots.acquire(timeout=POLL):
-                if cancelled():
+                if stop.requested():
                     raise Cancelled()
         finally:
             with self._waiting_lock:

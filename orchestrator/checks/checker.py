@@ -25,6 +25,7 @@ from orchestrator.checks.result import (
     cut,
 )
 from orchestrator.sandboxes.base import Builds, CommandResult, Sandbox
+from orchestrator.stop import Stop
 from orchestrator.streams.events import CheckEvent, Event
 
 # The lines of a build's output that name what failed; without any, its last lines.
@@ -43,7 +44,7 @@ class Checker:
         sandbox: Sandbox,
         build: Callable[[dict[str, str]], None],
         emit: Callable[[Event], None],
-        cancelled: Callable[[], bool],
+        stop: Stop,
     ) -> Round:
         """`build(sources)` builds them unless the sandbox's last build was of them."""
         built = self._build(sandbox, build, emit)
@@ -54,7 +55,7 @@ class Checker:
         if target is None:
             rendered = RenderResult(FAILED, failed_requests=("index.html (the build left none)",))
         else:
-            rendered = self.browser.render(target, cancelled)
+            rendered = self.browser.render(target, stop)
         emit(CheckEvent("render", rendered.status, tuple(rendered.errors) or None))
         return Round(built, rendered)
 

@@ -14,6 +14,7 @@ from typing import Any
 from orchestrator.checks.checker import Checker
 from orchestrator.checks.result import FAILED, Round, repair_message
 from orchestrator.sandboxes.base import Sandbox
+from orchestrator.stop import Stop
 from orchestrator.streams.events import Event
 
 
@@ -28,14 +29,14 @@ class Rounds:
         started: Callable[[], Sandbox | None],
         build: Callable[[dict[str, str]], None],
         emit: Callable[[Event], None],
-        cancelled: Callable[[], bool],
+        stop: Stop,
     ) -> None:
         self.checker = checker
         self.max_repairs = max_repairs
         self._started = started
         self._build = build
         self._emit = emit
-        self._cancelled = cancelled
+        self._stop = stop
         self.last: Round | None = None
         self.count = 0
         self.repairs = 0
@@ -59,7 +60,7 @@ class Rounds:
         if self.checker is None or sandbox is None:
             return None
         self._previous_errors = self.last.errors if self.last is not None else None
-        self.last = self.checker.check(sandbox, self._build, self._emit, self._cancelled)
+        self.last = self.checker.check(sandbox, self._build, self._emit, self._stop)
         self.count += 1
         return self.last
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from orchestrator.stop import Stop
 
 Message = dict[str, Any]
 ToolSpec = dict[str, Any]
@@ -54,13 +56,13 @@ class Cancelled(Exception):
 
 
 class Provider(Protocol):
-    """One LLM endpoint. `stream` gives up promptly (raising Cancelled) once cancelled() is true."""
+    """One LLM endpoint. `stream` gives up promptly (raising Cancelled) once a stop is requested."""
 
     name: str
     model: str
 
     def stream(
-        self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
+        self, messages: list[Message], tools: list[ToolSpec], stop: Stop
     ) -> Iterator[Delta]: ...
 
 

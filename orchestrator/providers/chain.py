@@ -26,6 +26,7 @@ from orchestrator.providers.base import (
 )
 from orchestrator.providers.breaker import Breaker, Gate, counts_against
 from orchestrator.providers.retry import BackoffWait, is_context_overflow, is_transient
+from orchestrator.stop import Stop
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,7 @@ class ChainRun:
     # Attempts made for the step being streamed: every one after the first begins with Restart.
     _step_attempts: int = field(default=0, init=False, repr=False)
 
-    def stream(
-        self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
-    ) -> Iterator[Delta]:
+    def stream(self, messages: list[Message], tools: list[ToolSpec], stop: Stop) -> Iterator[Delta]:
         # Once text reached clients the run stays with the provider that wrote it.
         candidates = [self.served_by] if self.text_sent and self.served_by else self.providers
         self._step_attempts = 0
@@ -87,7 +86,7 @@ class ChainRun:
             for tighter in (False, True):
                 try:
                     yield from self._with_retries(
-                        provider, messages, tools, cancelled, attempts, tighter=tighter
+                        provider, messages, tools, stop, attempts, tighter=tighter
                     )
                     return
                 except Cancelled:
@@ -111,7 +110,7 @@ class ChainRun:
         provider: Provider,
         messages: list[Message],
         tools: list[ToolSpec],
-        cancelled: Callable[[], bool],
+        stop: Stop,
         attempts: int,
         *,
         tighter: bool = False,
@@ -121,7 +120,7 @@ class ChainRun:
             messages, estimate = self.fitter.fit(messages, tools, provider, tighter=tighter)
 
         def sleep(seconds: float) -> None:
-            _sleep_unless_cancelled(seconds, cancelled)
+            _sleep_unless_cancelled(seconds, stop)
 
         retrying = Retrying(
             stop=stop_after_attempt(attempts),
@@ -143,7 +142,7 @@ class ChainRun:
                 answered = False
                 reported = 0
                 try:
-                    for delta in provider.stream(messages, tools, cancelled):
+                    for delta in provider.stream(messages, tools, stop):
                         if not answered:
                             answered = True
                             self._answered(provider)
@@ -216,9 +215,9 @@ class _AfterText(Exception):
     """A failure after text reached clients: never retried, never handed to another provider."""
 
 
-def _sleep_unless_cancelled(seconds: float, cancelled: Callable[[], bool]) -> None:
+def _sleep_unless_cancelled(seconds: float, stop: Stop) -> None:
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
-        if cancelled():
+        if stop.requested():
             raise Cancelled()
         time.sleep(min(0.05, left))

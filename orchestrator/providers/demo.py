@@ -13,7 +13,7 @@ import html
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from orchestrator.providers.base import (
@@ -28,6 +28,7 @@ from orchestrator.providers.base import (
 )
 from orchestrator.providers.demo_built import built_step, last_tool_result, layout_for
 from orchestrator.providers.demo_edits import plan_change
+from orchestrator.stop import Stop
 from orchestrator.versions.base import paths_in_tree
 
 CHUNK_DELAY_SECONDS = 0.01
@@ -44,9 +45,7 @@ class DemoProvider:
     def __init__(self, chunk_delay: float = CHUNK_DELAY_SECONDS) -> None:
         self.chunk_delay = chunk_delay
 
-    def stream(
-        self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
-    ) -> Iterator[Delta]:
+    def stream(self, messages: list[Message], tools: list[ToolSpec], stop: Stop) -> Iterator[Delta]:
         prompt = _last_user_text(messages)
         step = _steps_since_last_user(messages)
         title = _title_for(prompt)
@@ -55,23 +54,23 @@ class DemoProvider:
         existing = paths_in_tree(system)
         layout = layout_for(system)
         if prompt.startswith(CHECKS_FAILED) and {"write_file", "finish"} <= tool_names:
-            yield from self._repair(messages, cancelled)
+            yield from self._repair(messages, stop)
         elif layout is not None and {"write_file", "run_command", "finish"} <= tool_names:
             result = last_tool_result(messages)
             planned = built_step(layout, title, prompt, step, existing, result)
-            yield from self._text(planned.text, cancelled)
+            yield from self._text(planned.text, stop)
             for index, (name, args) in enumerate(planned.calls):
                 yield from _tool_call(index, name, args)
             yield Finish("tool_calls")
         elif "index.html" in existing and {"read_file", "edit_file", "finish"} <= tool_names:
             # A follow-up: change the app that is there, never start a new one.
-            yield from self._follow_up(messages, prompt, step, existing, cancelled)
+            yield from self._follow_up(messages, prompt, step, existing, stop)
         elif step == 0:
             text = (
                 f"I'll build **{title}** as a small static web app: an `index.html` page, "
                 "a stylesheet and a script, so it opens right away in the preview."
             )
-            yield from self._text(text, cancelled)
+            yield from self._text(text, stop)
             if "write_file" in tool_names:
                 for index, (path, content) in enumerate(_app_files(title, prompt).items()):
                     yield from _tool_call(index, "write_file", {"path": path, "content": content})
@@ -79,7 +78,7 @@ class DemoProvider:
             else:
                 yield Finish("stop")
         elif "finish" in tool_names:
-            yield from self._text(" Done: the app is ready in the preview.", cancelled)
+            yield from self._text(" Done: the app is ready in the preview.", stop)
             summary = f"A static {title} page with its own styles and script."
             yield from _tool_call(0, "finish", {"title": title, "summary": summary})
             yield Finish("tool_calls")
@@ -96,13 +95,13 @@ class DemoProvider:
         prompt: str,
         step: int,
         existing: dict[str, int],
-        cancelled: Callable[[], bool],
+        stop: Stop,
     ) -> Iterator[Delta]:
         """Read the app's files, edit them in place, finish saying what changed."""
         if step == 0:
             yield from self._text(
                 "I'll change the existing app rather than start over; first I read its files.",
-                cancelled,
+                stop,
             )
             wanted = [p for p in ("index.html", "styles.css", "app.js") if p in existing]
             for index, path in enumerate(wanted):
@@ -112,34 +111,34 @@ class DemoProvider:
         files = _files_read(messages)
         change = plan_change(prompt, files)
         if step == 1 and change.edits:
-            yield from self._text(" Now the edits.", cancelled)
+            yield from self._text(" Now the edits.", stop)
             for index, item in enumerate(change.edits):
                 args = {"path": item.path, "old": item.old, "new": item.new}
                 yield from _tool_call(index, "edit_file", args)
             yield Finish("tool_calls")
             return
         summary = change.summary or "I could not find where to make that change in this app."
-        yield from self._text(f" Done: {summary}", cancelled)
+        yield from self._text(f" Done: {summary}", stop)
         found = re.search(r"<title>(.*?)</title>", files.get("index.html", ""), re.S)
         title = html.unescape(found[1]).strip() if found else "Demo App"
         yield from _tool_call(0, "finish", {"title": title, "summary": summary})
         yield Finish("tool_calls")
 
-    def _repair(self, messages: list[Message], cancelled: Callable[[], bool]) -> Iterator[Delta]:
+    def _repair(self, messages: list[Message], stop: Stop) -> Iterator[Delta]:
         """The worker's checks found the bug a "with a bug" prompt asked for: write the script
         without it and finish again (DESIGN section 16)."""
         prompt = _last_user_text([m for m in messages if not _is_checks_report(m)])
         title = _title_for(prompt)
-        yield from self._text(" The checks found an error in app.js; fixing it.", cancelled)
+        yield from self._text(" The checks found an error in app.js; fixing it.", stop)
         fixed = _app_files(title, re.sub(WITH_A_BUG, "", prompt, flags=re.I))["app.js"]
         yield from _tool_call(0, "write_file", {"path": "app.js", "content": fixed})
         summary = f"A static {title} page; its script no longer throws."
         yield from _tool_call(1, "finish", {"title": title, "summary": summary})
         yield Finish("tool_calls")
 
-    def _text(self, text: str, cancelled: Callable[[], bool]) -> Iterator[Delta]:
+    def _text(self, text: str, stop: Stop) -> Iterator[Delta]:
         for piece in re.findall(r"\S+\s*|\s+", text):
-            if cancelled():
+            if stop.requested():
                 raise Cancelled()
             time.sleep(self.chunk_delay)
             yield TextDelta(piece)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx2
@@ -24,10 +24,10 @@ from orchestrator.providers.base import (
 from orchestrator.providers.handoff import END, WAKE, Handoff
 from orchestrator.providers.retry import IncompleteStream, LLMReadTimeout
 from orchestrator.settings import ProviderConfig
+from orchestrator.stop import Stop
 
-# How often a consumer waiting for the next chunk looks at the cancel check; with a check that
-# can wake it (`on_trip`, the runner's), only for the deadline.
-CANCEL_POLL_SECONDS = 0.02
+# How often a consumer waiting for the next chunk looks at its Stop unwoken: a cancel wakes it
+# (`on_request`), so this is only for the stops found by looking (the deadline, a lost lease).
 WOKEN_POLL_SECONDS = 0.5
 
 
@@ -53,22 +53,18 @@ class OpenAICompatProvider:
         self._max_connections = max_connections
         self._client: openai.AsyncOpenAI | None = None
 
-    def stream(
-        self, messages: list[Message], tools: list[ToolSpec], cancelled: Callable[[], bool]
-    ) -> Iterator[Delta]:
+    def stream(self, messages: list[Message], tools: list[ToolSpec], stop: Stop) -> Iterator[Delta]:
         inbox = Handoff()
-        subscribe = getattr(cancelled, "on_trip", None)
-        unsubscribe = subscribe(lambda: inbox.put(WAKE)) if callable(subscribe) else None
-        poll = WOKEN_POLL_SECONDS if unsubscribe is not None else CANCEL_POLL_SECONDS
+        unsubscribe = stop.on_request(lambda: inbox.put(WAKE))
         future = aioloop.submit(self._pump(messages, tools, inbox))
         try:
             while True:
-                items = inbox.take(timeout=poll)
-                if not items and cancelled():
+                items = inbox.take(timeout=WOKEN_POLL_SECONDS)
+                if not items and stop.requested():
                     raise Cancelled()
                 for item in items:
                     if item is WAKE:
-                        if cancelled():
+                        if stop.requested():
                             raise Cancelled()
                         continue
                     if item is END:
@@ -76,13 +72,12 @@ class OpenAICompatProvider:
                     if isinstance(item, BaseException):
                         raise item
                     yield item  # type: ignore[misc]
-                    if cancelled():
+                    if stop.requested():
                         raise Cancelled()
         finally:
             # Cancelling the task closes the HTTP response: the server sees the connection go.
             future.cancel()
-            if unsubscribe is not None:
-                unsubscribe()
+            unsubscribe()
 
     def _client_in_loop(self) -> openai.AsyncOpenAI:
         if self._client is None:

@@ -28,6 +28,7 @@ from orchestrator.providers.base import (
 )
 from orchestrator.runs.tools import TOOL_NAMES, TOOL_SPECS, ToolError, Workspace, parse_arguments
 from orchestrator.sandboxes.base import Sandbox
+from orchestrator.stop import Stop
 from orchestrator.streams.events import DeltaEvent, Event, ToolCallEvent, ToolResultEvent
 
 
@@ -54,7 +55,7 @@ def run_agent(
     provider: Provider,
     sandbox: Sandbox,
     emit: Callable[[Event], None],
-    cancelled: Callable[[], bool],
+    stop: Stop,
     *,
     max_steps: int = 25,
     tools: list[ToolSpec] = TOOL_SPECS,
@@ -71,12 +72,12 @@ def run_agent(
     steps = 0
 
     for step in range(max_steps):
-        if cancelled():
+        if stop.requested():
             raise Cancelled()
         steps = step + 1
         step_text: list[str] = []
         pending: dict[int, _PendingCall] = {}
-        for delta in provider.stream(conversation, tools, cancelled):
+        for delta in provider.stream(conversation, tools, stop):
             if isinstance(delta, TextDelta):
                 step_text.append(delta.text)
                 emit(DeltaEvent(delta.text))
@@ -107,7 +108,7 @@ def run_agent(
         finished = None if calls else "no_tool_call"
 
         for call in calls:  # none when the model answered without a tool call
-            if cancelled():
+            if stop.requested():
                 raise Cancelled()
             assert call.id is not None
             args, refusal = _parse(call)

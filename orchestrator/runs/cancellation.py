@@ -23,6 +23,7 @@ from models import Status, transaction
 from orchestrator.process_threads import ProcessThreads
 from orchestrator.runs import lifecycle, progress
 from orchestrator.runs.lifecycle import CancelOutcome, Lease
+from orchestrator.stop import StopFlag, StopReason
 from orchestrator.streams.events import EventLog, StatusEvent
 
 log = logging.getLogger(__name__)
@@ -46,24 +47,22 @@ def is_cancel_requested(client: redis.Redis, message_id: str) -> bool:
     return bool(client.exists(flag_key(message_id)))
 
 
-class RunWatch:
-    """One run's view of its process's hub: whether it must stop, and why.
+class RunWatch(StopFlag):
+    """One run's view of its process's hub: a Stop the hub requests.
 
-    `cancelled()` turns true when the run's cancel flag is set, when a heartbeat finds the run is
-    no longer ours (cancelled in the database, or handed to another worker), or on `trip()`.
+    Requested ("cancelled") when the run's cancel flag is set, ("lost") when a heartbeat finds
+    the run is no longer ours (cancelled in the database, or handed to another worker), or on
+    `trip(reason)`. `on_cancel` runs then on a thread of its own (it may kill a sandbox).
     """
 
     def __init__(
         self, hub: RunHub, lease: Lease, *, on_cancel: Callable[[], None] | None = None
     ) -> None:
+        super().__init__()
         self.hub = hub
         self.lease = lease
         self.message_id = lease.message_id
         self._on_cancel = on_cancel
-        self._event = threading.Event()
-        self._lock = threading.Lock()
-        self._wakers: list[Callable[[], None]] = []
-        self.reason: str | None = None
 
     def __enter__(self) -> RunWatch:
         self.hub.add(self)
@@ -72,40 +71,13 @@ class RunWatch:
     def __exit__(self, *exc: object) -> None:
         self.hub.remove(self)
 
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-    def on_trip(self, wake: Callable[[], None]) -> Callable[[], None]:
-        """Call `wake` (from another thread) when the run must stop; returns its unsubscribe."""
-        with self._lock:
-            self._wakers.append(wake)
-        if self._event.is_set():
-            wake()
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if wake in self._wakers:
-                    self._wakers.remove(wake)
-
-        return unsubscribe
-
-    def trip(self, reason: str) -> None:
-        with self._lock:
-            if self._event.is_set():
-                return
-            self.reason = reason
-            self._event.set()
-            wakers = list(self._wakers)
-        for wake in wakers:
-            try:
-                wake()
-            except Exception:
-                log.exception("cancel wake-up failed for %s", self.message_id)
-        if self._on_cancel is not None:
-            # Killing a sandbox may take a network round trip: never on the hub's own thread.
-            threading.Thread(
-                target=self._run_on_cancel, name=f"cancel-{self.message_id}", daemon=True
-            ).start()
+    def trip(self, reason: StopReason) -> None:
+        if not self.request(reason) or self._on_cancel is None:
+            return
+        # Killing a sandbox may take a network round trip: never on the hub's own thread.
+        threading.Thread(
+            target=self._run_on_cancel, name=f"cancel-{self.message_id}", daemon=True
+        ).start()
 
     def _run_on_cancel(self) -> None:
         assert self._on_cancel is not None
@@ -169,7 +141,7 @@ class RunHub:
         with self._lock:
             return [w for held in self._runs.values() for w in held]
 
-    def _trip(self, message_id: str, reason: str) -> None:
+    def _trip(self, message_id: str, reason: StopReason) -> None:
         with self._lock:
             held = list(self._runs.get(message_id, ()))
         for watch in held:
@@ -231,7 +203,7 @@ class RunHub:
 
     def heartbeat(self) -> None:
         """One statement for every run this process holds; a run found lost stops."""
-        watches = [w for w in self.watches() if not w.cancelled()]
+        watches = [w for w in self.watches() if not w.requested()]
         if not watches:
             return
         try:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from tenacity import Retrying, retry_if_exception_type, stop_before_delay, wait_exponential
 
 from models import Fragment, Status, transaction
 from orchestrator import metrics
@@ -32,6 +33,7 @@ from orchestrator.runs.tools import Workspace
 from orchestrator.sandboxes.base import Builds, ChecksFrameworks
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.sandboxes.templates import TemplateNotPrepared
+from orchestrator.stop import StopReason
 from orchestrator.streams.events import (
     DeltaEvent,
     ErrorEvent,
@@ -97,33 +99,47 @@ class Failed:
 
 @dataclass(frozen=True)
 class Stopped:
-    """Cancelled, past the deadline, or lost to another writer: `_stopped` tells which."""
+    """Cancelled, past the deadline, or lost to another writer: the run's `stop.reason` says."""
 
 
 Ending = Completed | Failed | Stopped
 
 
-class StopCheck:
-    """The run's `cancelled` for the agent loop and the provider: a callable that can also wake.
+class RunStop:
+    """The run's Stop for the agent loop, the provider and the checks.
 
-    `on_trip(wake)` lets a provider waiting for the model's next chunk be woken by a cancel
-    instead of polling for it.
+    Requested when the hub trips the run's watch (the user's cancel, or a heartbeat that found
+    the run no longer ours), when a flush found the run lost, or past the run's deadline. Only
+    the watch wakes waiters: the other two are found by looking.
     """
 
-    def __init__(self, run: _Run) -> None:
-        self._run = run
+    def __init__(self, watch: RunWatch, record: Recorder, deadline: float) -> None:
+        self.watch = watch
+        self.record = record
+        self.deadline = deadline
 
-    def __call__(self) -> bool:
-        return self._run.cancelled()
+    @property
+    def reason(self) -> StopReason | None:
+        if self.watch.reason == "cancelled":
+            return "cancelled"
+        if self.watch.reason == "lost" or self.record.lost:
+            return "lost"
+        if time.monotonic() > self.deadline:
+            return "deadline"
+        return None
 
-    def on_trip(self, wake: Callable[[], None]) -> Callable[[], None]:
-        return self._run.watch.on_trip(wake)
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def on_request(self, wake: Callable[[], None]) -> Callable[[], None]:
+        return self.watch.on_request(wake)
 
 
 class _Run:
-    """One run: the agent's work, then exactly one ending, then the sandbox released.
+    """One run's parts and its work: the agent, then what it leaves checked and built.
 
-    execute = work -> ending -> end(ending) -> release the sandbox, whatever happened in between.
+    execute = work -> `end_run`, the one way out (the final state written through lifecycle, the
+    sandbox released whatever happened in between).
     """
 
     def __init__(self, services: RunServices, lease: Lease, context: RunContext) -> None:
@@ -155,7 +171,7 @@ class _Run:
         # ending's to keep (a preview) or to kill (the write found the run no longer ours).
         self.ending = False
         self.watch = RunWatch(services.hub, lease, on_cancel=self._on_trip)
-        self.stop_check = StopCheck(self)
+        self.stop = RunStop(self.watch, self.record, self.deadline)
         self.metrics = metrics.RunMetrics()
         self.checks = Rounds(
             services.checker,
@@ -163,24 +179,15 @@ class _Run:
             started=lambda: self.sandbox.started,
             build=self._build_if_unbuilt,
             emit=self.emit,
-            cancelled=self.stop_check,
+            stop=self.stop,
         )
-
-    # -- the run ---------------------------------------------------------------------------
 
     def execute(self) -> str | None:
         self.record.publish_now(StatusEvent(Status.STREAMING))
         if self.context.attempt > 1:
             self.record.carry_over(self.context.earlier_content, self.context.earlier_tool_calls)
         with self.watch:
-            try:
-                return self._end(self._work())
-            finally:
-                # Whatever happened, nothing of the run outlives it (a COMPLETE run's preview
-                # was kept on purpose).
-                if not self.released:
-                    self._kill_sandbox()
-                self.record.close()
+            return end_run(self, self._work)
 
     def _work(self) -> Ending:
         try:
@@ -192,7 +199,7 @@ class _Run:
                 self.chain,
                 self.sandbox,
                 self.emit,
-                self.stop_check,
+                self.stop,
                 max_steps=self.settings.agent_max_steps,
                 on_finish=self.checks.after_finish,
             )
@@ -214,71 +221,23 @@ class _Run:
             return Failed("internal", f"{type(exc).__name__}: {exc}")
         return Completed(outcome, produced)
 
-    def _end(self, ending: Ending) -> str | None:
-        """The one way out of a run: COMPLETE, FAILED, CANCELLED, or nothing if it is not ours."""
-        if isinstance(ending, Completed):
-            try:
-                return self._complete(ending.outcome, ending.produced)
-            except Exception as exc:  # the preview, the sandbox's close, the final write
-                log.exception("run %s failed while completing", self.lease.run_id)
-                if self.cancelled():
-                    return self._stopped()
-                return self._fail("internal", f"while completing: {type(exc).__name__}: {exc}")
-        if isinstance(ending, Failed):
-            return self._fail(ending.kind, ending.reason, ending.text)
-        return self._stopped()
-
-    def cancelled(self) -> bool:
-        return self.watch.cancelled() or self.record.lost or time.monotonic() > self.deadline
-
     def _on_trip(self) -> None:
         """A cancel, or a heartbeat that found the run no longer ours: stop its commands now.
 
         Not once the run is writing its ending: a heartbeat between the COMPLETE write and the
         run leaving the hub finds the row no longer STREAMING and trips the watch, and must not
         kill the preview the ending kept alive. A cancel that wins against that write makes it
-        find the run no longer ours, and `execute` kills the sandbox then.
+        find the run no longer ours, and `end_run` kills the sandbox then.
         """
         if not self.ending:
             self.sandbox.kill()
 
-    # -- what the loop reports -------------------------------------------------------------
-
     def emit(self, event: Event) -> None:
-        if self.cancelled():
+        if self.stop.requested():
             raise Cancelled()
         if isinstance(event, DeltaEvent):
             self.metrics.delta()
         self.record.record(event)
-
-    def _write(self, write: Callable[[Session], T]) -> T:
-        """A run's last write, retried through a database blip while its lease can still hold."""
-        give_up = time.monotonic() + self.settings.stale_after
-        delay = 0.2
-        while True:
-            try:
-                with transaction(self.services.db) as session:
-                    return write(session)
-            except OperationalError:
-                if time.monotonic() + delay > give_up:
-                    raise  # the task fails; the reaper re-runs the run once its lease is stale
-                log.warning("could not write the outcome of %s; retrying", self.lease.message_id)
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    def _kill_sandbox(self) -> None:
-        try:
-            self.sandbox.kill()
-        except Exception:  # kill() must not raise; if it does, the ending still stands
-            log.exception("could not kill the sandbox of run %s", self.lease.run_id)
-
-    # -- endings ---------------------------------------------------------------------------
-
-    def _metadata(self, **extra: Any) -> dict[str, Any]:
-        meta = self.chain.metadata()
-        meta["sandbox"] = self.sandbox.metadata or None
-        meta.update(extra)
-        return meta
 
     def _build_if_unbuilt(self, sources: dict[str, str]) -> None:
         """A built app's version is previewed from a build of exactly its sources: when the
@@ -299,102 +258,169 @@ class _Run:
         self.final_build = True
         self.final_builds += 1
 
-    def _complete(self, outcome: Outcome, produced: RunFiles | None) -> str | None:
-        fragment_values = None
-        keep_alive = False
-        # `produced`: the whole app, the base with this run's changes, read back from the
-        # workspace.
-        if produced is not None:
-            if self.checks.failed and self.checks.last is not None:
-                # Saved all the same (the user can look and ask for more), saying what fails.
-                self.emit(DeltaEvent(still_failing(self.checks.last)))
-            url = self.sandbox.preview()
-            keep_alive = url is not None
-            started = self.sandbox.started
-            build, build_files = _build_of(started, by_worker=self.final_build)
-            fragment_values = FragmentValues(
-                title=outcome.title or self.context.prompt_text[:60],
-                files=produced.files,
-                framework=self.context.framework,
-                sandbox_id=started.id if started else None,
-                sandbox_url=url or f"{self.settings.public_url}/preview/{{fragment_id}}/",
-                metadata=self._metadata(
-                    summary=outcome.summary,
-                    steps=outcome.steps,
-                    stopReason=outcome.stop_reason,
-                    **produced.metadata(self.context.base),
-                    **build,
-                    checks=self.checks.metadata(),
-                ),
-                image_url=self.context.image_url,
-                parent_id=self.context.base.fragment_id if self.context.base else None,
-                changes=first_changes(self.context.base, produced),
-                build_files=build_files,
-                screenshot=self.checks.screenshot,
-            )
-        metadata = self._metadata(
-            summary=outcome.summary,
-            steps=outcome.steps,
-            stopReason=outcome.stop_reason,
-            title=outcome.title,
+
+# -- the one way out of a run ----------------------------------------------------------------
+
+
+def end_run(run: _Run, work: Callable[[], Ending]) -> str | None:
+    """Do the run's `work`, then write its ending: COMPLETE, FAILED, CANCELLED, or nothing when
+    the run is not ours any more. Whatever happened in between (even the worker going down while
+    it works), nothing of the run outlives it: its sandbox is killed unless a COMPLETE run kept
+    it alive as the preview, and its recorder is closed. Returns the status written."""
+    try:
+        ending = work()
+        if isinstance(ending, Completed):
+            try:
+                return _complete(run, ending.outcome, ending.produced)
+            except Exception as exc:  # the preview, the sandbox's close, the final write
+                log.exception("run %s failed while completing", run.lease.run_id)
+                if run.stop.requested():
+                    return _stopped(run)
+                return _fail(run, "internal", f"while completing: {type(exc).__name__}: {exc}")
+        if isinstance(ending, Failed):
+            return _fail(run, ending.kind, ending.reason, ending.text)
+        return _stopped(run)
+    finally:
+        if not run.released:
+            _kill_sandbox(run)
+        run.record.close()
+
+
+def _complete(run: _Run, outcome: Outcome, produced: RunFiles | None) -> str | None:
+    fragment_values = None
+    keep_alive = False
+    # `produced`: the whole app, the base with this run's changes, read back from the workspace.
+    if produced is not None:
+        if run.checks.failed and run.checks.last is not None:
+            # Saved all the same (the user can look and ask for more), saying what fails.
+            run.emit(DeltaEvent(still_failing(run.checks.last)))
+        url = run.sandbox.preview()
+        keep_alive = url is not None
+        started = run.sandbox.started
+        build, build_files = _build_of(started, by_worker=run.final_build)
+        fragment_values = FragmentValues(
+            title=outcome.title or run.context.prompt_text[:60],
+            files=produced.files,
+            framework=run.context.framework,
+            sandbox_id=started.id if started else None,
+            sandbox_url=url or f"{run.settings.public_url}/preview/{{fragment_id}}/",
+            metadata=_metadata(
+                run,
+                summary=outcome.summary,
+                steps=outcome.steps,
+                stopReason=outcome.stop_reason,
+                **produced.metadata(run.context.base),
+                **build,
+                checks=run.checks.metadata(),
+            ),
+            image_url=run.context.image_url,
+            parent_id=run.context.base.fragment_id if run.context.base else None,
+            changes=first_changes(run.context.base, produced),
+            build_files=build_files,
+            screenshot=run.checks.screenshot,
         )
+    metadata = _metadata(
+        run,
+        summary=outcome.summary,
+        steps=outcome.steps,
+        stopReason=outcome.stop_reason,
+        title=outcome.title,
+    )
 
-        def write(session: Session) -> tuple[Any, dict[str, Any] | None]:
-            written = lifecycle.complete(
-                session,
-                self.lease,
-                content=self.record.text,
-                tool_calls=self.record.tool_calls,
-                metadata=metadata,
-                fragment=fragment_values,
-            )
-            return written, fragment_json(written) if isinstance(written, Fragment) else None
-
-        # Released before the row says COMPLETE, so nothing of the run outlives its last status.
-        self.ending = True
-        self.sandbox.close(keep_alive=keep_alive)
-        written, fragment = self._write(write)
-        if written is False:
-            return None  # not ours any more: execute() kills what close() kept alive
-        self.released = True
-        tail: list[Event] = [FragmentEvent(fragment)] if fragment is not None else []
-        self.record.finish_stream(Status.COMPLETE, *tail, StatusEvent(Status.COMPLETE))
-        return Status.COMPLETE
-
-    def _fail(self, kind: str, reason: str, text: str | None = None) -> str | None:
-        self._kill_sandbox()
-        content = self.record.text
-        tail: list[Event] = []
-        if not content:
-            # Clients rebuild content from the deltas, so the explanation is streamed too.
-            content = text or FAILED_TEXT[kind]
-            tail.append(DeltaEvent(content))
-        error = reason[:500] or kind
-        ok = self._write(
-            lambda session: lifecycle.fail(
-                session,
-                self.lease,
-                content=content,
-                error=error,
-                tool_calls=self.record.tool_calls,
-                metadata=self._metadata(failure=kind),
-            )
+    def write(session: Session) -> tuple[Any, dict[str, Any] | None]:
+        written = lifecycle.complete(
+            session,
+            run.lease,
+            content=run.record.text,
+            tool_calls=run.record.tool_calls,
+            metadata=metadata,
+            fragment=fragment_values,
         )
-        if not ok:
-            return None
-        self.record.finish_stream(
-            Status.FAILED, *tail, ErrorEvent(error), StatusEvent(Status.FAILED)
-        )
-        return Status.FAILED
+        return written, fragment_json(written) if isinstance(written, Fragment) else None
 
-    def _stopped(self) -> str | None:
-        self._kill_sandbox()
-        if self.watch.cancelled() and self.watch.reason == "cancelled":
-            self.record.finish_stream(Status.CANCELLED)
-            return Status.CANCELLED
-        if not self.record.lost and time.monotonic() > self.deadline:
-            return self._fail("deadline", "the run went past its deadline")
+    # Released before the row says COMPLETE, so nothing of the run outlives its last status.
+    run.ending = True
+    run.sandbox.close(keep_alive=keep_alive)
+    written, fragment = _write(run, write)
+    if written is False:
+        return None  # not ours any more: end_run kills what close() kept alive
+    run.released = True
+    tail: list[Event] = [FragmentEvent(fragment)] if fragment is not None else []
+    run.record.finish_stream(Status.COMPLETE, *tail, StatusEvent(Status.COMPLETE))
+    return Status.COMPLETE
+
+
+def _fail(run: _Run, kind: str, reason: str, text: str | None = None) -> str | None:
+    _kill_sandbox(run)
+    content = run.record.text
+    tail: list[Event] = []
+    if not content:
+        # Clients rebuild content from the deltas, so the explanation is streamed too.
+        content = text or FAILED_TEXT[kind]
+        tail.append(DeltaEvent(content))
+    error = reason[:500] or kind
+    ok = _write(
+        run,
+        lambda session: lifecycle.fail(
+            session,
+            run.lease,
+            content=content,
+            error=error,
+            tool_calls=run.record.tool_calls,
+            metadata=_metadata(run, failure=kind),
+        ),
+    )
+    if not ok:
         return None
+    run.record.finish_stream(Status.FAILED, *tail, ErrorEvent(error), StatusEvent(Status.FAILED))
+    return Status.FAILED
+
+
+def _stopped(run: _Run) -> str | None:
+    _kill_sandbox(run)
+    reason = run.stop.reason
+    if reason == "cancelled":
+        run.record.finish_stream(Status.CANCELLED)
+        return Status.CANCELLED
+    if reason == "deadline":
+        return _fail(run, "deadline", "the run went past its deadline")
+    return None  # lost: the run is another writer's now
+
+
+def _write(run: _Run, write: Callable[[Session], T]) -> T:
+    """A run's last write, retried through a database blip while its lease can still hold.
+
+    Past `stale_after` the task fails; the reaper re-runs the run once its lease is stale.
+    """
+
+    def attempt() -> T:
+        with transaction(run.services.db) as session:
+            return write(session)
+
+    retrying = Retrying(
+        retry=retry_if_exception_type(OperationalError),
+        wait=wait_exponential(multiplier=0.2, max=2.0),
+        stop=stop_before_delay(run.settings.stale_after),
+        before_sleep=lambda _: log.warning(
+            "could not write the outcome of %s; retrying", run.lease.message_id
+        ),
+        reraise=True,
+    )
+    return retrying(attempt)
+
+
+def _kill_sandbox(run: _Run) -> None:
+    try:
+        run.sandbox.kill()
+    except Exception:  # kill() must not raise; if it does, the ending still stands
+        log.exception("could not kill the sandbox of run %s", run.lease.run_id)
+
+
+def _metadata(run: _Run, **extra: Any) -> dict[str, Any]:
+    meta = run.chain.metadata()
+    meta["sandbox"] = run.sandbox.metadata or None
+    meta.update(extra)
+    return meta
 
 
 def _build_of(
