@@ -22,7 +22,7 @@ from pathlib import Path
 
 from orchestrator.providers.base import TextDelta
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
-from orchestrator.providers.chain import ChainRun
+from orchestrator.providers.chain import ProviderChain
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
 from orchestrator.settings import ProviderConfig
@@ -31,7 +31,7 @@ from orchestrator.wiring.bundled_redis import BundledRedis
 from tests.fakes.llm_server import FakeLLM, Hang, Reply
 
 
-def first_delta_seconds(chain: ChainRun) -> float:
+def first_delta_seconds(chain: ProviderChain) -> float:
     started = time.monotonic()
     messages = [{"role": "user", "content": "Build a to-do list app"}]
     for delta in chain.stream(messages, [], never()):
@@ -46,7 +46,7 @@ def measure(
     wait = BackoffWait(base=0.05, cap=0.05)
     seconds = []
     for _ in range(runs):
-        chain = ChainRun(providers, attempts_per_provider=3, wait=wait, breaker=breaker)
+        chain = ProviderChain(providers, attempts_per_provider=3, wait=wait, breaker=breaker)
         seconds.append(first_delta_seconds(chain))
     print(
         f"{label:<16} first delta: mean {statistics.mean(seconds):6.3f}s  "

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.providers.base import Message, Provider, ToolSpec
-from orchestrator.providers.chain import ChainRun
+from orchestrator.providers.base import ChatMessage, Provider, ToolSpec
+from orchestrator.providers.chain import ProviderChain
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
 from orchestrator.runs.agent import run_agent
@@ -47,8 +47,13 @@ class TimedBudget(RunBudget):
         self.fit_ns: list[int] = []
 
     def fit(
-        self, messages: list[Message], tools: list[ToolSpec], provider: Provider, *, tighter: bool
-    ) -> tuple[list[Message], int]:
+        self,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        provider: Provider,
+        *,
+        tighter: bool,
+    ) -> tuple[list[ChatMessage], int]:
         started = time.thread_time_ns()
         try:
             return super().fit(messages, tools, provider, tighter=tighter)
@@ -90,8 +95,8 @@ def one_run(
             config = ProviderConfig("primary", llm.base_url, "k", "m", context or 10**9)
             provider = OpenAICompatProvider(config, max_output_tokens=MAX_OUTPUT)
             budget = TimedBudget(max_output_tokens=MAX_OUTPUT) if context else None
-            chain = ChainRun([provider], wait=BackoffWait(cap=0.05), fitter=budget)
-            messages: list[Message] = [
+            chain = ProviderChain([provider], wait=BackoffWait(cap=0.05), fitter=budget)
+            messages: list[ChatMessage] = [
                 {"role": "system", "content": system_prompt("REACT", SERVES_STATIC)},
                 {"role": "user", "content": f"Build an app of {files} modules."},
             ]

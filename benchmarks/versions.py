@@ -29,7 +29,7 @@ from orchestrator.runs.context import system_prompt
 from orchestrator.runs.tools import TOOL_SPECS
 from orchestrator.sandboxes.local import LocalSandboxFactory
 from orchestrator.sandboxes.snapshot import read_tree
-from orchestrator.versions.base import Base, with_file_tree
+from orchestrator.versions.base import BaseVersion, with_file_tree
 
 
 def app_files(count: int, total_bytes: int) -> dict[str, str]:
@@ -122,7 +122,7 @@ def read_back(root: Path, repeat: int) -> None:
 
 def first_request() -> None:
     files = app_files(50, 100 * 1024)
-    base = Base("f", 3, files)
+    base = BaseVersion("f", 3, files)
     history = [
         {"role": "system", "content": system_prompt("NEXTJS")},
         {"role": "user", "content": "Build a dashboard"},

@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 from models import Message, Role, Status
 from orchestrator.errors import ConfigError, ProviderError
 from orchestrator.providers.breaker import counts_against
-from orchestrator.providers.chain import ChainRun
+from orchestrator.providers.chain import ProviderChain
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait, is_context_overflow, is_transient
 from orchestrator.runs.agent import Outcome, run_agent
@@ -51,13 +51,13 @@ def provider(llm: FakeLLM, name: str, context_tokens: int) -> OpenAICompatProvid
     return OpenAICompatProvider(config, read_timeout=10, max_output_tokens=MAX_OUTPUT)
 
 
-def chain(*providers: OpenAICompatProvider, budget: bool = True) -> ChainRun:
+def chain(*providers: OpenAICompatProvider, budget: bool = True) -> ProviderChain:
     fitter = RunBudget(max_output_tokens=MAX_OUTPUT) if budget else None
-    return ChainRun(providers, wait=BackoffWait(cap=0.05), fitter=fitter)
+    return ProviderChain(providers, wait=BackoffWait(cap=0.05), fitter=fitter)
 
 
 def run(
-    messages: list[dict[str, Any]], runner: ChainRun, sandbox: LocalSandbox, steps: int = 25
+    messages: list[dict[str, Any]], runner: ProviderChain, sandbox: LocalSandbox, steps: int = 25
 ) -> Outcome:
     return run_agent(messages, runner, sandbox, lambda _: None, never(), max_steps=steps)
 
@@ -242,7 +242,7 @@ def test_every_request_leaves_the_replys_room_free(sandbox: LocalSandbox) -> Non
         config = ProviderConfig("primary", llm.base_url, "k", "primary-model", context)
         small = OpenAICompatProvider(config, read_timeout=10, max_output_tokens=output)
         budget = RunBudget(max_output_tokens=output)
-        runner = ChainRun([small], wait=BackoffWait(cap=0.05), fitter=budget)
+        runner = ProviderChain([small], wait=BackoffWait(cap=0.05), fitter=budget)
         outcome = run(first_messages(), runner, sandbox)
         requests = llm.requests
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from orchestrator.stop import Stop
 
-Message = dict[str, Any]
+ChatMessage = dict[str, Any]
 ToolSpec = dict[str, Any]
 
 
@@ -62,7 +62,7 @@ class Provider(Protocol):
     model: str
 
     def stream(
-        self, messages: list[Message], tools: list[ToolSpec], stop: Stop
+        self, messages: list[ChatMessage], tools: list[ToolSpec], stop: Stop
     ) -> Iterator[Delta]: ...
 
 
@@ -75,7 +75,12 @@ class Fitter(Protocol):
     """
 
     def fit(
-        self, messages: list[Message], tools: list[ToolSpec], provider: Provider, *, tighter: bool
-    ) -> tuple[list[Message], int]: ...
+        self,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        provider: Provider,
+        *,
+        tighter: bool,
+    ) -> tuple[list[ChatMessage], int]: ...
 
     def observe(self, provider: Provider, estimated: int, reported: int) -> None: ...

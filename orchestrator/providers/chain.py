@@ -15,9 +15,9 @@ from orchestrator.contract import TokenUsage
 from orchestrator.errors import ProviderError
 from orchestrator.providers.base import (
     Cancelled,
+    ChatMessage,
     Delta,
     Fitter,
-    Message,
     Provider,
     Restart,
     TextDelta,
@@ -39,7 +39,7 @@ class Attempt:
 
 
 @dataclass
-class ChainRun:
+class ProviderChain:
     """The provider chain as one run sees it: which provider served it, attempts, token usage.
 
     Implements the Provider protocol, so the agent loop never knows there is more than one.
@@ -68,7 +68,9 @@ class ChainRun:
     # Attempts made for the step being streamed: every one after the first begins with Restart.
     _step_attempts: int = field(default=0, init=False, repr=False)
 
-    def stream(self, messages: list[Message], tools: list[ToolSpec], stop: Stop) -> Iterator[Delta]:
+    def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], stop: Stop
+    ) -> Iterator[Delta]:
         # Once text reached clients the run stays with the provider that wrote it.
         candidates = [self.served_by] if self.text_sent and self.served_by else self.providers
         self._step_attempts = 0
@@ -108,7 +110,7 @@ class ChainRun:
     def _with_retries(
         self,
         provider: Provider,
-        messages: list[Message],
+        messages: list[ChatMessage],
         tools: list[ToolSpec],
         stop: Stop,
         attempts: int,

@@ -18,9 +18,9 @@ from typing import Any
 
 from orchestrator.providers.base import (
     Cancelled,
+    ChatMessage,
     Delta,
     Finish,
-    Message,
     TextDelta,
     ToolCallDelta,
     ToolSpec,
@@ -45,7 +45,9 @@ class DemoProvider:
     def __init__(self, chunk_delay: float = CHUNK_DELAY_SECONDS) -> None:
         self.chunk_delay = chunk_delay
 
-    def stream(self, messages: list[Message], tools: list[ToolSpec], stop: Stop) -> Iterator[Delta]:
+    def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], stop: Stop
+    ) -> Iterator[Delta]:
         prompt = _last_user_text(messages)
         step = _steps_since_last_user(messages)
         title = _title_for(prompt)
@@ -91,7 +93,7 @@ class DemoProvider:
 
     def _follow_up(
         self,
-        messages: list[Message],
+        messages: list[ChatMessage],
         prompt: str,
         step: int,
         existing: dict[str, int],
@@ -124,7 +126,7 @@ class DemoProvider:
         yield from _tool_call(0, "finish", {"title": title, "summary": summary})
         yield Finish("tool_calls")
 
-    def _repair(self, messages: list[Message], stop: Stop) -> Iterator[Delta]:
+    def _repair(self, messages: list[ChatMessage], stop: Stop) -> Iterator[Delta]:
         """The worker's checks found the bug a "with a bug" prompt asked for: write the script
         without it and finish again (DESIGN section 16)."""
         prompt = _last_user_text([m for m in messages if not _is_checks_report(m)])
@@ -144,7 +146,7 @@ class DemoProvider:
             yield TextDelta(piece)
 
 
-def _is_checks_report(message: Message) -> bool:
+def _is_checks_report(message: ChatMessage) -> bool:
     return message.get("role") == "user" and str(message.get("content")).startswith(CHECKS_FAILED)
 
 
@@ -155,7 +157,7 @@ def _tool_call(index: int, name: str, args: dict[str, Any]) -> Iterator[Delta]:
         yield ToolCallDelta(index=index, arguments=raw[start : start + 256])
 
 
-def _files_read(messages: list[Message]) -> dict[str, str]:
+def _files_read(messages: list[ChatMessage]) -> dict[str, str]:
     """What read_file returned since the prompt: {path: content}."""
     files: dict[str, str] = {}
     for message in reversed(messages):
@@ -171,7 +173,7 @@ def _files_read(messages: list[Message]) -> dict[str, str]:
     return files
 
 
-def _last_user_text(messages: list[Message]) -> str:
+def _last_user_text(messages: list[ChatMessage]) -> str:
     for message in reversed(messages):
         if message.get("role") == "user":
             content = message.get("content")
@@ -181,7 +183,7 @@ def _last_user_text(messages: list[Message]) -> str:
     return ""
 
 
-def _steps_since_last_user(messages: list[Message]) -> int:
+def _steps_since_last_user(messages: list[ChatMessage]) -> int:
     steps = 0
     for message in reversed(messages):
         if message.get("role") == "user":

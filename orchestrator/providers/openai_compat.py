@@ -13,9 +13,9 @@ import openai
 from orchestrator.providers import aioloop
 from orchestrator.providers.base import (
     Cancelled,
+    ChatMessage,
     Delta,
     Finish,
-    Message,
     TextDelta,
     ToolCallDelta,
     ToolSpec,
@@ -53,7 +53,9 @@ class OpenAICompatProvider:
         self._max_connections = max_connections
         self._client: openai.AsyncOpenAI | None = None
 
-    def stream(self, messages: list[Message], tools: list[ToolSpec], stop: Stop) -> Iterator[Delta]:
+    def stream(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], stop: Stop
+    ) -> Iterator[Delta]:
         inbox = Handoff()
         unsubscribe = stop.on_request(lambda: inbox.put(WAKE))
         future = aioloop.submit(self._pump(messages, tools, inbox))
@@ -97,7 +99,9 @@ class OpenAICompatProvider:
             )
         return self._client
 
-    async def _pump(self, messages: list[Message], tools: list[ToolSpec], inbox: Handoff) -> None:
+    async def _pump(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], inbox: Handoff
+    ) -> None:
         try:
             client = self._client_in_loop()
             # The conversation and tools go in `extra_body`, which the SDK sends as given: its

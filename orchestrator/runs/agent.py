@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator.providers.base import (
     Cancelled,
-    Message,
+    ChatMessage,
     Provider,
     Restart,
     TextDelta,
@@ -51,7 +51,7 @@ class _PendingCall:
 
 
 def run_agent(
-    messages: list[Message],
+    messages: list[ChatMessage],
     provider: Provider,
     sandbox: Sandbox,
     emit: Callable[[Event], None],
@@ -94,7 +94,7 @@ def run_agent(
         calls = [pending[i] for i in sorted(pending)]
         for position, call in enumerate(calls):
             call.id = call.id or f"call_{step}_{position}"
-        assistant: Message = {"role": "assistant", "content": "".join(step_text) or None}
+        assistant: ChatMessage = {"role": "assistant", "content": "".join(step_text) or None}
         if calls:
             assistant["tool_calls"] = [
                 {

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.providers.base import Message, Provider, ToolSpec
+from orchestrator.providers.base import ChatMessage, Provider, ToolSpec
 
 DEFAULT_CONTEXT_TOKENS = 128000
 DEFAULT_MAX_OUTPUT_TOKENS = 8192
@@ -46,7 +46,7 @@ SAFETY = 0.9
 _NOTE = re.compile(r"^\[(\d+) earlier messages of this conversation are left out")
 
 
-def left_out_note(count: int) -> Message:
+def left_out_note(count: int) -> ChatMessage:
     """The one-line note that stands where older turns of the history were left out."""
     return {
         "role": "user",
@@ -55,7 +55,7 @@ def left_out_note(count: int) -> Message:
     }
 
 
-def _note_count(message: Message) -> int | None:
+def _note_count(message: ChatMessage) -> int | None:
     content = message.get("content")
     found = _NOTE.match(content) if message.get("role") == "user" and content else None
     return int(found[1]) if found else None
@@ -75,10 +75,10 @@ class RunBudget:
     dropped_turns: int = 0
     # The run's prompt: the last user message of its first request (later user messages, if a
     # step adds any, belong to the steps).
-    _prompt: Message | None = field(default=None, repr=False)
+    _prompt: ChatMessage | None = field(default=None, repr=False)
     # Sizes and stubs of messages already seen, by identity (kept alive so ids stay unique).
-    _sizes: dict[int, tuple[Message, int]] = field(default_factory=dict, repr=False)
-    _stubs: dict[int, tuple[Message, Message]] = field(default_factory=dict, repr=False)
+    _sizes: dict[int, tuple[ChatMessage, int]] = field(default_factory=dict, repr=False)
+    _stubs: dict[int, tuple[ChatMessage, ChatMessage]] = field(default_factory=dict, repr=False)
     # The tool calls seen so far, by id: a tool result's stub says which call made it.
     _calls: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict, repr=False)
 
@@ -89,13 +89,20 @@ class RunBudget:
     def ratio(self, provider: Provider) -> float:
         return self.ratios.get(provider.name, CHARS_PER_TOKEN)
 
-    def estimate(self, messages: list[Message], tools: list[ToolSpec], provider: Provider) -> int:
+    def estimate(
+        self, messages: list[ChatMessage], tools: list[ToolSpec], provider: Provider
+    ) -> int:
         chars = sum(self._size(m) for m in messages) + self._size_of_tools(tools)
         return math.ceil(chars / self.ratio(provider))
 
     def fit(
-        self, messages: list[Message], tools: list[ToolSpec], provider: Provider, *, tighter: bool
-    ) -> tuple[list[Message], int]:
+        self,
+        messages: list[ChatMessage],
+        tools: list[ToolSpec],
+        provider: Provider,
+        *,
+        tighter: bool,
+    ) -> tuple[list[ChatMessage], int]:
         if tighter:
             # The provider counted more than we thought: trust our characters less from now on.
             self.ratios[provider.name] = max(1.0, self.ratio(provider) * 0.75)
@@ -125,7 +132,7 @@ class RunBudget:
 
     # -- the pieces ------------------------------------------------------------------------
 
-    def _assemble(self, layout: _Layout) -> list[Message]:
+    def _assemble(self, layout: _Layout) -> list[ChatMessage]:
         out = list(layout.head)
         left_out = layout.earlier_left_out + self.dropped_turns
         if left_out:
@@ -151,7 +158,7 @@ class RunBudget:
             saved -= self._size(left_out_note(0))  # the note now takes a line
         return saved
 
-    def _size(self, message: Message) -> int:
+    def _size(self, message: ChatMessage) -> int:
         known = self._sizes.get(id(message))
         if known is not None and known[0] is message:
             return known[1]
@@ -165,7 +172,7 @@ class RunBudget:
     def _size_of_tools(self, tools: list[ToolSpec]) -> int:
         return sum(self._size(tool) for tool in tools)
 
-    def _stub(self, message: Message) -> Message:
+    def _stub(self, message: ChatMessage) -> ChatMessage:
         known = self._stubs.get(id(message))
         if known is not None and known[0] is message:
             return known[1]
@@ -178,14 +185,14 @@ class RunBudget:
 class _Layout:
     """A request's parts: system prompt, history, the prompt, then the run's steps."""
 
-    head: list[Message]
+    head: list[ChatMessage]
     earlier_left_out: int
-    history: list[Message]
-    prompt: list[Message]
-    steps: list[list[Message]]
+    history: list[ChatMessage]
+    prompt: list[ChatMessage]
+    steps: list[list[ChatMessage]]
 
     @classmethod
-    def of(cls, messages: list[Message], prompt: Message | None = None) -> _Layout:
+    def of(cls, messages: list[ChatMessage], prompt: ChatMessage | None = None) -> _Layout:
         start = 1 if messages and messages[0].get("role") == "system" else 0
         users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
         known = [i for i in users if messages[i] is prompt]
@@ -194,7 +201,7 @@ class _Layout:
         earlier = _note_count(history[0]) if history else None
         if earlier is not None:
             history = history[1:]
-        steps: list[list[Message]] = []
+        steps: list[list[ChatMessage]] = []
         for message in messages[prompt_at + 1 :]:
             if message.get("role") == "assistant" or not steps:
                 steps.append([])
@@ -209,8 +216,8 @@ class _Layout:
 
 
 def stub_message(
-    message: Message, calls: dict[str, tuple[str, dict[str, Any]]] | None = None
-) -> Message:
+    message: ChatMessage, calls: dict[str, tuple[str, dict[str, Any]]] | None = None
+) -> ChatMessage:
     """The message with its long parts replaced by a line that says what they were and how to
     get them again; the message itself when nothing in it is long."""
     if message.get("role") == "tool":

@@ -131,20 +131,20 @@ class RunHub:
 
     def remove(self, watch: RunWatch) -> None:
         with self._lock:
-            held = self._runs.get(watch.message_id)
-            if held is not None:
-                held.discard(watch)
-                if not held:
+            watches = self._runs.get(watch.message_id)
+            if watches is not None:
+                watches.discard(watch)
+                if not watches:
                     del self._runs[watch.message_id]
 
     def watches(self) -> list[RunWatch]:
         with self._lock:
-            return [w for held in self._runs.values() for w in held]
+            return [w for of_run in self._runs.values() for w in of_run]
 
     def _trip(self, message_id: str, reason: StopReason) -> None:
         with self._lock:
-            held = list(self._runs.get(message_id, ()))
-        for watch in held:
+            tripped = list(self._runs.get(message_id, ()))
+        for watch in tripped:
             watch.trip(reason)
 
     # -- the threads -------------------------------------------------------------------------
@@ -208,12 +208,12 @@ class RunHub:
             return
         try:
             with transaction(self._db) as session:
-                held = progress.heartbeat_many(session, [w.lease for w in watches])
+                still_ours = progress.heartbeat_many(session, [w.lease for w in watches])
         except Exception:  # a database blip must not end the runs by itself
             log.warning("could not heartbeat %d runs", len(watches), exc_info=True)
             return
         for watch in watches:
-            if watch.lease.token not in held:
+            if watch.lease.token not in still_ours:
                 watch.trip("lost")
 
 

@@ -15,7 +15,7 @@ from orchestrator import logs
 from orchestrator.runs.budget import left_out_note
 from orchestrator.runs.pages import PAGING_GUIDE
 from orchestrator.sandboxes.templates import SPECS
-from orchestrator.versions.base import Base, load_base, with_file_tree
+from orchestrator.versions.base import BaseVersion, load_base, with_file_tree
 
 # The history loaded whole at most; the budget (budget.py) leaves out more when it must.
 HISTORY_LIMIT = 100
@@ -149,7 +149,7 @@ class RunContext:
     earlier_content: str = ""
     earlier_tool_calls: tuple[dict[str, Any], ...] = ()
     # The project's latest version when the run was claimed: what the workspace starts with.
-    base: Base | None = None
+    base: BaseVersion | None = None
 
 
 def load_context(session: Session, message_id: str, serves: str) -> RunContext:

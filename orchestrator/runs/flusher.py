@@ -39,7 +39,7 @@ class Flushed(Protocol):
 
     def take_tail(self) -> Tail | None: ...
 
-    def tail_sent(self, tail: Tail, held: bool | None) -> None: ...
+    def tail_sent(self, tail: Tail, written: bool | None) -> None: ...
 
 
 class Flusher:
@@ -68,15 +68,16 @@ class Flusher:
         taken = [(recorder, tail) for recorder in recorders if (tail := recorder.take_tail())]
         for start in range(0, len(taken), BATCH_ROWS):
             batch = taken[start : start + BATCH_ROWS]
-            held: set[str] | None = None
+            written: set[str] | None = None
             try:
                 with transaction(self.db) as session:
-                    held = progress.flush_many(session, [tail for _recorder, tail in batch])
+                    written = progress.flush_many(session, [tail for _recorder, tail in batch])
             except Exception:  # a database blip: the text goes with the next tick
                 log.warning("could not flush %d runs; will try again", len(batch), exc_info=True)
             finally:
                 for recorder, tail in batch:
-                    recorder.tail_sent(tail, None if held is None else tail.lease.token in held)
+                    ours = None if written is None else tail.lease.token in written
+                    recorder.tail_sent(tail, ours)
         return len(taken)
 
     # -- the process's flushing thread -----------------------------------------------------

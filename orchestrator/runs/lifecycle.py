@@ -61,7 +61,8 @@ def _rows(result: Any) -> int:
     return int(result.rowcount)
 
 
-def held(lease: Lease) -> ColumnElement[bool]:
+def still_leased(lease: Lease) -> ColumnElement[bool]:
+    """The run's row, still STREAMING under this lease: what every write of a run is fenced by."""
     return and_(
         Message.id == lease.message_id,
         Message.run_id == lease.run_id,
@@ -106,7 +107,7 @@ def complete(
     now = utcnow()
     result = session.execute(
         update(Message)
-        .where(held(lease))
+        .where(still_leased(lease))
         .values(
             status=Status.COMPLETE,
             type=MessageType.RESULT,
@@ -164,7 +165,7 @@ def fail(
     now = utcnow()
     result = session.execute(
         update(Message)
-        .where(held(lease))
+        .where(still_leased(lease))
         .values(
             status=Status.FAILED,
             type=MessageType.ERROR,

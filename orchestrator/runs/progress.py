@@ -1,9 +1,9 @@
 """What a running run writes as it goes: its heartbeat and its content so far.
 
-Each write is fenced by the run's lease as every status change is (`lifecycle.held`), so a writer
-that is no longer the run's (cancelled, reaped, taken over) changes nothing and learns so from
-the rows it did not touch. The per-process forms (`heartbeat_many`, `flush_many`) write every run
-a process holds in one statement.
+Each write is fenced by the run's lease as every status change is (`lifecycle.still_leased`),
+so a writer that is no longer the run's (cancelled, reaped, taken over) changes nothing and learns
+so from the rows it did not touch. The per-process forms (`heartbeat_many`, `flush_many`) write
+every run a process holds in one statement.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import TextClause, bindparam, text, update
 from sqlalchemy.orm import Session
 
 from models import Message, Status, utcnow
-from orchestrator.runs.lifecycle import Lease, held
+from orchestrator.runs.lifecycle import Lease, still_leased
 
 
 def heartbeat(session: Session, lease: Lease) -> bool:
@@ -24,7 +24,7 @@ def heartbeat(session: Session, lease: Lease) -> bool:
     now = utcnow()
     result = session.execute(
         update(Message)
-        .where(held(lease))
+        .where(still_leased(lease))
         .values(heartbeat_at=now)
         .execution_options(synchronize_session=False)
     )
@@ -32,13 +32,13 @@ def heartbeat(session: Session, lease: Lease) -> bool:
 
 
 def heartbeat_many(session: Session, leases: list[Lease]) -> set[str]:
-    """One heartbeat for all the runs a process holds; returns the lease tokens still held.
+    """One heartbeat for all the runs a process holds; returns the lease tokens still leased.
 
     A lease token names one claim of one run, so `lease IN (...)` and STREAMING fence each row
     as `heartbeat` does; the rows it did not touch are runs that are no longer ours.
     """
     now = utcnow()
-    held: set[str] = set()
+    still_ours: set[str] = set()
     for start in range(0, len(leases), 500):
         chunk = leases[start : start + 500]
         result = session.execute(
@@ -52,8 +52,8 @@ def heartbeat_many(session: Session, leases: list[Lease]) -> set[str]:
             .returning(Message.lease)
             .execution_options(synchronize_session=False)
         )
-        held.update(token for token in result.scalars() if token is not None)
-    return held
+        still_ours.update(token for token in result.scalars() if token is not None)
+    return still_ours
 
 
 def _flush_statement(with_tool_calls: bool) -> TextClause:
@@ -87,7 +87,7 @@ def flush(
 
     Only the new text travels; cutting at `after` first makes a flush that was committed but
     looked failed (a connection lost at commit) harmless to send again. The tool calls are
-    written only when given (they changed). Fenced by the lease, as `lifecycle.held` fences.
+    written only when given (they changed). Fenced by the lease, as `lifecycle.still_leased` fences.
     """
     params: dict[str, Any] = {
         "after": after,

@@ -109,13 +109,13 @@ class Recorder:
         calls = self.tool_calls if self._calls_changed else None
         try:
             with transaction(self.db) as session:
-                held = progress.flush(
+                written = progress.flush(
                     session, self.lease, tail=tail, after=self._flushed_chars, tool_calls=calls
                 )
         except OperationalError:  # a database blip: what is not flushed goes with the next flush
             log.warning("could not flush %s; will try again", self.lease.message_id)
             return
-        if not held:
+        if not written:
             self.lost = True
             return
         self._flushed_chars += len(tail)
@@ -138,14 +138,14 @@ class Recorder:
             return None
         return Tail(self.lease, self._flushed_chars, "".join(self._unflushed[: self._taken]))
 
-    def tail_sent(self, tail: Tail, held: bool | None) -> None:
-        """The flusher wrote `tail` (held), found the run not ours (False), or failed (None)."""
+    def tail_sent(self, tail: Tail, written: bool | None) -> None:
+        """The flusher wrote `tail` (written), found the run not ours (False), or failed (None)."""
         try:
-            if held:
+            if written:
                 self.last_flush = time.monotonic()
                 self._flushed_chars += len(tail.text)
                 del self._unflushed[: self._taken]
-            elif held is False:
+            elif written is False:
                 self.lost = True
         finally:
             self._taken = 0

@@ -114,13 +114,13 @@ class Publisher:
         with self._lock:
             self._dirty &= self._outboxes.keys()  # a run closed meanwhile has nothing left
             boxes = [(m, self._outboxes[m]) for m in self._dirty]
-        held: list[_Outbox] = []
+        locked: list[_Outbox] = []
         batch: dict[str, list[Event]] = {}
         try:
             for message_id, box in boxes:
                 if not box.sending.acquire(blocking=False):
                     continue  # the run is sending itself; it takes its own events
-                held.append(box)
+                locked.append(box)
                 with self._lock:
                     taken, box.events = box.events, []
                     self._dirty.discard(message_id)
@@ -129,7 +129,7 @@ class Publisher:
             if batch:
                 self._send(batch)
         finally:
-            for box in held:
+            for box in locked:
                 box.sending.release()
         with self._lock:
             if self._dirty:

@@ -12,7 +12,7 @@ from orchestrator.versions import numbering
 
 
 @dataclass(frozen=True)
-class Base:
+class BaseVersion:
     fragment_id: str
     version: int
     files: dict[str, str]
@@ -22,18 +22,18 @@ class Base:
         return {"fragmentId": self.fragment_id, "version": self.version, "files": len(self.files)}
 
 
-def load_base(session: Session, project_id: str) -> Base | None:
+def load_base(session: Session, project_id: str) -> BaseVersion | None:
     latest = numbering.latest(session, project_id)
     if latest is None:
         return None
-    return Base(latest.id, latest.version, dict(latest.files or {}), latest.sandbox_id)
+    return BaseVersion(latest.id, latest.version, dict(latest.files or {}), latest.sandbox_id)
 
 
 TREE_HEADING = "The workspace already holds the app as version"
 _TREE_LINE = re.compile(r"^- (.+) \((\d+)\)$")
 
 
-def file_tree(base: Base) -> str:
+def file_tree(base: BaseVersion) -> str:
     """Every path of the base with its size: the model knows what exists without the contents."""
     lines = [
         f"{TREE_HEADING} {base.version} left it "
@@ -45,7 +45,9 @@ def file_tree(base: Base) -> str:
     return "\n".join(lines)
 
 
-def with_file_tree(messages: list[dict[str, Any]], base: Base | None) -> list[dict[str, Any]]:
+def with_file_tree(
+    messages: list[dict[str, Any]], base: BaseVersion | None
+) -> list[dict[str, Any]]:
     """The first request's messages, with the base's file tree added to the system prompt."""
     if base is None or not messages or messages[0].get("role") != "system":
         return messages

@@ -8,7 +8,7 @@ from typing import Any
 
 from orchestrator.sandboxes.lazy import LazySandbox
 from orchestrator.versions import changes
-from orchestrator.versions.base import Base
+from orchestrator.versions.base import BaseVersion
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,16 @@ class RunFiles:
     # each path it modified or deleted, so its diff can be against the template, as `changes` are.
     starting: dict[str, str] = field(default_factory=dict)
 
-    def metadata(self, base: Base | None) -> dict[str, Any]:
+    def metadata(self, base: BaseVersion | None) -> dict[str, Any]:
         found: dict[str, Any] = {"skipped": self.skipped, "base": base.describe() if base else None}
         if self.starting:
             found[changes.STARTING_FILES] = self.starting
         return found
 
 
-def run_files(base: Base | None, sandbox: LazySandbox, written: dict[str, str]) -> RunFiles | None:
+def run_files(
+    base: BaseVersion | None, sandbox: LazySandbox, written: dict[str, str]
+) -> RunFiles | None:
     """The base with this run's changes (write_file's and commands'), or None if none changed.
 
     A sandbox never started means no tool touched the workspace. When reading back fails (the
@@ -54,6 +56,6 @@ def run_files(base: Base | None, sandbox: LazySandbox, written: dict[str, str]) 
     return RunFiles(files, diff, skipped, starting)
 
 
-def first_changes(base: Base | None, produced: RunFiles) -> dict[str, list[str]] | None:
+def first_changes(base: BaseVersion | None, produced: RunFiles) -> dict[str, list[str]] | None:
     """The changes to record when they are not against a parent (a template's first version)."""
     return produced.changes if base is None else None

@@ -19,7 +19,7 @@ from orchestrator.streams.events import EventLog
 
 if TYPE_CHECKING:
     from orchestrator.checks.checker import Checker
-    from orchestrator.providers.chain import ChainRun
+    from orchestrator.providers.chain import ProviderChain
     from orchestrator.runs.cancellation import RunHub
     from orchestrator.runs.flusher import Flusher
     from orchestrator.sandboxes.base import SandboxFactory
@@ -34,7 +34,7 @@ class RunServices:
     db: sessionmaker[Session]
     redis: redis.Redis
     events: EventLog
-    new_chain: Callable[[], ChainRun]
+    new_chain: Callable[[], ProviderChain]
     sandboxes: SandboxFactory
     # One per process: the cancel listener and heartbeat of all its runs, their event sink,
     # and the flusher of their content.

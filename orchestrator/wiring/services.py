@@ -10,7 +10,7 @@ from orchestrator.checks.checker import Checker
 from orchestrator.process_threads import PROCESS
 from orchestrator.providers.base import Provider
 from orchestrator.providers.breaker import Breaker, BreakerConfig, breaker_client
-from orchestrator.providers.chain import ChainRun
+from orchestrator.providers.chain import ProviderChain
 from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
@@ -113,7 +113,7 @@ def build_run_services(settings: Settings) -> RunServices:
         hub=RunHub(client, db, heartbeat_interval=settings.heartbeat_interval, threads=PROCESS),
         publisher=Publisher(events, threads=PROCESS),
         flusher=Flusher(db, interval=settings.flush_interval, threads=PROCESS),
-        new_chain=lambda: ChainRun(
+        new_chain=lambda: ProviderChain(
             providers,
             attempts_per_provider=settings.llm_attempts_per_provider,
             wait=wait,
