@@ -133,7 +133,7 @@ def run_ended(
     run: RunMetrics, status: str | None, chain: Any, client: redis.Redis, message_id: str
 ) -> None:
     """A run's end, with what its provider chain and its cancel flag tell."""
-    from orchestrator.runs.cancellation import FLAG_TTL_SECONDS, flag_key
+    from orchestrator.cancel_flags import FLAG_TTL_SECONDS, flag_key
 
     cancel = None
     if status == "CANCELLED":

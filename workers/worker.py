@@ -14,8 +14,8 @@ from typing import Any
 from celery import bootsteps
 
 from orchestrator.errors import ConfigError
+from orchestrator.run_services import RunServices
 from orchestrator.settings import Settings
-from orchestrator.wiring.run_services import RunServices
 from orchestrator.wiring.services import build_run_services
 from orchestrator.wiring.worker_start import check_worker_sandboxes, log_checks
 from workers import tasks

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import Retrying, retry_if_exception_type, wait_exponential
 
 from models import Status, transaction
+from orchestrator.cancel_flags import CANCEL_CHANNEL, FLAG_TTL_SECONDS, flag_key
 from orchestrator.process_threads import ProcessThreads
 from orchestrator.runs import lifecycle, progress
 from orchestrator.runs.lifecycle import CancelOutcome, Lease
@@ -27,13 +28,6 @@ from orchestrator.stop import StopFlag, StopReason
 from orchestrator.streams.events import EventLog, StatusEvent
 
 log = logging.getLogger(__name__)
-
-FLAG_TTL_SECONDS = 24 * 3600
-CANCEL_CHANNEL = "runs:cancel"
-
-
-def flag_key(message_id: str) -> str:
-    return f"run:{message_id}:cancel"
 
 
 def request_cancel(client: redis.Redis, message_id: str) -> None:

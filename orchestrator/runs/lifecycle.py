@@ -25,7 +25,11 @@ from models import (
 )
 from orchestrator import accounts
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.versions import record as versions
+
+# A run's fragment is a version: written by versions.record, named here for the runs that end
+# with one.
+from orchestrator.versions.record import FragmentValues as FragmentValues
+from orchestrator.versions.record import upsert_fragment as upsert_fragment
 
 # What an operator's requeue dates a run: older than any grace period.
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
@@ -36,25 +40,6 @@ class Lease:
     message_id: str
     run_id: str
     token: str
-
-
-@dataclass(frozen=True)
-class FragmentValues:
-    title: str
-    files: dict[str, str]
-    framework: str
-    sandbox_id: str | None
-    sandbox_url: str | None
-    metadata: dict[str, Any]
-    image_url: str | None = None
-    # The version it was built on (the run's base; None for none); by default the newest one.
-    parent_id: str | None = versions.LATEST
-    # Against what a first version was compared (its sandbox's template); None: its parent.
-    changes: dict[str, list[str]] | None = None
-    # The app's build output (a framework template's dist/, out/...), served as its preview.
-    build_files: dict[str, str] | None = None
-    # The render check's picture of it (PNG), served at /api/fragments/<id>/screenshot.
-    screenshot: bytes | None = None
 
 
 def _rows(result: Any) -> int:
@@ -124,32 +109,6 @@ def complete(
     if fragment is None:
         return None
     return upsert_fragment(session, lease.message_id, fragment)
-
-
-def upsert_fragment(session: Session, message_id: str, values: FragmentValues) -> Fragment:
-    """One fragment per assistant message: writing it again updates it."""
-    existing = session.scalar(
-        select(Fragment).where(Fragment.message_id == message_id).with_for_update()
-    )
-    target = existing or Fragment(id=new_id(), message_id=message_id)
-    target.title = values.title
-    target.files = values.files
-    target.framework = values.framework
-    target.sandbox_id = values.sandbox_id
-    # A URL served by the web app names the fragment, whose id is only known here.
-    url = values.sandbox_url
-    target.sandbox_url = url.format(fragment_id=target.id) if url else None
-    target.fragment_metadata = values.metadata
-    target.image_url = values.image_url
-    target.build_files = values.build_files
-    target.screenshot = values.screenshot
-    if existing is None:
-        versions.place_new(session, target, message_id, values.parent_id, values.changes)
-        session.add(target)
-    else:
-        versions.refresh_changes(session, target, values.changes)
-    session.flush()
-    return target
 
 
 def fail(

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from models import Import, ImportStatus, Status, transaction, utcnow
 from orchestrator.errors import QueueUnavailable
+from orchestrator.run_services import RunServices
 from orchestrator.runs import lifecycle
 from orchestrator.streams.events import ErrorEvent, StatusEvent
-from orchestrator.wiring.run_services import RunServices
 
 log = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ from orchestrator.checks.rounds import Rounds
 from orchestrator.contract import fragment_json
 from orchestrator.errors import ProviderError, SandboxError
 from orchestrator.providers.base import Cancelled
+from orchestrator.run_services import RunServices
 from orchestrator.runs import lifecycle
 from orchestrator.runs.agent import Outcome, run_agent
 from orchestrator.runs.cancellation import RunWatch
@@ -44,7 +45,6 @@ from orchestrator.streams.events import (
     ToolResultEvent,
 )
 from orchestrator.versions.result import RunFiles, first_changes, run_files
-from orchestrator.wiring.run_services import RunServices
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from models import RUNNING, Conversation, Fragment, Message, MessageType, Role, Status, utcnow
 from orchestrator import messages, projects
 from orchestrator.errors import Conflict, InvalidRequest
-from orchestrator.runs import lifecycle
+from orchestrator.versions import record
 from orchestrator.versions.record import LATEST
 
 
@@ -61,10 +61,10 @@ def restore(
     )
     session.add(message)
     session.flush()
-    fragment = lifecycle.upsert_fragment(
+    fragment = record.upsert_fragment(
         session,
         message.id,
-        lifecycle.FragmentValues(
+        record.FragmentValues(
             title=source.title,
             files=dict(source.files or {}),
             framework=source.framework,

@@ -14,6 +14,7 @@ from orchestrator.providers.chain import ProviderChain
 from orchestrator.providers.demo import DemoProvider
 from orchestrator.providers.openai_compat import OpenAICompatProvider
 from orchestrator.providers.retry import BackoffWait
+from orchestrator.run_services import RunServices
 from orchestrator.runs.budget import RunBudget
 from orchestrator.runs.cancellation import RunHub
 from orchestrator.runs.flusher import Flusher
@@ -21,7 +22,6 @@ from orchestrator.settings import Settings
 from orchestrator.streams.events import EventLog
 from orchestrator.streams.publisher import Publisher
 from orchestrator.wiring.clients import redis_client
-from orchestrator.wiring.run_services import RunServices
 from orchestrator.wiring.sandboxes import build_sandboxes
 
 log = logging.getLogger(__name__)
