@@ -37,6 +37,9 @@ _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Lease:
+    """A claimed run: its message, its run id, and `token`, the value its claim wrote into the
+    row's `lease` column (a new one per claim; a requeue clears it)."""
+
     message_id: str
     run_id: str
     token: str
